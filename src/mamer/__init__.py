@@ -1,0 +1,3 @@
+"""MAMER: modality-agnostic multimodal emotion recognition."""
+
+__version__ = "0.1.0"
