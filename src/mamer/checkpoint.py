@@ -1,0 +1,102 @@
+"""Run-directory checkpoints: safetensors weights + a JSON description; never pickles of code."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from mamer.config import RunConfig, config_from_dict, config_to_dict
+from mamer.data.dataset import Targets
+from mamer.model.mamer import MAMER, count_parameters
+
+MODEL_FILE, META_FILE, LAST_DIR = "model.safetensors", "model.json", "last"
+
+
+@dataclass
+class ModelMeta:
+    """Everything needed to rebuild a trained model and read its outputs, stored as `model.json`."""
+
+    config: dict
+    audio_dim: int
+    text_dim: int
+    targets: dict
+    features: str  # feature cache folder the model was trained on
+    encoders: dict  # specs of the frozen encoders that made the features
+    params: int  # parameters of the inference model (training-only heads excluded)
+    epoch: int = 0
+    dev_score: float | None = None
+
+    @property
+    def run_config(self) -> RunConfig:
+        return config_from_dict(self.config)
+
+    @property
+    def label_space(self) -> Targets:
+        return Targets(**self.targets)
+
+
+def build_model(config: RunConfig, audio_dim: int, text_dim: int, targets: Targets) -> MAMER:
+    task = config.data.task
+    num_classes = len(targets.labels) if task in ("categorical", "both") else 0
+    num_dims = 3 if task in ("dimensional", "both") else 0
+    modalities = {m for view in config.model.views for m in view.split("+")}
+    audio_dim = audio_dim if "audio" in modalities else 0
+    text_dim = text_dim if "text" in modalities else 0
+    return MAMER(config.model, audio_dim, text_dim, num_classes, num_dims)
+
+
+def make_meta(config: RunConfig, model: MAMER, audio_dim: int, text_dim: int, targets: Targets,
+              features: Path, encoders: dict) -> ModelMeta:
+    return ModelMeta(config_to_dict(config), audio_dim, text_dim, asdict(targets), str(features), encoders,
+                     count_parameters(model))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_weights(module: nn.Module, path: Path) -> None:
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    _atomic(path, lambda p: save_file(state, str(p)))
+
+
+def save_model(folder: Path, model: MAMER, meta: ModelMeta) -> None:
+    """Inference weights and their description: what `load_model` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(model, folder / MODEL_FILE)
+    _atomic(folder / META_FILE, lambda p: p.write_text(json.dumps(asdict(meta), indent=2)))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MAMER, ModelMeta]:
+    """Rebuild a trained model from a run directory (or any folder with model.safetensors + model.json)."""
+    folder = Path(path)
+    if not (folder / MODEL_FILE).exists() or not (folder / META_FILE).exists():
+        raise FileNotFoundError(f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE}); is it a run directory?")
+    meta = ModelMeta(**json.loads((folder / META_FILE).read_text()))
+    model = build_model(meta.run_config, meta.audio_dim, meta.text_dim, meta.label_space)
+    model.load_state_dict(load_file(str(folder / MODEL_FILE)))
+    return model.to(device).eval(), meta
+
+
+def save_training_state(folder: Path, model: nn.Module, heads: nn.Module, state: dict) -> None:
+    """The last epoch, for --resume: weights as safetensors, optimizer/scheduler/counters as a tensor-only file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(model, folder / "model.safetensors")
+    save_weights(heads, folder / "heads.safetensors")
+    _atomic(folder / "trainer_state.pt", lambda p: torch.save(state, p))
+
+
+def load_training_state(folder: Path, model: nn.Module, heads: nn.Module) -> dict:
+    if not (folder / "trainer_state.pt").exists():
+        raise FileNotFoundError(f"nothing to resume: {folder} has no trainer_state.pt")
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
+    return torch.load(folder / "trainer_state.pt", weights_only=True)

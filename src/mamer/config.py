@@ -1,0 +1,182 @@
+"""Typed run configuration: dataclasses loaded from YAML, with `section.key=value` overrides."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TASKS = ("categorical", "dimensional", "both")
+
+
+@dataclass
+class ModelConfig:
+    """The shared transformer and its projections (sizes default to CPU-friendly values)."""
+
+    width: int = 128
+    depth: int = 3
+    heads: int = 4
+    ffn_ratio: float = 4.0
+    dropout: float = 0.1
+    audio_downsample: int = 0  # audio frames folded into one token; 0 = from the features, to ~12.5 tokens/s
+    max_audio_tokens: int = 512
+    max_text_tokens: int = 256
+    contrastive_dim: int = 128  # output size of the training-only contrastive ffn heads
+    views: list[str] = field(default_factory=lambda: ["audio", "text", "audio+text"])  # views it is trained on
+
+
+@dataclass
+class LossConfig:
+    """Weights of the three losses; a weight of 0 removes that part (this is how the ablations run)."""
+
+    view_weights: dict[str, float] = field(
+        default_factory=lambda: {"audio+text": 1.0, "audio": 1.0, "text": 1.0}
+    )
+    contrastive: float = 0.1  # lambda_C
+    mae: float = 0.1  # lambda_MAE
+    mae_kind: str = "mse"  # "mse" on per-frame normalised targets, or "cosine"
+    mask_ratio: float = 0.15  # fraction of tokens per modality replaced by [MASK] in training
+    temperature: float = 0.07  # initial InfoNCE temperature (learnable)
+    class_weighted: bool = True
+
+
+@dataclass
+class DataConfig:
+    """Where the corpus and its cached features live and which encoders make them."""
+
+    manifest: str = ""
+    features: str = ""  # feature cache folder; default: <run_dir>/../features
+    audio_encoder: str = "auto"  # registry name; "auto" = offline default if installed, else logmel
+    text_encoder: str = "auto"
+    task: str = "categorical"
+    labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
+    train_split: str = "train"
+    dev_split: str = "dev"
+    test_split: str = "test"
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    patience: int = 8  # epochs without dev improvement before stopping
+    num_workers: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    name: str = "unified"
+    run_dir: str = "runs/unified"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.data.task not in TASKS:
+            raise ValueError(f"data.task must be one of {TASKS}, got {self.data.task!r}")
+        unknown = set(self.model.views) - {"audio", "text", "audio+text"}
+        if unknown or not self.model.views:
+            raise ValueError(f"model.views must be a non-empty subset of audio, text, audio+text; got {self.model.views}")
+        if not 0.0 <= self.loss.mask_ratio < 1.0:
+            raise ValueError(f"loss.mask_ratio must be in [0, 1), got {self.loss.mask_ratio}")
+        if self.loss.mae_kind not in ("mse", "cosine"):
+            raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
+        if self.model.audio_downsample < 0:
+            raise ValueError(f"model.audio_downsample must be >= 0 (0 = automatic), got {self.model.audio_downsample}")
+        if self.model.width % self.model.heads:
+            raise ValueError(f"model.width ({self.model.width}) must be divisible by model.heads ({self.model.heads})")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Build dataclass `cls` from a dict, rejecting unknown keys with the key's full name."""
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"unknown config key {where}{key!r}; known: {sorted(known)}")
+        sub = _SECTIONS.get(key) if cls is RunConfig else None
+        kwargs[key] = _build(sub, value or {}, f"{key}.") if sub else value
+    return cls(**kwargs)
+
+
+_SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings (value parsed as YAML) to a nested dict."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value")
+        dotted, value = item.split("=", 1)
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+BUILTIN_CONFIGS = Path(__file__).parent / "configs"
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_CONFIGS.glob("*.yaml"))
+
+
+def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
+    """A config file path, or the name of one shipped with the package (e.g. `quickstart`)."""
+    for candidate in (Path(name), (relative_to or Path.cwd()) / name, BUILTIN_CONFIGS / f"{name}.yaml",
+                      BUILTIN_CONFIGS / str(name)):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"config {name!r} not found: not a file, nor a built-in config ({builtin_configs()})")
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
+        merged[key] = _merge(merged[key], value) if both_dicts and key != "view_weights" else value
+    return merged
+
+
+def read_config_file(name: str | Path, relative_to: Path | None = None) -> dict[str, Any]:
+    """YAML as a dict; a top-level `base: other.yaml` is read first and this file's keys override it."""
+    path = resolve_config_path(name, relative_to)
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a config must be a YAML mapping of sections")
+    base = raw.pop("base", None)
+    return _merge(read_config_file(base, path.parent), raw) if base else raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (a path or a built-in name; or start from defaults), apply overrides, validate."""
+    raw = read_config_file(path) if path is not None else {}
+    raw = apply_overrides(raw, overrides or [])
+    config = _build(RunConfig, raw, "")
+    config.validate()
+    return config
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    return asdict(config)
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    return _build(RunConfig, json.loads(json.dumps(raw)), "")
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

@@ -1,0 +1,126 @@
+"""Cached features + labels -> padded batches for the model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset
+
+from mamer.data.features import SplitFeatures
+from mamer.data.manifest import Utterance
+
+DIMENSIONS = ("arousal", "valence", "dominance")
+
+
+@dataclass
+class Targets:
+    """Label space: class names, and train-split mean/std that normalise the dimensional targets."""
+
+    labels: list[str]
+    dim_mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
+    dim_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+
+    @classmethod
+    def fit(cls, train: Sequence[Utterance], labels: Sequence[str] = ()) -> Targets:
+        names = list(labels) or sorted({u.label for u in train if u.label is not None})
+        mean, std = [], []
+        for dim in DIMENSIONS:
+            values = torch.tensor(
+                [getattr(u, dim) for u in train if getattr(u, dim) is not None], dtype=torch.float64
+            )
+            mean.append(values.mean().item() if len(values) else 0.0)
+            std.append(values.std().item() if len(values) > 1 and values.std() > 0 else 1.0)
+        return cls(names, mean, std)
+
+    def class_index(self, u: Utterance) -> int:
+        return self.labels.index(u.label) if u.label in self.labels else -100
+
+    def normalised_dims(self, u: Utterance) -> list[float]:
+        values = [getattr(u, d) for d in DIMENSIONS]
+        return [
+            math.nan if v is None else (v - m) / s for v, m, s in zip(values, self.dim_mean, self.dim_std)
+        ]
+
+    def denormalise(self, dims: torch.Tensor) -> torch.Tensor:
+        """(N, 3) normalised -> corpus scale."""
+        return dims * torch.tensor(self.dim_std) + torch.tensor(self.dim_mean)
+
+
+@dataclass
+class Batch:
+    """A padded batch. A modality absent from every sample is None."""
+
+    ids: list[str]
+    audio: torch.Tensor | None  # (B, Ta, Da) float
+    audio_mask: torch.Tensor | None  # (B, Ta) bool, True = valid frame
+    text: torch.Tensor | None  # (B, Tt, Dt) float
+    text_mask: torch.Tensor | None  # (B, Tt) bool
+    has_audio: torch.Tensor  # (B,) bool
+    has_text: torch.Tensor  # (B,) bool
+    labels: torch.Tensor  # (B,) long, -100 = no class label
+    dims: torch.Tensor  # (B, 3) float, normalised, NaN = unknown
+
+    def to(self, device: torch.device | str) -> Batch:
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+        return Batch(**moved)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class EmotionDataset(Dataset):
+    """Rows of one split's feature cache joined with their manifest labels."""
+
+    def __init__(
+        self, features: SplitFeatures, utterances: Sequence[Utterance], targets: Targets, max_frames: int
+    ):
+        by_id = {u.id: u for u in utterances}
+        self.features, self.targets, self.max_frames = features, targets, max_frames
+        self.utterances = [by_id[i] for i in features.ids]
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def __getitem__(self, i: int) -> dict:
+        u = self.utterances[i]
+        audio = self.features.audio_of(i)
+        return {
+            "id": u.id,
+            "audio": None if audio is None else audio[: self.max_frames],
+            "text": self.features.text_of(i),
+            "label": self.targets.class_index(u),
+            "dims": self.targets.normalised_dims(u),
+        }
+
+
+def _pad(blocks: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    present = [b for b in blocks if b is not None]
+    if not present:
+        return None, None
+    length, dim = max(len(b) for b in present), present[0].shape[1]
+    out = torch.zeros(len(blocks), length, dim)
+    mask = torch.zeros(len(blocks), length, dtype=torch.bool)
+    for i, b in enumerate(blocks):
+        if b is not None:
+            out[i, : len(b)] = b.float()
+            mask[i, : len(b)] = True
+    return out, mask
+
+
+def collate(items: list[dict]) -> Batch:
+    audio, audio_mask = _pad([it["audio"] for it in items])
+    text, text_mask = _pad([it["text"] for it in items])
+    return Batch(
+        ids=[it["id"] for it in items],
+        audio=audio,
+        audio_mask=audio_mask,
+        text=text,
+        text_mask=text_mask,
+        has_audio=torch.tensor([it["audio"] is not None for it in items]),
+        has_text=torch.tensor([it["text"] is not None for it in items]),
+        labels=torch.tensor([it["label"] for it in items], dtype=torch.long),
+        dims=torch.tensor([it["dims"] for it in items], dtype=torch.float32),
+    )

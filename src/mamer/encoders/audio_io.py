@@ -1,0 +1,45 @@
+"""Read audio files into mono float32 waveforms at the rate an encoder expects."""
+
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+
+class AudioLoadError(ValueError):
+    """An audio file could not be turned into a usable waveform; the message names the file and why."""
+
+
+def resample(wave: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling of `wave` `(N,)` or `(N, C)` from `sr` to `target_sr` Hz; returns float32."""
+    if sr <= 0 or target_sr <= 0:
+        raise ValueError(f"sample rates must be positive, got {sr} -> {target_sr}")
+    wave = np.asarray(wave, dtype=np.float32)
+    if sr == target_sr:
+        return wave
+    g = gcd(int(sr), int(target_sr))
+    return resample_poly(wave, target_sr // g, sr // g, axis=0).astype(np.float32)
+
+
+def load_audio(path: str | Path, target_sr: int) -> np.ndarray:
+    """Load `path` (wav/flac/ogg/mp3) as a mono float32 waveform `(N,)` at `target_sr` Hz.
+
+    Stereo is averaged to mono. Raises AudioLoadError for a missing, unreadable, empty or non-finite file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioLoadError(f"{path}: no such audio file")
+    try:
+        wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
+        raise AudioLoadError(f"{path}: unreadable audio ({type(err).__name__}: {err})") from err
+    if wave.shape[0] == 0:
+        raise AudioLoadError(f"{path}: zero-length audio (no samples)")
+    wave = wave.mean(axis=1)
+    if not np.isfinite(wave).all():
+        raise AudioLoadError(f"{path}: audio contains NaN or infinite samples")
+    return np.ascontiguousarray(resample(wave, sr, target_sr))

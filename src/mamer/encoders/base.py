@@ -1,0 +1,82 @@
+"""The two interfaces every frozen feature extractor implements."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+class AudioEncoder(abc.ABC):
+    """Frozen audio feature extractor: waveforms in, per-utterance frame features out."""
+
+    name: str
+    sample_rate: int = 16000
+    dim: int
+    frame_rate: float
+
+    @abc.abstractmethod
+    def spec(self) -> dict:
+        """JSON-serialisable description (name, layers, dims, weights source): keys the feature cache."""
+
+    @abc.abstractmethod
+    def encode(self, waveforms: list[np.ndarray]) -> list[torch.Tensor]:
+        """Encode mono float32 waveforms at `sample_rate`.
+
+        Returns one float32 CPU tensor `(T_i, dim)` per waveform, `T_i ≈ len_i / sample_rate * frame_rate`.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim}, frame_rate={self.frame_rate})"
+
+
+class TextEncoder(abc.ABC):
+    """Frozen text feature extractor: strings in, per-text token features out."""
+
+    name: str
+    dim: int
+
+    @abc.abstractmethod
+    def spec(self) -> dict:
+        """JSON-serialisable description (name, layers, dims, weights source): keys the feature cache."""
+
+    @abc.abstractmethod
+    def encode(self, texts: list[str]) -> list[torch.Tensor]:
+        """Encode texts into one float32 CPU tensor `(T_i, dim)` per text.
+
+        Special tokens ([CLS]/[SEP]) are excluded; `T_i >= 1` for a text with any word or punctuation,
+        `T_i == 0` for an empty or whitespace-only text.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, dim={self.dim})"
+
+
+def check_waveforms(waveforms: list[np.ndarray]) -> list[np.ndarray]:
+    """Validate encoder input: a list of non-empty 1-D arrays; returns them as contiguous float32."""
+    if isinstance(waveforms, np.ndarray):
+        raise TypeError("encode() takes a list of 1-D waveforms, not a single array: wrap it in a list")
+    out = []
+    for i, wave in enumerate(waveforms):
+        wave = np.ascontiguousarray(np.asarray(wave, dtype=np.float32))
+        if wave.ndim != 1:
+            raise ValueError(f"waveform {i} has shape {wave.shape}: expected mono 1-D (see load_audio)")
+        if wave.size == 0:
+            raise ValueError(f"waveform {i} is empty")
+        out.append(wave)
+    return out
+
+
+def resolve_layers(layers: int | Sequence[int], num_states: int) -> list[int]:
+    """Layer choice (an index or a list; negatives count from the end) -> sorted hidden-state indices."""
+    chosen = [layers] if isinstance(layers, int) else list(layers)
+    if not chosen:
+        raise ValueError("layers must name at least one hidden state")
+    resolved = []
+    for index in chosen:
+        if not -num_states <= int(index) < num_states:
+            raise ValueError(f"layer {index} out of range: the encoder has hidden states 0..{num_states - 1}")
+        resolved.append(int(index) % num_states)
+    return sorted(set(resolved))

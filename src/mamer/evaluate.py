@@ -1,0 +1,121 @@
+"""Per-view evaluation: the same utterances through the audio, text and audio+text views of one model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mamer.checkpoint import load_model
+from mamer.data.dataset import EmotionDataset, Targets, collate
+from mamer.data.features import load_split
+from mamer.data.manifest import read_manifest, splits
+from mamer.metrics import categorical_metrics, confusion, dimensional_metrics
+from mamer.model.mamer import MAMER
+from mamer.objective import VIEWS, run_view, view_rows
+from mamer.report import build_report, write_report
+
+
+def evaluable_views(trained_views: list[str]) -> list[str]:
+    """Every view whose modalities the model saw in training: a multimodal-only model also gets the unimodal
+    views (its missing-modality scores); a dedicated audio-only model gets only audio."""
+    seen = {m for v in trained_views for m in v.split("+")}
+    return [v for v in VIEWS if set(v.split("+")) <= seen]
+
+
+@torch.inference_mode()
+def predict_view(model: MAMER, loader: DataLoader, view: str, device: torch.device) -> dict[str, np.ndarray]:
+    """Run one view over a loader; keeps the rows that have the view's modalities."""
+    model.eval()
+    keep: dict[str, list] = {"ids": [], "logits": [], "dims": [], "labels": [], "dims_true": []}
+    for batch in loader:
+        batch = batch.to(device)
+        out, rows = run_view(model, batch, view), view_rows(batch, view)
+        if out is None or not rows.any():
+            continue
+        keep["ids"].extend(i for i, r in zip(batch.ids, rows.tolist()) if r)
+        if out.logits is not None:
+            keep["logits"].append(out.logits[rows].float().cpu())
+        if out.dims is not None:
+            keep["dims"].append(out.dims[rows].float().cpu())
+        keep["labels"].append(batch.labels[rows].cpu())
+        keep["dims_true"].append(batch.dims[rows].cpu())
+    return {k: (np.asarray(v) if k == "ids" else torch.cat(v).numpy()) for k, v in keep.items() if v}
+
+
+def score(pred: dict[str, np.ndarray], task: str, targets: Targets) -> tuple[dict[str, float], np.ndarray | None]:
+    """Metrics of one view's predictions, and its confusion matrix for categorical tasks."""
+    metrics: dict[str, float] = {"n": float(len(pred.get("ids", [])))}
+    matrix = None
+    if task in ("categorical", "both") and "logits" in pred:
+        labelled = pred["labels"] != -100
+        y_true, y_pred = pred["labels"][labelled], pred["logits"][labelled].argmax(1)
+        metrics.update(categorical_metrics(y_true, y_pred, len(targets.labels)))
+        matrix = confusion(y_true, y_pred, len(targets.labels))
+    if task in ("dimensional", "both") and "dims" in pred:
+        known = ~np.isnan(pred["dims_true"]).any(1)
+        scale = targets.denormalise
+        true = scale(torch.from_numpy(pred["dims_true"][known])).numpy()
+        metrics.update(dimensional_metrics(scale(torch.from_numpy(pred["dims"][known])).numpy(), true))
+    return metrics, matrix
+
+
+def main_score(metrics: dict[str, float], task: str) -> float:
+    """The number early stopping and comparisons rank by: macro-F1, mean CCC, or their mean for both."""
+    parts = []
+    if task in ("categorical", "both"):
+        parts.append(metrics.get("macro_f1", 0.0))
+    if task in ("dimensional", "both"):
+        parts.append(metrics.get("ccc_mean", 0.0))
+    return float(np.mean(parts))
+
+
+def evaluate_views(model, loader, views, task, targets, device) -> tuple[dict, dict]:
+    results, confusions = {}, {}
+    for view in views:
+        metrics, matrix = score(predict_view(model, loader, view, device), task, targets)
+        results[view] = metrics
+        if matrix is not None:
+            confusions[view] = matrix
+    return results, confusions
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 64) -> dict:
+    """Score every view the run can take on one split; writes report.json, report.md and plots into run_dir."""
+    run_dir = Path(run_dir)
+    model, meta = load_model(run_dir, device)
+    config, targets = meta.run_config, meta.label_space
+    utterances, _ = read_manifest(Path(config.data.manifest))
+    by_split = splits(utterances)
+    if split not in by_split:
+        raise ValueError(f"split {split!r} not in {config.data.manifest}; it has {sorted(by_split)}")
+    dataset = EmotionDataset(
+        load_split(Path(meta.features), split),
+        by_split[split],
+        targets,
+        config.model.max_audio_tokens * config.model.audio_downsample,
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    task = config.data.task
+    views = evaluable_views(config.model.views)
+    results, confusions = evaluate_views(model, loader, views, task, targets, torch.device(device))
+    chance = {"macro_f1": 1.0 / len(targets.labels), "uar": 1.0 / len(targets.labels)} if targets.labels else None
+    report = build_report(
+        task,
+        results,
+        targets.labels or None,
+        extra={"split": split, "name": config.name, "params": meta.params, "trained_views": config.model.views,
+               "encoders": meta.encoders},
+    )
+    write_report(run_dir, report, confusions or None, chance if task != "dimensional" else None)
+    return report
+
+
+def load_report(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "report.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run `mamer evaluate {run_dir}` first")
+    return json.loads(path.read_text())

@@ -1,0 +1,84 @@
+"""The method's losses, each a small object: supervised (L_S), contrastive (L_C), masked reconstruction (L_MAE)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Concordance correlation coefficient per column. pred, target: (N, K) -> (K,)."""
+    mean_p, mean_t = pred.mean(0), target.mean(0)
+    var_p, var_t = pred.var(0, unbiased=False), target.var(0, unbiased=False)
+    cov = ((pred - mean_p) * (target - mean_t)).mean(0)
+    return 2 * cov / (var_p + var_t + (mean_p - mean_t) ** 2 + eps)
+
+
+class CCCLoss(nn.Module):
+    """1 - CCC per dimension, averaged; rows with a NaN target in a dimension are left out of it."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """pred, target: (N, K)."""
+        losses = []
+        for k in range(target.shape[1]):
+            known = ~torch.isnan(target[:, k])
+            if known.sum() >= 2:
+                losses.append(1 - ccc(pred[known, k : k + 1], target[known, k : k + 1])[0])
+        return torch.stack(losses).mean() if losses else pred.sum() * 0.0
+
+
+class SupervisedLoss(nn.Module):
+    """L_S for one view: class-weighted cross-entropy and/or 1 - CCC; unlabelled rows are ignored."""
+
+    def __init__(self, class_weights: torch.Tensor | None = None, use_classes: bool = True, use_dims: bool = False):
+        super().__init__()
+        self.register_buffer("class_weights", class_weights)
+        self.use_classes, self.use_dims = use_classes, use_dims
+        self.ccc = CCCLoss()
+
+    def forward(
+        self,
+        logits: torch.Tensor | None,
+        dims: torch.Tensor | None,
+        labels: torch.Tensor,
+        targets: torch.Tensor,
+    ) -> torch.Tensor:
+        """logits: (N, C); dims: (N, 3); labels: (N,) long, -100 = unlabelled; targets: (N, 3), NaN = unknown."""
+        loss = labels.new_zeros((), dtype=torch.float32)
+        if self.use_classes and (labels != -100).any():
+            loss = loss + F.cross_entropy(logits, labels, weight=self.class_weights, ignore_index=-100)
+        if self.use_dims:
+            loss = loss + self.ccc(dims, targets)
+        return loss
+
+
+class ContrastiveLoss(nn.Module):
+    """L_C: symmetric InfoNCE (CLIP) between audio-only and text-only embeddings of the same utterances."""
+
+    def forward(self, audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+        """audio, text: (N, E), row i of each from the same utterance; logit_scale: log(1 / temperature)."""
+        audio, text = F.normalize(audio, dim=-1), F.normalize(text, dim=-1)
+        logits = logit_scale.clamp(max=4.6052).exp() * audio @ text.T  # temperature >= 0.01, as in CLIP
+        target = torch.arange(len(audio), device=audio.device)
+        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+class ReconstructionLoss(nn.Module):
+    """L_MAE: rebuild frozen features at masked positions; MSE on per-position normalised targets, or cosine."""
+
+    def __init__(self, kind: str = "mse"):
+        super().__init__()
+        if kind not in ("mse", "cosine"):
+            raise ValueError(f"reconstruction loss kind must be 'mse' or 'cosine', got {kind!r}")
+        self.kind = kind
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """pred, target: (B, T, D); masked: (B, T) bool, True = position to score."""
+        if not masked.any():
+            return pred.sum() * 0.0
+        pred, target = pred[masked], target[masked].to(pred.dtype)
+        if self.kind == "cosine":
+            return (1 - F.cosine_similarity(pred, target, dim=-1)).mean()
+        target = F.layer_norm(target, target.shape[-1:])  # normalised targets, as MAE's norm_pix_loss
+        return F.mse_loss(pred, target)

@@ -1,0 +1,106 @@
+"""From frozen encoder features to the token sequence `[CLS] audio [SEP] text` the shared transformer reads."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class AudioDownProjection(nn.Module):
+    """Fold every `k` audio frames into one token of the model width (dimension and frame rate down)."""
+
+    def __init__(self, feature_dim: int, width: int, k: int):
+        super().__init__()
+        self.k = k
+        self.norm = nn.LayerNorm(feature_dim)
+        self.proj = nn.Linear(k * feature_dim, width)
+
+    def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frames: (B, T, D), frame_mask: (B, T) bool -> tokens (B, ceil(T/k), width), token_mask (B, ceil(T/k))."""
+        b, t, d = frames.shape
+        pad = (-t) % self.k
+        frames = self.norm(frames) * frame_mask[..., None]
+        frames = F.pad(frames, (0, 0, 0, pad))
+        frame_mask = F.pad(frame_mask, (0, pad))
+        n = (t + pad) // self.k
+        tokens = self.proj(frames.reshape(b, n, self.k * d))
+        return tokens, frame_mask.reshape(b, n, self.k).any(dim=-1)
+
+
+class TextProjection(nn.Module):
+    """Project frozen text-encoder token features to the model width."""
+
+    def __init__(self, feature_dim: int, width: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(feature_dim)
+        self.proj = nn.Linear(feature_dim, width)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """features: (B, T, D) -> (B, T, width)."""
+        return self.proj(self.norm(features))
+
+
+class SequenceBuilder(nn.Module):
+    """Learned [CLS]/[SEP]/[MASK], modality (type) and position embeddings; assembles one view's sequence.
+
+    A modality that is absent from the view is absent from the sequence; a sample that lacks a modality inside
+    a batch has that block's padding mask all False, so attention never reads it.
+    """
+
+    CLS, AUDIO, SEP, TEXT = range(4)  # type ids
+
+    def __init__(self, width: int, max_audio_tokens: int, max_text_tokens: int):
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(width) * 0.02)
+        self.sep = nn.Parameter(torch.randn(width) * 0.02)
+        self.mask = nn.Parameter(torch.randn(width) * 0.02)
+        self.types = nn.Embedding(4, width)
+        self.audio_pos = nn.Embedding(max_audio_tokens, width)
+        self.text_pos = nn.Embedding(max_text_tokens, width)
+        nn.init.normal_(self.types.weight, std=0.02)
+        nn.init.normal_(self.audio_pos.weight, std=0.02)
+        nn.init.normal_(self.text_pos.weight, std=0.02)
+
+    def embed_block(
+        self, tokens: torch.Tensor, masked: torch.Tensor | None, positions: nn.Embedding, type_id: int, what: str
+    ) -> torch.Tensor:
+        """tokens: (B, N, W); masked: (B, N) bool or None -> tokens with [MASK], position and type added."""
+        n = tokens.shape[1]
+        if n > positions.num_embeddings:
+            raise ValueError(
+                f"{what} has {n} tokens but the model takes at most {positions.num_embeddings}; "
+                f"crop the input or raise model.max_{what}_tokens"
+            )
+        if masked is not None:
+            tokens = torch.where(masked[..., None], self.mask.to(tokens.dtype), tokens)
+        index = torch.arange(n, device=tokens.device)
+        return tokens + positions(index)[None] + self.types.weight[type_id]
+
+    def special(self, vector: torch.Tensor, type_id: int, batch: int) -> torch.Tensor:
+        return (vector + self.types.weight[type_id]).expand(batch, 1, -1)
+
+    def forward(
+        self,
+        audio: torch.Tensor | None,
+        audio_mask: torch.Tensor | None,
+        text: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, slice, slice]:
+        """Embedded blocks (B, Na, W), (B, Nt, W) -> sequence (B, L, W), valid (B, L), audio and text slices."""
+        ref = audio if audio is not None else text
+        b = ref.shape[0]
+        ones = torch.ones(b, 1, dtype=torch.bool, device=ref.device)
+        parts, masks = [self.special(self.cls, self.CLS, b)], [ones]
+        na = 0 if audio is None else audio.shape[1]
+        if audio is not None:
+            parts.append(audio)
+            masks.append(audio_mask)
+        parts.append(self.special(self.sep, self.SEP, b))
+        masks.append(ones)
+        if text is not None:
+            parts.append(text)
+            masks.append(text_mask)
+        audio_slice = slice(1, 1 + na)
+        text_slice = slice(2 + na, 2 + na + (0 if text is None else text.shape[1]))
+        return torch.cat(parts, dim=1), torch.cat(masks, dim=1), audio_slice, text_slice

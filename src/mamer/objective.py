@@ -1,0 +1,133 @@
+"""One training step's forward: masking, the three views through the shared model, and the total loss.
+
+total = sum_view w_view * L_S(view) + lambda_C * L_C + lambda_MAE * (L_MAE_audio + L_MAE_text)
+
+The "audio+text" pass feeds every sample with whatever it has, so an audio-only row still gets its audio
+rebuilt; its supervised loss counts only rows that have both modalities. Unimodal views count the rows that
+have their modality; the contrastive loss pairs rows that have both.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mamer.config import LossConfig
+from mamer.data.dataset import Batch
+from mamer.losses import ContrastiveLoss, ReconstructionLoss, SupervisedLoss
+from mamer.model.heads import PretrainingHeads
+from mamer.model.mamer import MAMER, MAMEROutput
+from mamer.model.masking import random_token_mask
+
+VIEWS = ("audio", "text", "audio+text")
+
+
+def view_rows(batch: Batch, view: str) -> torch.Tensor:
+    """(B,) bool: the rows a view can score (they have every modality the view reads)."""
+    if view == "audio":
+        return batch.has_audio
+    if view == "text":
+        return batch.has_text
+    return batch.has_audio & batch.has_text
+
+
+def run_view(
+    model: MAMER,
+    batch: Batch,
+    view: str,
+    audio_masked: torch.Tensor | None = None,
+    text_masked: torch.Tensor | None = None,
+) -> MAMEROutput | None:
+    """Forward one view; None when the batch has none of the modalities the view reads."""
+    use_audio = view in ("audio", "audio+text") and batch.audio is not None and model.audio_in is not None
+    use_text = view in ("text", "audio+text") and batch.text is not None and model.text_in is not None
+    if not (use_audio or use_text):
+        return None
+    return model(
+        audio=batch.audio if use_audio else None,
+        audio_mask=batch.audio_mask if use_audio else None,
+        text=batch.text if use_text else None,
+        text_mask=batch.text_mask if use_text else None,
+        audio_masked=audio_masked if use_audio else None,
+        text_masked=text_masked if use_text else None,
+    )
+
+
+def _mean_pool(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """hidden: (B, N, W), valid: (B, N) -> (B, W)."""
+    weights = valid.float()[..., None]
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+
+
+class Objective(nn.Module):
+    """L_S over the trained views + lambda_C L_C + lambda_MAE L_MAE, as configured."""
+
+    def __init__(self, config: LossConfig, views: list[str], supervised: SupervisedLoss):
+        super().__init__()
+        self.config, self.views = config, list(views)
+        self.supervised = supervised
+        self.contrastive = ContrastiveLoss()
+        self.reconstruction = ReconstructionLoss(config.mae_kind)
+
+    def _masks(self, model: MAMER, batch: Batch, generator: torch.Generator | None):
+        ratio = self.config.mask_ratio
+        audio_masked = text_masked = None
+        if batch.audio is not None:
+            audio_masked = random_token_mask(model.audio_token_valid(batch.audio_mask), ratio, generator)
+        if batch.text is not None:
+            text_masked = random_token_mask(batch.text_mask, ratio, generator)
+        return audio_masked, text_masked
+
+    def forward(
+        self, model: MAMER, heads: PretrainingHeads, batch: Batch, generator: torch.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Returns every loss term by name and their weighted sum under "total"."""
+        cfg = self.config
+        audio_masked, text_masked = self._masks(model, batch, generator)
+        needed = set(self.views)
+        if cfg.mae > 0:
+            needed.add("audio+text")
+        if cfg.contrastive > 0:
+            needed.update(("audio", "text"))
+        outputs = {v: run_view(model, batch, v, audio_masked, text_masked) for v in VIEWS if v in needed}
+        terms: dict[str, torch.Tensor] = {}
+        total = batch.labels.new_zeros((), dtype=torch.float32)
+        for view in self.views:
+            rows, out = view_rows(batch, view), outputs[view]
+            if out is None or not rows.any():
+                continue
+            logits = None if out.logits is None else out.logits[rows]
+            dims = None if out.dims is None else out.dims[rows]
+            terms[f"supervised/{view}"] = self.supervised(logits, dims, batch.labels[rows], batch.dims[rows])
+            total = total + cfg.view_weights.get(view, 1.0) * terms[f"supervised/{view}"]
+        if cfg.contrastive > 0:
+            terms["contrastive"] = self._contrastive(heads, batch, outputs)
+            total = total + cfg.contrastive * terms["contrastive"]
+        if cfg.mae > 0:
+            terms["mae/audio"], terms["mae/text"] = self._reconstruction(
+                heads, batch, outputs["audio+text"], audio_masked, text_masked
+            )
+            total = total + cfg.mae * (terms["mae/audio"] + terms["mae/text"])
+        terms["total"] = total
+        return terms
+
+    def _contrastive(self, heads: PretrainingHeads, batch: Batch, outputs: dict) -> torch.Tensor:
+        paired = view_rows(batch, "audio+text")
+        audio_out, text_out = outputs["audio"], outputs["text"]
+        if paired.sum() < 2 or audio_out is None or text_out is None:
+            return heads.logit_scale * 0.0
+        audio = heads.audio_contrastive(_mean_pool(audio_out.audio_hidden, audio_out.audio_tokens_valid))
+        text = heads.text_contrastive(_mean_pool(text_out.text_hidden, text_out.text_valid))
+        return self.contrastive(audio[paired], text[paired], heads.logit_scale)
+
+    def _reconstruction(self, heads, batch, out, audio_masked, text_masked) -> tuple[torch.Tensor, torch.Tensor]:
+        zero = heads.logit_scale * 0.0
+        audio_loss = text_loss = zero
+        if out is not None and out.audio_hidden is not None:
+            k, frames = heads.audio_up.k, batch.audio.shape[1]
+            pred = heads.audio_up(out.audio_hidden)[:, :frames]
+            masked = audio_masked.repeat_interleave(k, dim=1)[:, :frames] & batch.audio_mask
+            audio_loss = self.reconstruction(pred, batch.audio, masked)
+        if out is not None and out.text_hidden is not None:
+            text_loss = self.reconstruction(heads.text_up(out.text_hidden), batch.text, text_masked)
+        return audio_loss, text_loss

@@ -1,0 +1,35 @@
+import pytest
+
+from mamer.config import builtin_configs, config_from_dict, config_to_dict, load_config
+
+
+def test_builtin_quickstart_and_overrides():
+    config = load_config("quickstart", ["loss.contrastive=0", "model.views=[audio]", "train.epochs=3"])
+    assert config.loss.contrastive == 0 and config.model.views == ["audio"] and config.train.epochs == 3
+
+
+def test_base_inheritance():
+    config = load_config("quickstart_no_mae")
+    assert config.loss.mae == 0 and config.loss.contrastive == load_config("quickstart").loss.contrastive
+    assert config.name == "unified_no_mae"
+    assert {"quickstart", "quickstart_audio_only", "quickstart_multimodal_only"} <= set(builtin_configs())
+
+
+def test_round_trip():
+    config = load_config("quickstart")
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("model.bogus=1", "model.'bogus'"), ("data.task=regression", "data.task"), ("model.views=[video]", "views"),
+     ("loss.mask_ratio=1.5", "mask_ratio"), ("oops", "section.key=value")],
+)
+def test_bad_config_names_the_key(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config("quickstart", [override])
+
+
+def test_missing_file_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

