@@ -69,7 +69,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     patience: int = 8  # epochs without dev improvement before stopping
     num_workers: int = 0
-    device: str = "auto"
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    precision: str = "auto"  # "auto" = bf16 autocast on cuda, fp32 on cpu; or "fp32" / "bf16"
     progress: bool = True
 
 
@@ -92,6 +93,8 @@ class RunConfig:
             raise ValueError(f"loss.mask_ratio must be in [0, 1), got {self.loss.mask_ratio}")
         if self.loss.mae_kind not in ("mse", "cosine"):
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
+        if self.train.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
         if self.model.audio_downsample < 0:
             raise ValueError(f"model.audio_downsample must be >= 0 (0 = automatic), got {self.model.audio_downsample}")
         if self.model.width % self.model.heads:

@@ -48,7 +48,7 @@ def predict_view(model: MAMER, loader: DataLoader, view: str, device: torch.devi
 
 def score(pred: dict[str, np.ndarray], task: str, targets: Targets) -> tuple[dict[str, float], np.ndarray | None]:
     """Metrics of one view's predictions, and its confusion matrix for categorical tasks."""
-    metrics: dict[str, float] = {"n": float(len(pred.get("ids", [])))}
+    metrics: dict[str, float] = {}
     matrix = None
     if task in ("categorical", "both") and "logits" in pred:
         labelled = pred["labels"] != -100
@@ -73,14 +73,16 @@ def main_score(metrics: dict[str, float], task: str) -> float:
     return float(np.mean(parts))
 
 
-def evaluate_views(model, loader, views, task, targets, device) -> tuple[dict, dict]:
-    results, confusions = {}, {}
+def evaluate_views(model, loader, views, task, targets, device) -> tuple[dict, dict, dict]:
+    """Metrics, confusion matrices and utterance counts per view."""
+    results, confusions, counts = {}, {}, {}
     for view in views:
-        metrics, matrix = score(predict_view(model, loader, view, device), task, targets)
-        results[view] = metrics
+        pred = predict_view(model, loader, view, device)
+        results[view], matrix = score(pred, task, targets)
+        counts[view] = len(pred.get("ids", []))
         if matrix is not None:
             confusions[view] = matrix
-    return results, confusions
+    return results, confusions, counts
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 64) -> dict:
@@ -101,16 +103,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", 
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
     task = config.data.task
     views = evaluable_views(config.model.views)
-    results, confusions = evaluate_views(model, loader, views, task, targets, torch.device(device))
-    chance = {"macro_f1": 1.0 / len(targets.labels), "uar": 1.0 / len(targets.labels)} if targets.labels else None
-    report = build_report(
-        task,
-        results,
-        targets.labels or None,
-        extra={"split": split, "name": config.name, "params": meta.params, "trained_views": config.model.views,
-               "encoders": meta.encoders},
-    )
-    write_report(run_dir, report, confusions or None, chance if task != "dimensional" else None)
+    results, confusions, counts = evaluate_views(model, loader, views, task, targets, torch.device(device))
+    chance = None
+    if targets.labels and task != "dimensional":  # uniform guessing: exact for UAR, about for macro-F1
+        chance = {"macro_f1": 1.0 / len(targets.labels), "uar": 1.0 / len(targets.labels)}
+    extra = {"split": split, "n": counts, "name": config.name, "params": meta.params,
+             "trained_views": config.model.views, "encoders": meta.encoders, "chance": chance}
+    report = build_report(task, results, targets.labels or None, extra=extra)
+    write_report(run_dir, report, confusions or None, chance)
     return report
 
 

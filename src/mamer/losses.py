@@ -9,6 +9,7 @@ from torch.nn import functional as F
 
 def ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Concordance correlation coefficient per column. pred, target: (N, K) -> (K,)."""
+    pred, target = pred.float(), target.float()  # moments in fp32 even under bf16 autocast
     mean_p, mean_t = pred.mean(0), target.mean(0)
     var_p, var_t = pred.var(0, unbiased=False), target.var(0, unbiased=False)
     cov = ((pred - mean_p) * (target - mean_t)).mean(0)
@@ -58,7 +59,7 @@ class ContrastiveLoss(nn.Module):
 
     def forward(self, audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
         """audio, text: (N, E), row i of each from the same utterance; logit_scale: log(1 / temperature)."""
-        audio, text = F.normalize(audio, dim=-1), F.normalize(text, dim=-1)
+        audio, text = F.normalize(audio.float(), dim=-1), F.normalize(text.float(), dim=-1)
         logits = logit_scale.clamp(max=4.6052).exp() * audio @ text.T  # temperature >= 0.01, as in CLIP
         target = torch.arange(len(audio), device=audio.device)
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2

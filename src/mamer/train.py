@@ -43,6 +43,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def autocast(device: torch.device, precision: str) -> torch.autocast:
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
+
 def resolve_encoder_names(config: RunConfig) -> tuple[str, str]:
     """'auto' -> the offline pretrained encoders when installed, else the no-download fallbacks (said loudly)."""
     audio, text, note = default_encoder_names()
@@ -170,7 +175,8 @@ def train(config: RunConfig, resume: bool = False, features: Path | None = None)
         model.train()
         heads.train()
         for batch in loaders.train:
-            terms = objective(model, heads, batch.to(device), mask_rng)
+            with autocast(device, config.train.precision):
+                terms = objective(model, heads, batch.to(device), mask_rng)
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
@@ -182,7 +188,7 @@ def train(config: RunConfig, resume: bool = False, features: Path | None = None)
             bar.update(1)
             bar.set_postfix(loss=f"{terms['total'].item():.3f}", best=f"{state['best']:.3f}")
         state["epoch"] += 1
-        results, _ = evaluate_views(model, loaders.dev, views, task, targets, device)
+        results, _, _ = evaluate_views(model, loaders.dev, views, task, targets, device)
         dev = float(np.mean([main_score(results[v], task) for v in config.model.views]))
         for view, metrics in results.items():
             for name, value in metrics.items():

@@ -5,12 +5,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import Dataset
 
-from mamer.data.features import SplitFeatures
 from mamer.data.manifest import Utterance
+
+if TYPE_CHECKING:  # keeps audio I/O out of the import path of the model-side code
+    from mamer.data.features import SplitFeatures
 
 DIMENSIONS = ("arousal", "valence", "dominance")
 
