@@ -26,15 +26,21 @@ SIZES = {  # width, depth, heads; audio/text feature dims of the encoders each s
 }
 
 
-def random_batch(b: int, seconds: float, frame_rate: float, words: int, a_dim: int, t_dim: int, device) -> Batch:
+def random_batch(
+    b: int, seconds: float, frame_rate: float, words: int, a_dim: int, t_dim: int, device
+) -> Batch:
     ta, tt = int(seconds * frame_rate), words
     lengths = torch.randint(ta // 2, ta + 1, (b,))
     return Batch(
         ids=[str(i) for i in range(b)],
-        audio=torch.randn(b, ta, a_dim), audio_mask=torch.arange(ta)[None] < lengths[:, None],
-        text=torch.randn(b, tt, t_dim), text_mask=torch.ones(b, tt, dtype=torch.bool),
-        has_audio=torch.ones(b, dtype=torch.bool), has_text=torch.ones(b, dtype=torch.bool),
-        labels=torch.randint(0, 4, (b,)), dims=torch.randn(b, 3),
+        audio=torch.randn(b, ta, a_dim),
+        audio_mask=torch.arange(ta)[None] < lengths[:, None],
+        text=torch.randn(b, tt, t_dim),
+        text_mask=torch.ones(b, tt, dtype=torch.bool),
+        has_audio=torch.ones(b, dtype=torch.bool),
+        has_text=torch.ones(b, dtype=torch.bool),
+        labels=torch.randint(0, 4, (b,)),
+        dims=torch.randn(b, 3),
     ).to(device)
 
 
@@ -66,8 +72,11 @@ def measure(size: str, precision: str, device: torch.device, batch_size: int, st
     if device.type == "cuda":
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - started) / steps
-    print(f"{size:11s} {count_parameters(model) / 1e6:6.2f}M {precision:5s} batch {batch_size:4d} (6 s audio, "
-          f"24 words): {1 / per_step:7.2f} steps/s  {batch_size / per_step:8.1f} utterances/s", flush=True)
+    print(
+        f"{size:11s} {count_parameters(model) / 1e6:6.2f}M {precision:5s} batch {batch_size:4d} (6 s audio, "
+        f"24 words): {1 / per_step:7.2f} steps/s  {batch_size / per_step:8.1f} utterances/s",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -79,8 +88,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}")
+    print(
+        f"device: {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}"
+    )
     for size in args.sizes.split(","):
         for precision in args.precision.split(","):
             measure(size, precision, device, args.batch_size, args.steps)

@@ -7,11 +7,15 @@ from mamer.data.dataset import Targets
 
 
 def test_save_load_round_trip_gives_identical_outputs(tmp_path):
-    config = load_config("quickstart", ["model.width=32", "model.depth=1", "model.audio_downsample=2", "data.task=both"])
+    config = load_config(
+        "quickstart", ["model.width=32", "model.depth=1", "model.audio_downsample=2", "data.task=both"]
+    )
     targets = Targets(["angry", "happy", "neutral", "sad"], [3.0, 3.1, 2.9], [1.0, 0.8, 0.7])
     torch.manual_seed(0)
     model = build_model(config, 20, 12, targets).eval()
-    save_model(tmp_path, model, make_meta(config, model, 20, 12, targets, tmp_path / "features", {"audio": {}}))
+    save_model(
+        tmp_path, model, make_meta(config, model, 20, 12, targets, tmp_path / "features", {"audio": {}})
+    )
     loaded, meta = load_model(tmp_path)
     audio, text = torch.randn(2, 9, 20), torch.randn(2, 5, 12)
     a, b = model(audio=audio, text=text), loaded(audio=audio, text=text)

@@ -22,8 +22,13 @@ def test_round_trip():
 
 @pytest.mark.parametrize(
     "override, message",
-    [("model.bogus=1", "model.'bogus'"), ("data.task=regression", "data.task"), ("model.views=[video]", "views"),
-     ("loss.mask_ratio=1.5", "mask_ratio"), ("oops", "section.key=value")],
+    [
+        ("model.bogus=1", "model.'bogus'"),
+        ("data.task=regression", "data.task"),
+        ("model.views=[video]", "views"),
+        ("loss.mask_ratio=1.5", "mask_ratio"),
+        ("oops", "section.key=value"),
+    ],
 )
 def test_bad_config_names_the_key(override, message):
     with pytest.raises(ValueError, match=message):

@@ -23,8 +23,11 @@ def test_ccc_loss_averages_dimensions_and_skips_unknown():
     pred = torch.tensor([[1.0, 0.0], [2.0, -1.0], [3.0, 5.0], [4.0, -3.0]])
     # dim 0 perfect (loss 0); dim 1 over rows 0,1,3: pred = -target with target mean 4/3 ...
     t, p = torch.tensor([0.0, 1.0, 3.0]), torch.tensor([0.0, -1.0, -3.0])
-    expected_ccc1 = 2 * ((p - p.mean()) * (t - t.mean())).mean() / (p.var(unbiased=False) + t.var(unbiased=False)
-                                                                     + (p.mean() - t.mean()) ** 2)
+    expected_ccc1 = (
+        2
+        * ((p - p.mean()) * (t - t.mean())).mean()
+        / (p.var(unbiased=False) + t.var(unbiased=False) + (p.mean() - t.mean()) ** 2)
+    )
     assert CCCLoss()(pred, target).item() == pytest.approx((0 + 1 - expected_ccc1.item()) / 2, abs=1e-5)
 
 

@@ -8,8 +8,16 @@ AUDIO_DIM, TEXT_DIM = 12, 10
 
 
 def tiny_model(**overrides) -> MAMER:
-    config = ModelConfig(width=16, depth=2, heads=2, audio_downsample=3, max_audio_tokens=40, max_text_tokens=20,
-                         dropout=0.0, **overrides)
+    config = ModelConfig(
+        width=16,
+        depth=2,
+        heads=2,
+        audio_downsample=3,
+        max_audio_tokens=40,
+        max_text_tokens=20,
+        dropout=0.0,
+        **overrides,
+    )
     torch.manual_seed(0)
     return MAMER(config, AUDIO_DIM, TEXT_DIM, num_classes=4, num_dims=3).eval()
 
@@ -26,8 +34,10 @@ def test_shapes_for_every_view(view):
     audio, audio_mask, text, text_mask = inputs()
     use_audio, use_text = "audio" in view, "text" in view
     out = tiny_model()(
-        audio=audio if use_audio else None, audio_mask=audio_mask if use_audio else None,
-        text=text if use_text else None, text_mask=text_mask if use_text else None,
+        audio=audio if use_audio else None,
+        audio_mask=audio_mask if use_audio else None,
+        text=text if use_text else None,
+        text_mask=text_mask if use_text else None,
     )
     assert out.logits.shape == (3, 4) and out.dims.shape == (3, 3) and out.cls.shape == (3, 16)
     if use_audio:  # 10 frames folded by 3 -> 4 tokens; 1 valid frame -> 1 valid token

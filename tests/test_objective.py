@@ -20,9 +20,15 @@ def fixed_batch(b: int = 8, has_audio=None, has_text=None) -> Batch:
     audio = torch.randn(b, 12, A_DIM, generator=g) + labels[:, None, None]
     text = torch.randn(b, 6, T_DIM, generator=g) - labels[:, None, None]
     return Batch(
-        ids=[str(i) for i in range(b)], audio=audio, audio_mask=has_audio[:, None].expand(b, 12).clone(),
-        text=text, text_mask=has_text[:, None].expand(b, 6).clone(), has_audio=has_audio, has_text=has_text,
-        labels=labels, dims=torch.randn(b, 3, generator=g),
+        ids=[str(i) for i in range(b)],
+        audio=audio,
+        audio_mask=has_audio[:, None].expand(b, 12).clone(),
+        text=text,
+        text_mask=has_text[:, None].expand(b, 6).clone(),
+        has_audio=has_audio,
+        has_text=has_text,
+        labels=labels,
+        dims=torch.randn(b, 3, generator=g),
     )
 
 
@@ -45,8 +51,15 @@ def test_a_training_step_reduces_every_loss_on_a_fixed_batch():
         return objective(model, heads, batch, torch.Generator().manual_seed(1))
 
     before = {k: v.item() for k, v in losses().items()}
-    assert set(before) == {"supervised/audio", "supervised/text", "supervised/audio+text", "contrastive",
-                           "mae/audio", "mae/text", "total"}
+    assert set(before) == {
+        "supervised/audio",
+        "supervised/text",
+        "supervised/audio+text",
+        "contrastive",
+        "mae/audio",
+        "mae/text",
+        "total",
+    }
     for _ in range(30):
         optimizer.zero_grad()
         losses()["total"].backward()

@@ -15,14 +15,24 @@ TINY = ["model.width=32", "model.depth=1", "model.heads=2", "train.batch_size=8"
 
 
 def tiny_config(corpus: Path, tmp_path: Path, name: str = "quickstart", *extra: str):
-    return load_config(name, [f"data.manifest={corpus}", f"data.features={tmp_path.parent / 'features'}",
-                              f"run_dir={tmp_path / name}", "data.audio_encoder=logmel",
-                              "data.text_encoder=hashed", *TINY, *extra])
+    return load_config(
+        name,
+        [
+            f"data.manifest={corpus}",
+            f"data.features={tmp_path.parent / 'features'}",
+            f"run_dir={tmp_path / name}",
+            "data.audio_encoder=logmel",
+            "data.text_encoder=hashed",
+            *TINY,
+            *extra,
+        ],
+    )
 
 
 def test_quickstart_path_end_to_end(tmp_path, capsys):
-    reports = run_quickstart(tmp_path, speakers=4, utterances_per_speaker=8,
-                             overrides=[*TINY, "train.epochs=2"], progress=False)
+    reports = run_quickstart(
+        tmp_path, speakers=4, utterances_per_speaker=8, overrides=[*TINY, "train.epochs=2"], progress=False
+    )
     run = tmp_path / "unified"
     report = json.loads((run / "report.json").read_text())
     assert report == json.loads(json.dumps(reports["unified"]))
@@ -30,15 +40,25 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
     for metrics in report["results"].values():
         assert {"macro_f1", "accuracy", "uar"} <= set(metrics)
     assert report["n"] == {"audio": 8, "text": 8, "audio+text": 8}
-    for name in ("report.md", "views.png", "confusion_audio.png", "confusion_text.png", "confusion_audio+text.png",
-                 "model.safetensors", "model.json", "config.yaml"):
+    for name in (
+        "report.md",
+        "views.png",
+        "confusion_audio.png",
+        "confusion_text.png",
+        "confusion_audio+text.png",
+        "model.safetensors",
+        "model.json",
+        "config.yaml",
+    ):
         assert (run / name).is_file(), name
     assert list((run / "tensorboard").iterdir())
     assert "audio+text" in capsys.readouterr().out
 
 
 def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_corpus, tmp_path, monkeypatch):
-    whole = train(tiny_config(tiny_corpus, tmp_path / "a", "quickstart", "train.epochs=3", "train.patience=9"))
+    whole = train(
+        tiny_config(tiny_corpus, tmp_path / "a", "quickstart", "train.epochs=3", "train.patience=9")
+    )
 
     real_save = train_module.save_training_state
 
@@ -53,15 +73,24 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_corpus, 
         train(config)
     monkeypatch.setattr(train_module, "save_training_state", real_save)
     resumed = train(config, resume=True)
-    a, b = load_file(str(whole / "last/model.safetensors")), load_file(str(resumed / "last/model.safetensors"))
+    a, b = (
+        load_file(str(whole / "last/model.safetensors")),
+        load_file(str(resumed / "last/model.safetensors")),
+    )
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
 
 
 def test_cli_train_evaluate_compare(tiny_corpus, tmp_path, capsys):
-    common = [f"data.manifest={tiny_corpus}", f"data.features={tmp_path / 'features'}", "data.audio_encoder=logmel",
-              "data.text_encoder=hashed", *TINY, "train.epochs=1"]
+    common = [
+        f"data.manifest={tiny_corpus}",
+        f"data.features={tmp_path / 'features'}",
+        "data.audio_encoder=logmel",
+        "data.text_encoder=hashed",
+        *TINY,
+        "train.epochs=1",
+    ]
     for name in ("quickstart_text_only", "quickstart_multimodal_only"):
         assert main(["train", "--config", name, f"run_dir={tmp_path / name}", *common]) == 0
         assert main(["evaluate", str(tmp_path / name), "--split", "test"]) == 0
@@ -71,8 +100,18 @@ def test_cli_train_evaluate_compare(tiny_corpus, tmp_path, capsys):
     assert list(multimodal["results"]) == ["audio", "text", "audio+text"]  # its missing-modality scores too
     capsys.readouterr()
     out = tmp_path / "compare.md"
-    assert main(["compare", str(tmp_path / "quickstart_text_only"), str(tmp_path / "quickstart_multimodal_only"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                str(tmp_path / "quickstart_text_only"),
+                str(tmp_path / "quickstart_multimodal_only"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = capsys.readouterr().out
     assert "quickstart_text_only" in table and "params" in table and " - " in table
     assert out.read_text().strip() == table.strip()
@@ -83,3 +122,14 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "no trained model" in capsys.readouterr().err
     assert main(["train", "--config", "quickstart", "model.widht=3"]) == 2
     assert "unknown config key model.'widht'" in capsys.readouterr().err
+
+
+def test_dimensional_and_categorical_together(tiny_corpus, tmp_path):
+    from mamer.evaluate import evaluate_run
+
+    run = train(tiny_config(tiny_corpus, tmp_path, "quickstart", "data.task=both", "train.epochs=1"))
+    report = evaluate_run(run, "test")
+    assert report["task"] == "both"
+    for metrics in report["results"].values():
+        assert {"macro_f1", "uar", "ccc_arousal", "ccc_valence", "ccc_dominance", "ccc_mean"} <= set(metrics)
+        assert -1.0 <= metrics["ccc_mean"] <= 1.0

@@ -51,10 +51,24 @@ def build_model(config: RunConfig, audio_dim: int, text_dim: int, targets: Targe
     return MAMER(config.model, audio_dim, text_dim, num_classes, num_dims)
 
 
-def make_meta(config: RunConfig, model: MAMER, audio_dim: int, text_dim: int, targets: Targets,
-              features: Path, encoders: dict) -> ModelMeta:
-    return ModelMeta(config_to_dict(config), audio_dim, text_dim, asdict(targets), str(features), encoders,
-                     count_parameters(model))
+def make_meta(
+    config: RunConfig,
+    model: MAMER,
+    audio_dim: int,
+    text_dim: int,
+    targets: Targets,
+    features: Path,
+    encoders: dict,
+) -> ModelMeta:
+    return ModelMeta(
+        config_to_dict(config),
+        audio_dim,
+        text_dim,
+        asdict(targets),
+        str(features),
+        encoders,
+        count_parameters(model),
+    )
 
 
 def _atomic(path: Path, write) -> None:
@@ -79,7 +93,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MA
     """Rebuild a trained model from a run directory (or any folder with model.safetensors + model.json)."""
     folder = Path(path)
     if not (folder / MODEL_FILE).exists() or not (folder / META_FILE).exists():
-        raise FileNotFoundError(f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE}); is it a run directory?")
+        raise FileNotFoundError(
+            f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE}); is it a run directory?"
+        )
     meta = ModelMeta(**json.loads((folder / META_FILE).read_text()))
     model = build_model(meta.run_config, meta.audio_dim, meta.text_dim, meta.label_space)
     model.load_state_dict(load_file(str(folder / MODEL_FILE)))

@@ -51,14 +51,19 @@ def _configs(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mamer", description="Modality-agnostic multimodal emotion recognition")
+    parser = argparse.ArgumentParser(
+        prog="mamer", description="Modality-agnostic multimodal emotion recognition"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("quickstart", help="synthetic corpus -> features -> unified model -> per-view report")
     p.add_argument("--out", default="mamer_runs/quickstart", help="folder for corpus, features and runs")
-    p.add_argument("--baselines", action="store_true",
-                   help="also train the dedicated audio/text/multimodal models and the two ablations, and compare")
+    p.add_argument(
+        "--baselines",
+        action="store_true",
+        help="also train the dedicated audio/text/multimodal models and the two ablations, and compare",
+    )
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=10")
     p.set_defaults(func=_quickstart)
 
@@ -86,7 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s"
+    )
     try:
         args.func(args)
     except (FileNotFoundError, ValueError) as err:

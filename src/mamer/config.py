@@ -25,7 +25,9 @@ class ModelConfig:
     max_audio_tokens: int = 512
     max_text_tokens: int = 256
     contrastive_dim: int = 128  # output size of the training-only contrastive ffn heads
-    views: list[str] = field(default_factory=lambda: ["audio", "text", "audio+text"])  # views it is trained on
+    views: list[str] = field(
+        default_factory=lambda: ["audio", "text", "audio+text"]
+    )  # views it is trained on
 
 
 @dataclass
@@ -88,7 +90,9 @@ class RunConfig:
             raise ValueError(f"data.task must be one of {TASKS}, got {self.data.task!r}")
         unknown = set(self.model.views) - {"audio", "text", "audio+text"}
         if unknown or not self.model.views:
-            raise ValueError(f"model.views must be a non-empty subset of audio, text, audio+text; got {self.model.views}")
+            raise ValueError(
+                f"model.views must be a non-empty subset of audio, text, audio+text; got {self.model.views}"
+            )
         if not 0.0 <= self.loss.mask_ratio < 1.0:
             raise ValueError(f"loss.mask_ratio must be in [0, 1), got {self.loss.mask_ratio}")
         if self.loss.mae_kind not in ("mse", "cosine"):
@@ -96,9 +100,13 @@ class RunConfig:
         if self.train.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
         if self.model.audio_downsample < 0:
-            raise ValueError(f"model.audio_downsample must be >= 0 (0 = automatic), got {self.model.audio_downsample}")
+            raise ValueError(
+                f"model.audio_downsample must be >= 0 (0 = automatic), got {self.model.audio_downsample}"
+            )
         if self.model.width % self.model.heads:
-            raise ValueError(f"model.width ({self.model.width}) must be divisible by model.heads ({self.model.heads})")
+            raise ValueError(
+                f"model.width ({self.model.width}) must be divisible by model.heads ({self.model.heads})"
+            )
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
@@ -139,11 +147,17 @@ def builtin_configs() -> list[str]:
 
 def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Path:
     """A config file path, or the name of one shipped with the package (e.g. `quickstart`)."""
-    for candidate in (Path(name), (relative_to or Path.cwd()) / name, BUILTIN_CONFIGS / f"{name}.yaml",
-                      BUILTIN_CONFIGS / str(name)):
+    for candidate in (
+        Path(name),
+        (relative_to or Path.cwd()) / name,
+        BUILTIN_CONFIGS / f"{name}.yaml",
+        BUILTIN_CONFIGS / str(name),
+    ):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"config {name!r} not found: not a file, nor a built-in config ({builtin_configs()})")
+    raise FileNotFoundError(
+        f"config {name!r} not found: not a file, nor a built-in config ({builtin_configs()})"
+    )
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,7 @@ def predict_view(model: MAMER, loader: DataLoader, view: str, device: torch.devi
         out, rows = run_view(model, batch, view), view_rows(batch, view)
         if out is None or not rows.any():
             continue
-        keep["ids"].extend(i for i, r in zip(batch.ids, rows.tolist()) if r)
+        keep["ids"].extend(i for i, r in zip(batch.ids, rows.tolist(), strict=True) if r)
         if out.logits is not None:
             keep["logits"].append(out.logits[rows].float().cpu())
         if out.dims is not None:
@@ -46,7 +46,9 @@ def predict_view(model: MAMER, loader: DataLoader, view: str, device: torch.devi
     return {k: (np.asarray(v) if k == "ids" else torch.cat(v).numpy()) for k, v in keep.items() if v}
 
 
-def score(pred: dict[str, np.ndarray], task: str, targets: Targets) -> tuple[dict[str, float], np.ndarray | None]:
+def score(
+    pred: dict[str, np.ndarray], task: str, targets: Targets
+) -> tuple[dict[str, float], np.ndarray | None]:
     """Metrics of one view's predictions, and its confusion matrix for categorical tasks."""
     metrics: dict[str, float] = {}
     matrix = None
@@ -107,8 +109,15 @@ def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", 
     chance = None
     if targets.labels and task != "dimensional":  # uniform guessing: exact for UAR, about for macro-F1
         chance = {"macro_f1": 1.0 / len(targets.labels), "uar": 1.0 / len(targets.labels)}
-    extra = {"split": split, "n": counts, "name": config.name, "params": meta.params,
-             "trained_views": config.model.views, "encoders": meta.encoders, "chance": chance}
+    extra = {
+        "split": split,
+        "n": counts,
+        "name": config.name,
+        "params": meta.params,
+        "trained_views": config.model.views,
+        "encoders": meta.encoders,
+        "chance": chance,
+    }
     report = build_report(task, results, targets.labels or None, extra=extra)
     write_report(run_dir, report, confusions or None, chance)
     return report

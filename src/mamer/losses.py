@@ -32,7 +32,9 @@ class CCCLoss(nn.Module):
 class SupervisedLoss(nn.Module):
     """L_S for one view: class-weighted cross-entropy and/or 1 - CCC; unlabelled rows are ignored."""
 
-    def __init__(self, class_weights: torch.Tensor | None = None, use_classes: bool = True, use_dims: bool = False):
+    def __init__(
+        self, class_weights: torch.Tensor | None = None, use_classes: bool = True, use_dims: bool = False
+    ):
         super().__init__()
         self.register_buffer("class_weights", class_weights)
         self.use_classes, self.use_dims = use_classes, use_dims

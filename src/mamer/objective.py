@@ -120,7 +120,9 @@ class Objective(nn.Module):
         text = heads.text_contrastive(_mean_pool(text_out.text_hidden, text_out.text_valid))
         return self.contrastive(audio[paired], text[paired], heads.logit_scale)
 
-    def _reconstruction(self, heads, batch, out, audio_masked, text_masked) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reconstruction(
+        self, heads, batch, out, audio_masked, text_masked
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         zero = heads.logit_scale * 0.0
         audio_loss = text_loss = zero
         if out is not None and out.audio_hidden is not None:

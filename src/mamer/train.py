@@ -67,7 +67,11 @@ def prepare_features(config: RunConfig, progress: bool = True) -> Path:
     audio_name, text_name = resolve_encoder_names(config)
     root = Path(config.data.features or Path(config.data.manifest).parent / "features")
     return extract_features(
-        splits(utterances), load_audio_encoder(audio_name), load_text_encoder(text_name), root, progress=progress
+        splits(utterances),
+        load_audio_encoder(audio_name),
+        load_text_encoder(text_name),
+        root,
+        progress=progress,
     )
 
 
@@ -92,8 +96,15 @@ def make_loaders(config: RunConfig, features: Path) -> Loaders:
 
     generator = torch.Generator().manual_seed(config.train.seed)
     t = config.train
-    train = DataLoader(dataset(config.data.train_split), t.batch_size, shuffle=True, collate_fn=collate,
-                       generator=generator, num_workers=t.num_workers, drop_last=False)
+    train = DataLoader(
+        dataset(config.data.train_split),
+        t.batch_size,
+        shuffle=True,
+        collate_fn=collate,
+        generator=generator,
+        num_workers=t.num_workers,
+        drop_last=False,
+    )
     dev = DataLoader(dataset(config.data.dev_split), 64, collate_fn=collate, num_workers=t.num_workers)
     return Loaders(train, dev, targets)
 
@@ -101,10 +112,14 @@ def make_loaders(config: RunConfig, features: Path) -> Loaders:
 def class_weights(dataset: EmotionDataset, num_classes: int) -> torch.Tensor:
     """Inverse-frequency weights, normalised to mean 1 over the classes present."""
     counts = torch.bincount(
-        torch.tensor([dataset.targets.class_index(u) for u in dataset.utterances if u.label in dataset.targets.labels]),
+        torch.tensor(
+            [dataset.targets.class_index(u) for u in dataset.utterances if u.label in dataset.targets.labels]
+        ),
         minlength=num_classes,
     ).float()
-    weights = torch.where(counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+    weights = torch.where(
+        counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts)
+    )
     return weights / weights[counts > 0].mean()
 
 
@@ -139,10 +154,19 @@ def train(config: RunConfig, resume: bool = False, features: Path | None = None)
     device = resolve_device(config.train.device)
 
     model = build_model(config, spec["audio_dim"], spec["text_dim"], targets).to(device)
-    heads = PretrainingHeads(config.model.width, spec["audio_dim"], spec["text_dim"], config.model.audio_downsample,
-                             config.model.contrastive_dim, config.loss.temperature).to(device)
-    weights = class_weights(loaders.train.dataset, len(targets.labels)) if (
-        config.loss.class_weighted and task != "dimensional") else None
+    heads = PretrainingHeads(
+        config.model.width,
+        spec["audio_dim"],
+        spec["text_dim"],
+        config.model.audio_downsample,
+        config.model.contrastive_dim,
+        config.loss.temperature,
+    ).to(device)
+    weights = (
+        class_weights(loaders.train.dataset, len(targets.labels))
+        if (config.loss.class_weighted and task != "dimensional")
+        else None
+    )
     supervised = SupervisedLoss(weights, use_classes=task != "dimensional", use_dims=task != "categorical")
     objective = Objective(config.loss, config.model.views, supervised).to(device)
     params = list(model.parameters()) + list(heads.parameters())
@@ -151,8 +175,15 @@ def train(config: RunConfig, resume: bool = False, features: Path | None = None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, config.train.warmup_steps, total_steps)
     )
-    meta = make_meta(config, model, spec["audio_dim"], spec["text_dim"], targets, features,
-                     {"audio": spec["audio_encoder"], "text": spec["text_encoder"]})
+    meta = make_meta(
+        config,
+        model,
+        spec["audio_dim"],
+        spec["text_dim"],
+        targets,
+        features,
+        {"audio": spec["audio_encoder"], "text": spec["text_encoder"]},
+    )
     state = {"epoch": 0, "best": -math.inf, "bad_epochs": 0}
     mask_rng = torch.Generator().manual_seed(config.train.seed)
     if resume:
@@ -167,8 +198,13 @@ def train(config: RunConfig, resume: bool = False, features: Path | None = None)
         log.info("resumed %s after epoch %d", run_dir, state["epoch"])
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     views = evaluable_views(config.model.views)
-    bar = tqdm(total=total_steps, initial=state["epoch"] * len(loaders.train), desc=config.name, unit="step",
-               disable=not config.train.progress)
+    bar = tqdm(
+        total=total_steps,
+        initial=state["epoch"] * len(loaders.train),
+        desc=config.name,
+        unit="step",
+        disable=not config.train.progress,
+    )
     step = state["epoch"] * len(loaders.train)
     started = time.time()
     while state["epoch"] < config.train.epochs and state["bad_epochs"] < config.train.patience:
@@ -200,12 +236,27 @@ def train(config: RunConfig, resume: bool = False, features: Path | None = None)
             save_model(run_dir, model, meta)
         else:
             state["bad_epochs"] += 1
-        save_training_state(run_dir / LAST_DIR, model, heads, {
-            **state, "best_epoch": meta.epoch, "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-            "shuffle_rng": loaders.train.generator.get_state(), "mask_rng": mask_rng.get_state()})
+        save_training_state(
+            run_dir / LAST_DIR,
+            model,
+            heads,
+            {
+                **state,
+                "best_epoch": meta.epoch,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(),
+                "shuffle_rng": loaders.train.generator.get_state(),
+                "mask_rng": mask_rng.get_state(),
+            },
+        )
     bar.close()
     writer.close()
-    log.info("%s: best dev score %.4f at epoch %d (%.0f s)", config.name, state["best"], meta.epoch,
-             time.time() - started)
+    log.info(
+        "%s: best dev score %.4f at epoch %d (%.0f s)",
+        config.name,
+        state["best"],
+        meta.epoch,
+        time.time() - started,
+    )
     return run_dir

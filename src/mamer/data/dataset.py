@@ -44,7 +44,8 @@ class Targets:
     def normalised_dims(self, u: Utterance) -> list[float]:
         values = [getattr(u, d) for d in DIMENSIONS]
         return [
-            math.nan if v is None else (v - m) / s for v, m, s in zip(values, self.dim_mean, self.dim_std)
+            math.nan if v is None else (v - m) / s
+            for v, m, s in zip(values, self.dim_mean, self.dim_std, strict=True)
         ]
 
     def denormalise(self, dims: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,9 @@ class PredictionHead(nn.Module):
     def __init__(self, width: int, num_classes: int, num_dims: int, dropout: float):
         super().__init__()
         self.num_classes, self.num_dims = num_classes, num_dims
-        self.net = nn.Sequential(nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, num_classes + num_dims))
+        self.net = nn.Sequential(
+            nn.LayerNorm(width), nn.Dropout(dropout), nn.Linear(width, num_classes + num_dims)
+        )
 
     def forward(self, cls: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         out = self.net(cls)
@@ -44,7 +46,9 @@ class AudioUpProjection(nn.Module):
 class PretrainingHeads(nn.Module):
     """Heads that exist only in training: contrastive ffns, feature reconstruction, and the CLIP logit scale."""
 
-    def __init__(self, width: int, audio_dim: int, text_dim: int, k: int, contrastive_dim: int, temperature: float):
+    def __init__(
+        self, width: int, audio_dim: int, text_dim: int, k: int, contrastive_dim: int, temperature: float
+    ):
         super().__init__()
         self.audio_contrastive = _ffn(width, contrastive_dim)
         self.text_contrastive = _ffn(width, contrastive_dim)

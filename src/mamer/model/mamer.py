@@ -48,7 +48,9 @@ class MAMER(nn.Module):
             batch_first=True,
             norm_first=True,
         )
-        self.transformer = nn.TransformerEncoder(layer, config.depth, norm=nn.LayerNorm(w), enable_nested_tensor=False)
+        self.transformer = nn.TransformerEncoder(
+            layer, config.depth, norm=nn.LayerNorm(w), enable_nested_tensor=False
+        )
         self.head = PredictionHead(w, num_classes, num_dims, config.dropout)
 
     def audio_token_valid(self, audio_mask: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def random_token_mask(valid: torch.Tensor, ratio: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def random_token_mask(
+    valid: torch.Tensor, ratio: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Pick round(ratio * n_valid) valid tokens per row, uniformly at random, to replace by [MASK].
 
     valid: (B, N) bool, True = a real token. Returns (B, N) bool, True = masked; never masks padding, and

@@ -63,7 +63,12 @@ class SequenceBuilder(nn.Module):
         nn.init.normal_(self.text_pos.weight, std=0.02)
 
     def embed_block(
-        self, tokens: torch.Tensor, masked: torch.Tensor | None, positions: nn.Embedding, type_id: int, what: str
+        self,
+        tokens: torch.Tensor,
+        masked: torch.Tensor | None,
+        positions: nn.Embedding,
+        type_id: int,
+        what: str,
     ) -> torch.Tensor:
         """tokens: (B, N, W); masked: (B, N) bool or None -> tokens with [MASK], position and type added."""
         n = tokens.shape[1]
