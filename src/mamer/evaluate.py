@@ -15,6 +15,7 @@ from mamer.data.features import load_split
 from mamer.data.manifest import read_manifest, splits
 from mamer.metrics import categorical_metrics, confusion, dimensional_metrics
 from mamer.model.mamer import MAMER
+from mamer.model_card import write_model_card
 from mamer.objective import VIEWS, run_view, view_rows
 from mamer.report import build_report, write_report
 
@@ -88,7 +89,7 @@ def evaluate_views(model, loader, views, task, targets, device) -> tuple[dict, d
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 64) -> dict:
-    """Score every view the run can take on one split; writes report.json, report.md and plots into run_dir."""
+    """Score every view the run can take on one split; writes report.json, report.md, plots and MODEL_CARD.md."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, device)
     config, targets = meta.run_config, meta.label_space
@@ -120,6 +121,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", 
     }
     report = build_report(task, results, targets.labels or None, extra=extra)
     write_report(run_dir, report, confusions or None, chance)
+    write_model_card(run_dir, report)
     return report
 
 

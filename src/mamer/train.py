@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from mamer.checkpoint import (
     LAST_DIR,
+    ModelMeta,
     build_model,
     load_training_state,
     make_meta,
@@ -138,125 +139,140 @@ def warmup_cosine(step: int, warmup: int, total: int) -> float:
 AUDIO_TOKENS_PER_SECOND = 12.5
 
 
-def train(config: RunConfig, resume: bool = False, features: Path | None = None) -> Path:
-    """Train one model as configured; returns the run directory holding the best checkpoint."""
-    config = copy.deepcopy(config)  # resolved values (e.g. audio_downsample) are filled in below
-    seed_everything(config.train.seed)
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    features = features or prepare_features(config, config.train.progress)
+@dataclass
+class Session:
+    """Everything one training run updates: the model, its training-only heads, optimizer and counters."""
+
+    config: RunConfig
+    loaders: Loaders
+    model: torch.nn.Module
+    heads: PretrainingHeads
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    meta: ModelMeta
+    device: torch.device
+    mask_rng: torch.Generator
+    state: dict
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters()) + list(self.heads.parameters())
+
+
+def start_session(config: RunConfig, features: Path) -> Session:
+    """Build model, heads, objective and optimizer for a config whose features are cached in `features`."""
     spec = load_spec(features)
     if config.model.audio_downsample == 0:
         config.model.audio_downsample = max(1, round(spec["frame_rate"] / AUDIO_TOKENS_PER_SECOND))
-    save_config(config, run_dir / "config.yaml")
     loaders = make_loaders(config, features)
     targets, task = loaders.targets, config.data.task
     device = resolve_device(config.train.device)
-
-    model = build_model(config, spec["audio_dim"], spec["text_dim"], targets).to(device)
+    audio_dim, text_dim = spec["audio_dim"], spec["text_dim"]
+    model = build_model(config, audio_dim, text_dim, targets).to(device)
+    m = config.model
     heads = PretrainingHeads(
-        config.model.width,
-        spec["audio_dim"],
-        spec["text_dim"],
-        config.model.audio_downsample,
-        config.model.contrastive_dim,
-        config.loss.temperature,
+        m.width, audio_dim, text_dim, m.audio_downsample, m.contrastive_dim, config.loss.temperature
     ).to(device)
-    weights = (
-        class_weights(loaders.train.dataset, len(targets.labels))
-        if (config.loss.class_weighted and task != "dimensional")
-        else None
-    )
+    use_weights = config.loss.class_weighted and task != "dimensional"
+    weights = class_weights(loaders.train.dataset, len(targets.labels)) if use_weights else None
     supervised = SupervisedLoss(weights, use_classes=task != "dimensional", use_dims=task != "categorical")
-    objective = Objective(config.loss, config.model.views, supervised).to(device)
+    objective = Objective(config.loss, m.views, supervised).to(device)
     params = list(model.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
     total_steps = config.train.epochs * len(loaders.train)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine(s, config.train.warmup_steps, total_steps)
     )
-    meta = make_meta(
-        config,
-        model,
-        spec["audio_dim"],
-        spec["text_dim"],
-        targets,
-        features,
-        {"audio": spec["audio_encoder"], "text": spec["text_encoder"]},
-    )
-    state = {"epoch": 0, "best": -math.inf, "bad_epochs": 0}
-    mask_rng = torch.Generator().manual_seed(config.train.seed)
+    encoders = {"audio": spec["audio_encoder"], "text": spec["text_encoder"]}
+    meta = make_meta(config, model, audio_dim, text_dim, targets, features, encoders)
+    return Session(
+        config, loaders, model, heads, objective, optimizer, scheduler, meta, device,
+        mask_rng=torch.Generator().manual_seed(config.train.seed),
+        state={"epoch": 0, "best": -math.inf, "bad_epochs": 0},
+    )  # fmt: skip
+
+
+def save_last(s: Session, run_dir: Path) -> None:
+    save_training_state(run_dir / LAST_DIR, s.model, s.heads, {
+        **s.state, "best_epoch": s.meta.epoch, "optimizer": s.optimizer.state_dict(),
+        "scheduler": s.scheduler.state_dict(), "rng": torch.get_rng_state(),
+        "shuffle_rng": s.loaders.train.generator.get_state(), "mask_rng": s.mask_rng.get_state(),
+    })  # fmt: skip
+
+
+def resume_last(s: Session, run_dir: Path) -> None:
+    saved = load_training_state(run_dir / LAST_DIR, s.model, s.heads)
+    s.optimizer.load_state_dict(saved["optimizer"])
+    s.scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    s.loaders.train.generator.set_state(saved["shuffle_rng"])
+    s.mask_rng.set_state(saved["mask_rng"])
+    s.meta.epoch, s.meta.dev_score = saved["best_epoch"], saved["best"]
+    s.state = {k: saved[k] for k in s.state}
+    log.info("resumed %s after epoch %d", run_dir, s.state["epoch"])
+
+
+def train_epoch(s: Session, writer: SummaryWriter, bar: tqdm) -> None:
+    s.model.train()
+    s.heads.train()
+    step = s.state["epoch"] * len(s.loaders.train)
+    for batch in s.loaders.train:
+        with autocast(s.device, s.config.train.precision):
+            terms = s.objective(s.model, s.heads, batch.to(s.device), s.mask_rng)
+        s.optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        torch.nn.utils.clip_grad_norm_(s.params, s.config.train.grad_clip)
+        s.optimizer.step()
+        s.scheduler.step()
+        step += 1
+        for name, value in terms.items():
+            writer.add_scalar(f"train/{name}", value.item(), step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{terms['total'].item():.3f}", best=f"{s.state['best']:.3f}")
+    s.state["epoch"] += 1
+
+
+def dev_score(s: Session, writer: SummaryWriter) -> float:
+    """Mean over the trained views of the task's main metric on the dev split (logged per view)."""
+    task, epoch = s.config.data.task, s.state["epoch"]
+    views = evaluable_views(s.config.model.views)
+    results, _, _ = evaluate_views(s.model, s.loaders.dev, views, task, s.loaders.targets, s.device)
+    for view, metrics in results.items():
+        for name, value in metrics.items():
+            writer.add_scalar(f"dev/{view}/{name}", value, epoch)
+    score = float(np.mean([main_score(results[v], task) for v in s.config.model.views]))
+    writer.add_scalar("dev/score", score, epoch)
+    return score
+
+
+def train(config: RunConfig, resume: bool = False, features: Path | None = None) -> Path:
+    """Train one model as configured; returns the run directory holding the best checkpoint."""
+    config = copy.deepcopy(config)  # resolved values (e.g. audio_downsample) are filled in below
+    seed_everything(config.train.seed)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    s = start_session(config, features or prepare_features(config, config.train.progress))
+    save_config(config, run_dir / "config.yaml")
     if resume:
-        saved = load_training_state(run_dir / LAST_DIR, model, heads)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        loaders.train.generator.set_state(saved["shuffle_rng"])
-        mask_rng.set_state(saved["mask_rng"])
-        meta.epoch, meta.dev_score = saved["best_epoch"], saved["best"]
-        state = {k: saved[k] for k in state}
-        log.info("resumed %s after epoch %d", run_dir, state["epoch"])
+        resume_last(s, run_dir)
+    steps_per_epoch, t = len(s.loaders.train), config.train
     writer = SummaryWriter(str(run_dir / "tensorboard"))
-    views = evaluable_views(config.model.views)
-    bar = tqdm(
-        total=total_steps,
-        initial=state["epoch"] * len(loaders.train),
-        desc=config.name,
-        unit="step",
-        disable=not config.train.progress,
-    )
-    step = state["epoch"] * len(loaders.train)
+    bar = tqdm(total=t.epochs * steps_per_epoch, initial=s.state["epoch"] * steps_per_epoch, desc=config.name,
+               unit="step", disable=not t.progress)  # fmt: skip
     started = time.time()
-    while state["epoch"] < config.train.epochs and state["bad_epochs"] < config.train.patience:
-        model.train()
-        heads.train()
-        for batch in loaders.train:
-            with autocast(device, config.train.precision):
-                terms = objective(model, heads, batch.to(device), mask_rng)
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            torch.nn.utils.clip_grad_norm_(params, config.train.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            for name, value in terms.items():
-                writer.add_scalar(f"train/{name}", value.item(), step)
-            bar.update(1)
-            bar.set_postfix(loss=f"{terms['total'].item():.3f}", best=f"{state['best']:.3f}")
-        state["epoch"] += 1
-        results, _, _ = evaluate_views(model, loaders.dev, views, task, targets, device)
-        dev = float(np.mean([main_score(results[v], task) for v in config.model.views]))
-        for view, metrics in results.items():
-            for name, value in metrics.items():
-                writer.add_scalar(f"dev/{view}/{name}", value, state["epoch"])
-        writer.add_scalar("dev/score", dev, state["epoch"])
-        if dev > state["best"]:
-            state["best"], state["bad_epochs"] = dev, 0
-            meta.epoch, meta.dev_score = state["epoch"], dev
-            save_model(run_dir, model, meta)
+    while s.state["epoch"] < t.epochs and s.state["bad_epochs"] < t.patience:
+        train_epoch(s, writer, bar)
+        score = dev_score(s, writer)
+        if score > s.state["best"]:
+            s.state["best"], s.state["bad_epochs"] = score, 0
+            s.meta.epoch, s.meta.dev_score = s.state["epoch"], score
+            save_model(run_dir, s.model, s.meta)
         else:
-            state["bad_epochs"] += 1
-        save_training_state(
-            run_dir / LAST_DIR,
-            model,
-            heads,
-            {
-                **state,
-                "best_epoch": meta.epoch,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(),
-                "shuffle_rng": loaders.train.generator.get_state(),
-                "mask_rng": mask_rng.get_state(),
-            },
-        )
+            s.state["bad_epochs"] += 1
+        save_last(s, run_dir)
     bar.close()
     writer.close()
-    log.info(
-        "%s: best dev score %.4f at epoch %d (%.0f s)",
-        config.name,
-        state["best"],
-        meta.epoch,
-        time.time() - started,
-    )
+    log.info("%s: best dev score %.4f at epoch %d (%.0f s)", config.name, s.state["best"], s.meta.epoch,
+             time.time() - started)  # fmt: skip
     return run_dir

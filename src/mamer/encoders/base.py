@@ -80,3 +80,28 @@ def resolve_layers(layers: int | Sequence[int], num_states: int) -> list[int]:
             raise ValueError(f"layer {index} out of range: the encoder has hidden states 0..{num_states - 1}")
         resolved.append(int(index) % num_states)
     return sorted(set(resolved))
+
+
+def split_windows(
+    num_samples: int, window: int, overlap: int, samples_per_frame: int
+) -> list[tuple[int, int, int, int]]:
+    """Cut `num_samples` into windows of at most `window` samples overlapping by `overlap`.
+
+    `window` and `overlap` are multiples of `samples_per_frame` (the encoder's samples per output frame).
+
+    Returns `(start_sample, end_sample, keep_from, keep_to)` per window, keep_* in output frames relative to
+    the window: consecutive windows hand over at the middle of their overlap, so kept frames tile the clip.
+    """
+    if num_samples <= window:
+        return [(0, num_samples, 0, 1 << 30)]
+    hop = window - overlap
+    half_overlap = overlap // 2 // samples_per_frame
+    starts = list(range(0, num_samples - overlap, hop))
+    windows = []
+    for i, start in enumerate(starts):
+        last = i == len(starts) - 1
+        end = num_samples if last else start + window
+        keep_from = 0 if i == 0 else half_overlap
+        keep_to = 1 << 30 if last else hop // samples_per_frame + half_overlap
+        windows.append((start, end, keep_from, keep_to))
+    return windows

@@ -1,12 +1,14 @@
-"""Encoders by short name: the one place that knows which encoders exist and how to build them.
+"""Encoders by short name or path: the one place that knows which encoders exist and how to build them.
 
-Heavy modules (transformers, the weight packages) are imported only when an encoder is built, so listing
-what is available stays cheap.
+A name is a built-in encoder, a preset (a Hugging Face hub name, read from the local cache or from
+`path=DIR`), a local model folder, or a hub name ("org/model"). Heavy modules (transformers, the weight
+packages) are imported only when an encoder is built, so listing what is available stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 from mamer.encoders.base import AudioEncoder, TextEncoder
 
@@ -20,26 +22,60 @@ WEIGHT_PACKAGES = {
 }
 
 
+# Presets: short name -> Hugging Face hub name. No registry package carries these weights: they load from the
+# local Hugging Face cache, or from a local folder given as `path=DIR` (or as the encoder name itself).
+AUDIO_PRESETS = {
+    "wavlm-large": "microsoft/wavlm-large",
+    "wavlm-base-plus": "microsoft/wavlm-base-plus",
+    "hubert-large": "facebook/hubert-large-ll60k",
+    "wav2vec2-large": "facebook/wav2vec2-large-lv60",
+}
+TEXT_PRESETS = {
+    "roberta-large": "FacebookAI/roberta-large",
+    "roberta-base": "FacebookAI/roberta-base",
+}
+
+
 def installed(name: str) -> bool:
     """True when every weight package of encoder `name` is installed (nothing is imported)."""
     return all(importlib.util.find_spec(package) is not None for package in WEIGHT_PACKAGES.get(name, ()))
 
 
+def in_hub_cache(hub_name: str) -> bool:
+    """True when `hub_name`'s config.json is in the local Hugging Face cache (no network)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(hub_name, "config.json"), str)
+
+
 def available_audio_encoders() -> dict[str, bool]:
-    """Registered audio encoder names -> whether their weights/packages are installed."""
-    return {"whisper-base": installed("whisper-base"), "logmel": True}
+    """Registered audio encoder names and presets -> whether their weights are installed or cached."""
+    presets = {name: in_hub_cache(hub) for name, hub in AUDIO_PRESETS.items()}
+    return {"whisper-base": installed("whisper-base"), "logmel": True, **presets}
 
 
 def available_text_encoders() -> dict[str, bool]:
-    """Registered text encoder names -> whether their weights/packages are installed.
+    """Registered text encoder names and presets -> whether their weights are installed or cached.
 
-    Not listed: "hf", which loads any local transformers folder given as `path=`.
+    Not listed: "hf", which loads any transformers folder given as `path=` (or given as the name itself).
     """
-    return {"minilm": installed("minilm"), "hashed": True}
+    presets = {name: in_hub_cache(hub) for name, hub in TEXT_PRESETS.items()}
+    return {"minilm": installed("minilm"), "hashed": True, **presets}
+
+
+def is_path_or_hub_name(name: str) -> bool:
+    """A local folder, or something shaped like a hub name ("org/model")."""
+    return Path(name).is_dir() or "/" in name
 
 
 def load_audio_encoder(name: str, **options) -> AudioEncoder:
-    """Build the audio encoder `name` ("whisper-base", "logmel"); `options` go to its constructor."""
+    """Build audio encoder `name`: "whisper-base", "logmel", a preset, "hf" (with `path=`), a folder or hub name.
+
+    `options` go to the encoder's constructor (e.g. `layers=[6, 7, 8]`, `device="cuda"`, and for presets
+    `path=DIR` to read the weights from a local folder).
+    """
     if name == "whisper-base":
         from mamer.encoders.whisper import WhisperAudioEncoder
 
@@ -48,11 +84,26 @@ def load_audio_encoder(name: str, **options) -> AudioEncoder:
         from mamer.encoders.logmel import LogMelEncoder
 
         return LogMelEncoder(**options)
-    raise ValueError(f"unknown audio encoder {name!r}; known: {', '.join(available_audio_encoders())}")
+    from mamer.encoders.hf_audio import HFAudioEncoder
+
+    if name in AUDIO_PRESETS:
+        source = {
+            "model": AUDIO_PRESETS[name],
+            **({"path": str(options["path"])} if "path" in options else {}),
+        }
+        return HFAudioEncoder(**{"path": AUDIO_PRESETS[name], **options}, name=name, source=source)
+    if name == "hf":
+        if "path" not in options:
+            raise ValueError("the 'hf' audio encoder needs path=<local folder or hub name>")
+        return HFAudioEncoder(**options)
+    if is_path_or_hub_name(name):
+        return HFAudioEncoder(path=name, **options)
+    known = ", ".join([*available_audio_encoders(), "hf (with path=...)", "a model folder"])
+    raise ValueError(f"unknown audio encoder {name!r}; known: {known}")
 
 
 def load_text_encoder(name: str, **options) -> TextEncoder:
-    """Build the text encoder `name` ("minilm", "hashed", or "hf" with `path=` a local model folder)."""
+    """Build text encoder `name`: "minilm", "hashed", a preset, "hf" (with `path=`), a folder or hub name."""
     if name == "minilm":
         from mamer.encoders.text import minilm_encoder
 
@@ -61,13 +112,21 @@ def load_text_encoder(name: str, **options) -> TextEncoder:
         from mamer.encoders.text import HashedTextEncoder
 
         return HashedTextEncoder(**options)
-    if name == "hf":
-        from mamer.encoders.text import HFTextEncoder
+    from mamer.encoders.text import HFTextEncoder
 
+    if name in TEXT_PRESETS:
+        source = {
+            "model": TEXT_PRESETS[name],
+            **({"path": str(options["path"])} if "path" in options else {}),
+        }
+        return HFTextEncoder(**{"path": TEXT_PRESETS[name], **options}, name=name, source=source)
+    if name == "hf":
         if "path" not in options:
             raise ValueError("the 'hf' text encoder needs path=<local folder with a transformers model>")
         return HFTextEncoder(**options)
-    known = ", ".join([*available_text_encoders(), "hf (with path=...)"])
+    if is_path_or_hub_name(name):
+        return HFTextEncoder(path=name, **options)
+    known = ", ".join([*available_text_encoders(), "hf (with path=...)", "a model folder"])
     raise ValueError(f"unknown text encoder {name!r}; known: {known}")
 
 

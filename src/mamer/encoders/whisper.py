@@ -27,6 +27,7 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from mamer.encoders.base import AudioEncoder, check_waveforms, resolve_layers
+from mamer.encoders.base import split_windows as base_split_windows
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
 from mamer.encoders.registry import INSTALL_HINT, WEIGHT_PACKAGES
 
@@ -204,24 +205,8 @@ def whisper_hidden_states(
 def split_windows(
     num_samples: int, window: int = CHUNK_SAMPLES, overlap: int = OVERLAP_SAMPLES
 ) -> list[tuple[int, int, int, int]]:
-    """Cut `num_samples` into windows of at most `window` samples overlapping by `overlap` (multiples of 320).
-
-    Returns `(start_sample, end_sample, keep_from, keep_to)` per window, keep_* in output frames relative to
-    the window: consecutive windows hand over at the middle of their overlap, so kept frames tile the clip.
-    """
-    if num_samples <= window:
-        return [(0, num_samples, 0, 1 << 30)]
-    hop = window - overlap
-    half_overlap = overlap // 2 // SAMPLES_PER_FRAME
-    starts = list(range(0, num_samples - overlap, hop))
-    windows = []
-    for i, start in enumerate(starts):
-        last = i == len(starts) - 1
-        end = num_samples if last else start + window
-        keep_from = 0 if i == 0 else half_overlap
-        keep_to = 1 << 30 if last else hop // SAMPLES_PER_FRAME + half_overlap
-        windows.append((start, end, keep_from, keep_to))
-    return windows
+    """Whisper's windows (30 s, 2 s overlap, 320 samples per output frame): see `base.split_windows`."""
+    return base_split_windows(num_samples, window, overlap, SAMPLES_PER_FRAME)
 
 
 # ---------------------------------------------------------------- the AudioEncoder

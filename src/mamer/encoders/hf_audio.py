@@ -1,0 +1,191 @@
+"""Any Hugging Face speech encoder (WavLM, HuBERT, wav2vec2, data2vec-audio) by local folder or hub name.
+
+The model comes from `transformers.AutoModel`; with no network (or `allow_download=False`, the default) only
+local files are read, so a hub name that is not in the local cache fails at once with a message saying how to
+pass a local folder. Long recordings are cut into overlapping windows and stitched at the overlap midpoints,
+so memory stays bounded whatever the clip length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mamer.encoders.base import AudioEncoder, check_waveforms, resolve_layers, split_windows
+
+SAMPLE_RATE = 16000
+
+
+def local_only(path: str | Path, allow_download: bool) -> bool:
+    """Read only local files unless downloads are allowed and the hub is not switched off."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "")
+    return offline or not allow_download or Path(path).is_dir()
+
+
+def load_hf_model(path: str | Path, kind: str, allow_download: bool = False):
+    """`AutoModel.from_pretrained(path)`, frozen and in eval mode; an OSError that says how to fix it."""
+    from transformers import AutoModel  # heavy import, only when such an encoder is built
+
+    local = local_only(path, allow_download)
+    try:
+        model = AutoModel.from_pretrained(str(path), local_files_only=local)
+    except OSError as err:
+        raise OSError(
+            f"cannot load {kind} encoder {str(path)!r}: it is not a local folder with config.json and weights, "
+            f"nor in the local Hugging Face cache (downloads {'off' if local else 'failed'}).\n"
+            f"Pass a local folder instead, e.g. `--{kind}-encoder /path/to/model` on the command line or "
+            f"load_{kind}_encoder(NAME, path=DIR); or allow_download=True where the hub is reachable. ({err})"
+        ) from err
+    return model.eval().requires_grad_(False)
+
+
+def wants_normalized_input(path: str | Path, local: bool) -> bool:
+    """The feature extractor's `do_normalize` if the folder has one, else True (what wav2vec2-style models expect)."""
+    from transformers import AutoFeatureExtractor
+
+    try:
+        extractor = AutoFeatureExtractor.from_pretrained(str(path), local_files_only=local)
+    except (OSError, ValueError):
+        return True
+    return bool(getattr(extractor, "do_normalize", True))
+
+
+def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Samples the convolutional feature encoder needs for one output frame."""
+    field, jump = 1, 1
+    for kernel, stride in zip(kernels, strides, strict=True):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
+
+
+def mask_safe(config) -> bool:
+    """True when padded batches under an attention mask give each clip exactly its unpadded features.
+
+    Holds for layer-norm feature encoders with one positional convolution (WavLM-large, wav2vec2-large,
+    HuBERT-large). Group-norm feature encoders (the base models) normalise over the padding, and
+    data2vec-audio's stacked positional convolutions carry the padding into valid frames.
+    """
+    single_pos_conv = config.model_type in ("wavlm", "wav2vec2", "hubert")
+    return single_pos_conv and getattr(config, "feat_extract_norm", "group") == "layer"
+
+
+class HFAudioEncoder(AudioEncoder):
+    """Frame features `(T, hidden_size)` at 16 kHz / prod(conv_stride) frames/s (50 for the usual models).
+
+    `layers` picks hidden states (0 = after the feature projection, i = after transformer layer i, -1 = last)
+    and averages them. Waveforms are standardised per utterance when the model's feature extractor does so.
+    Audio longer than `window_seconds` is encoded in windows overlapping by `overlap_seconds`.
+    """
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(
+        self,
+        path: str | Path,
+        name: str = "hf",
+        layers: int | Sequence[int] = -1,
+        batch_size: int = 8,
+        device: str | torch.device = "cpu",
+        window_seconds: float = 20.0,
+        overlap_seconds: float = 2.0,
+        allow_download: bool = False,
+        source: dict | None = None,
+    ):
+        self.model = load_hf_model(path, "audio", allow_download).to(device)
+        config = self.model.config
+        if not hasattr(config, "conv_stride"):
+            raise ValueError(
+                f"{path}: {config.model_type} is not a wav2vec2-style speech encoder (no conv_stride)"
+            )
+        self.normalize = wants_normalized_input(path, local_only(path, allow_download))
+        self.samples_per_frame = math.prod(config.conv_stride)
+        self.min_samples = receptive_field(config.conv_kernel, config.conv_stride)
+        self.use_mask = mask_safe(config)  # see _batches
+        self.device = torch.device(device)
+        self.name, self.batch_size = name, batch_size
+        self.dim = int(config.hidden_size)
+        self.frame_rate = SAMPLE_RATE / self.samples_per_frame
+        self.num_states = int(config.num_hidden_layers) + 1
+        self.layers = resolve_layers(layers, self.num_states)
+        self.window = self._frames(window_seconds) * self.samples_per_frame
+        self.overlap = self._frames(overlap_seconds) * self.samples_per_frame
+        if not 0 < self.overlap < self.window:
+            raise ValueError(
+                f"need 0 < overlap_seconds < window_seconds, got {overlap_seconds}, {window_seconds}"
+            )
+        self.source = source or {"path": str(path)}
+
+    def _frames(self, seconds: float) -> int:
+        return round(seconds * SAMPLE_RATE / self.samples_per_frame)
+
+    def spec(self) -> dict:
+        return {
+            "name": self.name,
+            "model_type": self.model.config.model_type,
+            "dim": self.dim,
+            "sample_rate": self.sample_rate,
+            "frame_rate": self.frame_rate,
+            "layers": self.layers,
+            "num_hidden_states": self.num_states,
+            "pooling": "mean of layers",
+            "normalize_input": self.normalize,
+            "window_seconds": self.window / SAMPLE_RATE,
+            "overlap_seconds": self.overlap / SAMPLE_RATE,
+            "weights": self.source,
+        }
+
+    @torch.inference_mode()
+    def encode(self, waveforms: list[np.ndarray]) -> list[torch.Tensor]:
+        waveforms = [self._standardise(w) for w in check_waveforms(waveforms)]
+        segments = []  # (utterance, start sample, end sample, keep_from, keep_to)
+        for i, wave in enumerate(waveforms):
+            windows = split_windows(len(wave), self.window, self.overlap, self.samples_per_frame)
+            segments += [(i, *window) for window in windows]
+        outputs: list[torch.Tensor | None] = [None] * len(segments)
+        for batch in self._batches([end - start for _, start, end, _, _ in segments]):
+            waves = [waveforms[segments[k][0]][segments[k][1] : segments[k][2]] for k in batch]
+            for k, features in zip(batch, self._encode_batch(waves), strict=True):
+                outputs[k] = features[segments[k][3] : segments[k][4]]
+        stitched: list[list[torch.Tensor]] = [[] for _ in waveforms]
+        for (i, *_), features in zip(segments, outputs, strict=True):
+            stitched[i].append(features)
+        return [torch.cat(parts).float().cpu().contiguous() for parts in stitched]
+
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices into `lengths`, shortest first, in batches of at most `batch_size`.
+
+        Where padding would leak into valid frames (see `mask_safe`), batches hold equal lengths only:
+        features never depend on what they were batched with.
+        """
+        batches: list[list[int]] = []
+        for k in sorted(range(len(lengths)), key=lengths.__getitem__):
+            full = batches and len(batches[-1]) == self.batch_size
+            if not batches or full or (not self.use_mask and lengths[batches[-1][0]] != lengths[k]):
+                batches.append([])
+            batches[-1].append(k)
+        return batches
+
+    def _standardise(self, wave: np.ndarray) -> np.ndarray:
+        if not self.normalize:
+            return wave
+        return ((wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)).astype(np.float32)
+
+    def _encode_batch(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
+        """Features `(T_i, dim)` for a batch of waveforms; a row's frames do not depend on the padding."""
+        lengths = torch.tensor([max(len(w), self.min_samples) for w in waves])
+        batch = torch.zeros(len(waves), int(lengths.max()))
+        mask = torch.zeros(batch.shape, dtype=torch.long)
+        for row, wave in enumerate(waves):
+            batch[row, : len(wave)] = torch.from_numpy(wave)
+            mask[row, : lengths[row]] = 1
+        kwargs = {"attention_mask": mask.to(self.device)} if self.use_mask else {}
+        out = self.model(batch.to(self.device), output_hidden_states=True, **kwargs)
+        pooled = torch.stack([out.hidden_states[i] for i in self.layers]).mean(0)  # (B, T, D)
+        frames = self.model._get_feat_extract_output_lengths(lengths).tolist()
+        return [pooled[row, : int(n)] for row, n in enumerate(frames)]

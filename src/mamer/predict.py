@@ -1,0 +1,468 @@
+"""Python inference API: a trained run + its frozen encoders -> emotion predictions from audio, text or both.
+
+from mamer import EmotionRecognizer
+r = EmotionRecognizer.load("runs/unified")
+r.predict(audio="clip.wav", text="I can't believe it")   # view "audio+text"
+r.predict(text="what a lovely day")                       # view "text"
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from mamer.checkpoint import ModelMeta, load_model
+from mamer.data.dataset import DIMENSIONS
+from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
+from mamer.encoders.base import AudioEncoder, TextEncoder
+from mamer.encoders.registry import load_audio_encoder, load_text_encoder
+from mamer.model.mamer import MAMER
+
+log = logging.getLogger(__name__)
+
+AudioInput = str | Path | np.ndarray | None
+
+
+@dataclass
+class Prediction:
+    """One utterance's result. `probabilities`/`label` for categorical runs, A/V/D (corpus scale) for
+    dimensional runs, both for task "both"; `view` says which modalities were used."""
+
+    view: str  # "audio", "text" or "audio+text"
+    label: str | None = None
+    probabilities: dict[str, float] | None = None
+    arousal: float | None = None
+    valence: float | None = None
+    dominance: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Features:
+    """Frozen-encoder features of one utterance: audio (Ta, Da) cropped to the model's maximum, text (Tt, Dt)."""
+
+    audio: torch.Tensor | None
+    text: torch.Tensor | None
+
+    @property
+    def view(self) -> str:
+        return "+".join(m for m, x in (("audio", self.audio), ("text", self.text)) if x is not None)
+
+
+# ---------------------------------------------------------------- encoders from their recorded specs
+
+_OPTIONS = {  # spec key -> constructor option, per built-in encoder
+    "whisper-base": {"layers": "layers", "window_seconds": "window_seconds"},
+    "logmel": {"dim": "n_mels", "sample_rate": "sample_rate", "normalize": "normalize"},
+    "minilm": {"layers": "layers", "max_tokens": "max_tokens"},
+    "hashed": {"dim": "dim", "max_tokens": "max_tokens", "seed": "seed"},
+}
+# Encoders on transformers models (presets, "hf", a folder or hub name): these keys, and weights.path if any.
+_HF_OPTIONS = ("layers", "max_tokens", "window_seconds", "overlap_seconds")
+
+
+def encoder_options(spec: dict) -> dict[str, Any]:
+    """Constructor options that rebuild the encoder a `spec()` dict describes."""
+    name, weights = spec["name"], spec.get("weights") or {}
+    if name not in _OPTIONS:
+        options = {key: spec[key] for key in _HF_OPTIONS if key in spec}
+        if "path" in weights:
+            options["path"] = weights["path"]
+        elif name == "hf":
+            raise ValueError(
+                "the 'hf' encoder spec records no model folder (weights.path); cannot rebuild it"
+            )
+        return options
+    options = {option: spec[key] for key, option in _OPTIONS[name].items() if key in spec}
+    if name == "whisper-base":
+        options["pad_to_30s"] = spec.get("context") == "30s-padded"
+        if "model_dir" in weights:
+            options["model_dir"] = weights["model_dir"]
+    return options
+
+
+def encoder_from_spec(spec: dict, kind: str) -> AudioEncoder | TextEncoder:
+    """Rebuild the frozen `kind` ("audio"/"text") encoder recorded in a checkpoint; warns if it differs."""
+    name = spec["name"]
+    build = load_audio_encoder if kind == "audio" else load_text_encoder
+    try:
+        encoder = build(name, **encoder_options(spec))
+    except (ImportError, OSError) as err:  # ModuleNotFoundError is an ImportError
+        raise ModuleNotFoundError(
+            f"the model was trained on {kind} features of the {name!r} encoder, which cannot be built here: {err}"
+        ) from err
+    rebuilt = encoder.spec()
+    differs = sorted(k for k in set(spec) | set(rebuilt) if spec.get(k) != rebuilt.get(k))
+    if differs:
+        log.warning(
+            "%s encoder %r differs from the one the model was trained with in: %s", kind, name, differs
+        )
+    return encoder
+
+
+# ---------------------------------------------------------------- audio input
+
+
+def decode_audio(data: bytes, what: str = "upload") -> tuple[np.ndarray, int]:
+    """Encoded audio bytes (wav/flac/ogg/mp3) -> mono float32 `(N,)` and its sample rate."""
+    try:
+        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
+        raise AudioLoadError(f"{what}: unreadable audio ({type(err).__name__}: {err})") from err
+    return check_wave(wave, what), int(sr)
+
+
+def check_wave(wave: np.ndarray, what: str) -> np.ndarray:
+    """A waveform `(N,)` or `(N, C)` -> mono float32 `(N,)`; AudioLoadError if empty or not finite."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.ndim != 1:
+        raise AudioLoadError(f"{what}: audio array has shape {wave.shape}; expected (N,) or (N, channels)")
+    if wave.size == 0:
+        raise AudioLoadError(f"{what}: zero-length audio (no samples)")
+    if not np.isfinite(wave).all():
+        raise AudioLoadError(f"{what}: audio contains NaN or infinite samples")
+    return np.ascontiguousarray(wave)
+
+
+# ---------------------------------------------------------------- the recognizer
+
+
+class EmotionRecognizer:
+    """A trained MAMER run with its frozen encoders: waveforms and/or texts in, `Prediction`s out.
+
+    Thread-safe: one lock serialises the encoders and the model (tokenizers are not safe to share).
+    """
+
+    def __init__(self, model: MAMER, meta: ModelMeta, run_dir: Path, device: str | torch.device = "cpu"):
+        self.model, self.meta, self.run_dir = model.eval(), meta, run_dir
+        self.device = torch.device(device)
+        config = meta.run_config
+        self.task, self.labels = config.data.task, list(meta.label_space.labels)
+        self.max_frames = config.model.max_audio_tokens * config.model.audio_downsample
+        self.modalities = [
+            m for m, p in (("audio", model.audio_in), ("text", model.text_in)) if p is not None
+        ]
+        self._encoders: dict[str, AudioEncoder | TextEncoder] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "cpu", preload: bool = False) -> EmotionRecognizer:
+        """Load a run directory; `preload=True` builds every encoder now (fails fast, as a server should)."""
+        model, meta = load_model(run_dir, device)
+        recognizer = cls(model, meta, Path(run_dir), device)
+        if preload:
+            for modality in recognizer.modalities:
+                recognizer.encoder(modality)
+        return recognizer
+
+    @property
+    def views(self) -> list[str]:
+        """Views this model can take: every non-empty subset of the modalities it was trained with."""
+        return [v for v in ("audio", "text", "audio+text") if set(v.split("+")) <= set(self.modalities)]
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate audio is resampled to before the audio encoder."""
+        return int(self.meta.encoders["audio"]["sample_rate"])
+
+    def encoder(self, modality: str) -> AudioEncoder | TextEncoder:
+        """The frozen encoder of `modality`, built on first use from the spec in model.json."""
+        self.require(modality)
+        if modality not in self._encoders:
+            self._encoders[modality] = encoder_from_spec(self.meta.encoders[modality], modality)
+        return self._encoders[modality]
+
+    def require(self, modality: str) -> None:
+        """ValueError naming the run if the model cannot read `modality` (a dedicated unimodal model)."""
+        if modality not in self.modalities:
+            trained = ", ".join(self.meta.run_config.model.views)
+            raise ValueError(
+                f"the model in {self.run_dir} was trained without {modality} (views: {trained}); "
+                f"it cannot read a {modality} input. Pass only {' or '.join(self.modalities)}."
+            )
+
+    def load_wave(self, audio: str | Path | np.ndarray, sample_rate: int | None = None) -> np.ndarray:
+        """A file path or an array (+ its sample rate) -> mono float32 at the audio encoder's rate."""
+        if isinstance(audio, str | Path):
+            return load_audio(audio, self.sample_rate)
+        if sample_rate is None:
+            raise ValueError(
+                "an audio array needs its sample_rate, e.g. predict(audio=wave, sample_rate=16000)"
+            )
+        return resample(check_wave(audio, "audio array"), int(sample_rate), self.sample_rate)
+
+    def predict(
+        self, audio: AudioInput = None, text: str | None = None, sample_rate: int | None = None
+    ) -> Prediction:
+        """Predict from audio (a file, or an array + `sample_rate`), a transcript, or both."""
+        return self.predict_batch([{"audio": audio, "text": text, "sample_rate": sample_rate}])[0]
+
+    def predict_batch(self, items: Sequence[dict], batch_size: int = 16) -> list[Prediction]:
+        """`items`: dicts with optional "audio", "text", "sample_rate" keys -> one Prediction each, in order."""
+        waves = [self._input_wave(it) for it in items]
+        texts = [self._input_text(it) for it in items]
+        with self._lock:
+            results = []
+            for start in range(0, len(items), batch_size):
+                chunk = slice(start, start + batch_size)
+                results += self.predict_features(self.featurize(waves[chunk], texts[chunk]))
+            return results
+
+    def _input_wave(self, item: dict) -> np.ndarray | None:
+        audio = item.get("audio")
+        if audio is not None:
+            self.require("audio")
+        return None if audio is None else self.load_wave(audio, item.get("sample_rate"))
+
+    def _input_text(self, item: dict) -> str | None:
+        text = item.get("text")
+        if text is not None and not str(text).strip():
+            raise ValueError("text is empty; pass text=None to predict from audio alone")
+        if item.get("audio") is None and text is None:
+            raise ValueError("nothing to predict from: give audio, text, or both")
+        if text is not None:
+            self.require("text")
+        return None if text is None else str(text)
+
+    @torch.inference_mode()
+    def featurize(self, waves: Sequence[np.ndarray | None], texts: Sequence[str | None]) -> list[Features]:
+        """Run the frozen encoders: waveforms at `sample_rate` and/or texts -> per-utterance features."""
+        audio = self._encode("audio", waves)
+        text = self._encode("text", texts)
+        return [
+            Features(None if a is None else a[: self.max_frames], t) for a, t in zip(audio, text, strict=True)
+        ]
+
+    def _encode(self, modality: str, inputs: Sequence) -> list[torch.Tensor | None]:
+        present = [i for i, x in enumerate(inputs) if x is not None]
+        out: list[torch.Tensor | None] = [None] * len(inputs)
+        if present:
+            encoded = self.encoder(modality).encode([inputs[i] for i in present])
+            for i, features in zip(present, encoded, strict=True):
+                if len(features) == 0:
+                    raise ValueError(f"the {modality} encoder produced no features for input {i}")
+                out[i] = features
+        return out
+
+    @torch.inference_mode()
+    def predict_features(self, features: Sequence[Features]) -> list[Prediction]:
+        """The shared model on precomputed features, one padded batch per view."""
+        results: list[Prediction | None] = [None] * len(features)
+        for view in {f.view for f in features}:
+            index = [i for i, f in enumerate(features) if f.view == view]
+            for i, prediction in zip(index, self._run_view([features[i] for i in index], view), strict=True):
+                results[i] = prediction
+        return results  # type: ignore[return-value]
+
+    def _run_view(self, features: list[Features], view: str) -> list[Prediction]:
+        inputs = {}
+        if "audio" in view:
+            inputs["audio"], inputs["audio_mask"] = pad([f.audio for f in features], self.device)
+        if "text" in view:
+            inputs["text"], inputs["text_mask"] = pad([f.text for f in features], self.device)
+        out = self.model(**inputs)
+        return self._decode(out.logits, out.dims, view)
+
+    def _decode(self, logits: torch.Tensor | None, dims: torch.Tensor | None, view: str) -> list[Prediction]:
+        n = len(logits if logits is not None else dims)
+        results = [Prediction(view) for _ in range(n)]
+        if logits is not None:
+            for result, p in zip(results, logits.float().softmax(-1).cpu().tolist(), strict=True):
+                result.probabilities = dict(zip(self.labels, p, strict=True))
+                result.label = self.labels[int(np.argmax(p))]
+        if dims is not None:
+            scaled = self.meta.label_space.denormalise(dims.float().cpu()).tolist()
+            for result, values in zip(results, scaled, strict=True):
+                for name, value in zip(DIMENSIONS, values, strict=True):
+                    setattr(result, name, float(value))
+        return results
+
+
+def pad(blocks: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (T_i, D) -> zero-padded (B, T, D) float32 and mask (B, T) bool, True = valid."""
+    length = max(len(b) for b in blocks)
+    out = torch.zeros(len(blocks), length, blocks[0].shape[1])
+    mask = torch.zeros(len(blocks), length, dtype=torch.bool)
+    for i, b in enumerate(blocks):
+        out[i, : len(b)], mask[i, : len(b)] = b.float(), True
+    return out.to(device), mask.to(device)
+
+
+# ---------------------------------------------------------------- many files: what `mamer predict` runs
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+@dataclass
+class Job:
+    """One input row: an id, and an audio file and/or a text."""
+
+    id: str
+    audio: Path | None = None
+    text: str | None = None
+
+
+def find_audio(path: str | Path) -> list[Path]:
+    """An audio file, or every audio file under a folder (recursively, sorted)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        if not files:
+            raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {path}")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"no such audio file or folder: {path}")
+    return [path]
+
+
+def read_transcripts(path: str | Path) -> list[dict[str, str]]:
+    """Rows of a CSV/JSONL transcripts file: a `text` column and an `id`, `file` or `audio` column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"transcripts file not found: {path}")
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        try:
+            rows = [json.loads(line) for line in lines if line.strip()]
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not JSON lines ({err}); use .csv for a CSV file") from err
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or not row.get("text") or not any(row.get(k) for k in _KEYS):
+            raise ValueError(f"{path}: row {number} needs a text and one of the columns {', '.join(_KEYS)}")
+    return rows
+
+
+_KEYS = ("id", "file", "audio")
+
+
+def transcript_index(rows: list[dict[str, str]]) -> dict[str, str]:
+    """Lookup keys (id, file name, file stem) -> text."""
+    index = {}
+    for row in rows:
+        for key in _KEYS:
+            if row.get(key):
+                name = Path(str(row[key])).name
+                index |= {str(row[key]): row["text"], name: row["text"], Path(name).stem: row["text"]}
+    return index
+
+
+def make_jobs(
+    audio: str | Path | None, text: str | None = None, transcripts: str | Path | None = None
+) -> list[Job]:
+    """The inputs of `mamer predict`: audio files (with a transcript where one is found) or texts alone."""
+    rows = read_transcripts(transcripts) if transcripts else []
+    if audio is None:
+        if text is not None:
+            return [Job("text", None, text)]
+        if not rows:
+            raise ValueError("nothing to predict: give --audio, --text or --transcripts")
+        return [Job(str(r.get("id") or r.get("file") or r.get("audio")), None, r["text"]) for r in rows]
+    files = find_audio(audio)
+    if text is not None and len(files) > 1:
+        raise ValueError(
+            f"--text goes with one audio file, but {audio} holds {len(files)}; use --transcripts"
+        )
+    index = transcript_index(rows)
+    return [
+        Job(f.stem, f, text or index.get(f.name) or index.get(f.stem) or index.get(str(f))) for f in files
+    ]
+
+
+def predict_jobs(
+    recognizer: EmotionRecognizer, jobs: list[Job], batch_size: int = 16, progress: bool = True
+) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Predict every job; returns (rows, skipped as (file or id, reason)). A bad input never stops the rest."""
+    rows: list[dict] = []
+    skipped: list[tuple[str, str]] = []
+    bar = tqdm(total=len(jobs), desc="predict", unit="file", disable=not progress)
+    for start in range(0, len(jobs), batch_size):
+        chunk, items = [], []
+        for job in jobs[start : start + batch_size]:
+            try:
+                items.append(_item(recognizer, job))
+                chunk.append(job)
+            except (AudioLoadError, ValueError) as err:
+                skipped.append(_skip(job, err))
+        for job, prediction in _predict_isolating(recognizer, chunk, items, skipped):
+            rows.append(prediction_row(job, prediction, recognizer.task))
+        bar.update(len(jobs[start : start + batch_size]))
+    bar.close()
+    return rows, skipped
+
+
+def _item(recognizer: EmotionRecognizer, job: Job) -> dict:
+    wave = None if job.audio is None else recognizer.load_wave(job.audio)
+    return {"audio": wave, "text": job.text, "sample_rate": recognizer.sample_rate}
+
+
+def _predict_isolating(recognizer, jobs: list[Job], items: list[dict], skipped: list) -> list:
+    """One batch; if it fails, one by one, so only the bad input is skipped."""
+    try:
+        return list(zip(jobs, recognizer.predict_batch(items), strict=True))
+    except (ValueError, RuntimeError) as err:
+        if len(items) == 1:
+            skipped.append(_skip(jobs[0], err))
+            return []
+    return [
+        pair
+        for j, i in zip(jobs, items, strict=True)
+        for pair in _predict_isolating(recognizer, [j], [i], skipped)
+    ]
+
+
+def _skip(job: Job, err: Exception) -> tuple[str, str]:
+    source = str(job.audio or job.id)
+    return source, str(err).removeprefix(f"{source}: ")
+
+
+def prediction_row(job: Job, prediction: Prediction, task: str) -> dict[str, Any]:
+    """One output row: id, file, view, then the task's outputs."""
+    row: dict[str, Any] = {"id": job.id, "file": None if job.audio is None else str(job.audio)}
+    values = prediction.to_dict()
+    if task == "categorical":
+        values = {k: v for k, v in values.items() if k not in DIMENSIONS}
+    elif task == "dimensional":
+        values = {k: v for k, v in values.items() if k not in ("label", "probabilities")}
+    return row | values
+
+
+def write_rows(rows: list[dict], out: str | Path) -> None:
+    """Rows as JSON lines (.jsonl) or CSV (.csv; probabilities become `p_<label>` columns)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        flat = [_flatten(r) for r in rows]
+        columns = list(dict.fromkeys(k for r in flat for k in r))
+        with out.open("w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, columns)
+            writer.writeheader()
+            writer.writerows(flat)
+    elif out.suffix.lower() in (".jsonl", ".json"):
+        out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        raise ValueError(f"--out {out}: use a .jsonl or .csv file name")
+
+
+def _flatten(row: dict) -> dict:
+    probabilities = row.get("probabilities") or {}
+    flat = {k: v for k, v in row.items() if k != "probabilities"}
+    return flat | {f"p_{label}": p for label, p in probabilities.items()}

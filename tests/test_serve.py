@@ -1,0 +1,148 @@
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+import mamer
+from mamer.data.manifest import read_manifest
+from mamer.predict import EmotionRecognizer
+from mamer.serve import create_app
+from test_predict import train_tiny
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("serve_runs")
+    return {
+        "unified": train_tiny(tiny_corpus, folder),
+        "text_only": train_tiny(tiny_corpus, folder, "quickstart_text_only"),
+    }
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    # One event loop for every request, as in uvicorn (a bare TestClient starts one per request).
+    with TestClient(create_app(runs["unified"], max_upload_mb=0.5, max_seconds=8.0)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def utterances(tiny_corpus):
+    return [u for u in read_manifest(tiny_corpus)[0] if u.split == "test"]
+
+
+def wav_bytes(seconds: float, sample_rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    sf.write(buffer, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), sample_rate, format="WAV")
+    return buffer.getvalue()
+
+
+def test_health_info_and_openapi(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    info = client.get("/info").json()
+    assert info["labels"] == ["angry", "happy", "neutral", "sad"] and info["task"] == "categorical"
+    assert info["views"] == ["audio", "text", "audio+text"] and info["mamer_version"] == mamer.__version__
+    assert info["encoders"]["audio"]["name"] == "logmel" and info["encoders"]["text"]["name"] == "hashed"
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_predict_each_view_matches_the_python_api(client, runs, utterances):
+    recognizer = EmotionRecognizer.load(runs["unified"])
+    u = utterances[0]
+    for data, files in (
+        ({"text": u.text}, None),
+        ({}, {"audio": (u.audio.name, u.audio.read_bytes(), "audio/wav")}),
+        ({"text": u.text}, {"audio": (u.audio.name, u.audio.read_bytes(), "audio/wav")}),
+    ):
+        response = client.post("/predict", data=data, files=files)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        expected = recognizer.predict(audio=u.audio if files else None, text=data.get("text"))
+        assert body["view"] == expected.view and body["label"] == expected.label
+        np.testing.assert_allclose(
+            list(body["probabilities"].values()), list(expected.probabilities.values()), atol=1e-5
+        )
+
+
+def test_rejections(client, runs):
+    cases = [
+        ({}, None, 422, "send an `audio` file, a `text` field, or both"),
+        ({"text": "  "}, None, 422, "send an `audio` file"),
+        ({}, {"audio": ("x.wav", b"not audio at all", "audio/wav")}, 422, "x.wav: unreadable audio"),
+        (
+            {},
+            {"audio": ("long.wav", wav_bytes(10.0, 8000), "audio/wav")},
+            422,
+            "10.0 s of audio; this service takes at most 8 s",
+        ),
+        ({}, {"audio": ("big.wav", wav_bytes(20.0), "audio/wav")}, 413, "at most 0.5 MB"),
+    ]
+    for data, files, status, message in cases:
+        response = client.post("/predict", data=data, files=files)
+        assert response.status_code == status, response.text
+        assert message in response.json()["detail"]
+    text_only = TestClient(create_app(runs["text_only"]))
+    response = text_only.post("/predict", files={"audio": ("a.wav", wav_bytes(1.0), "audio/wav")})
+    assert response.status_code == 422 and "trained without audio" in response.json()["detail"]
+    assert text_only.get("/info").json()["views"] == ["text"]
+
+
+def test_concurrent_requests_do_not_mix(client, utterances):
+    """Each of many simultaneous requests gets the answer it gets alone."""
+    requests = [(u.text, u.audio.read_bytes() if i % 2 else None) for i, u in enumerate(utterances)]
+
+    def send(request):
+        text, audio = request
+        files = {"audio": ("a.wav", audio, "audio/wav")} if audio else None
+        return client.post("/predict", data={"text": text}, files=files).json()
+
+    alone = [send(r) for r in requests]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(send, requests * 3))
+    for i, body in enumerate(together):
+        expected = alone[i % len(requests)]
+        assert body["view"] == expected["view"]
+        np.testing.assert_allclose(
+            list(body["probabilities"].values()), list(expected["probabilities"].values()), atol=1e-5
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_real_uvicorn_process(runs):
+    port = free_port()
+    command = [sys.executable, "-m", "mamer", "serve", str(runs["unified"]), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read().decode()
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not come up within 60 s"
+            time.sleep(0.2)
+        response = httpx.post(f"{url}/predict", data={"text": "I am really happy"}, timeout=30)
+        assert response.status_code == 200 and response.json()["view"] == "text"
+        assert json.loads(response.text)["label"] in ("angry", "happy", "neutral", "sad")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
