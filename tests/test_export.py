@@ -8,16 +8,15 @@ import torch
 from mamer.checkpoint import load_model
 from mamer.cli import main
 from mamer.export import ViewModel
-from test_predict import train_tiny
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 
 @pytest.fixture(scope="module")
-def exported(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
+def exported(train_tiny, tmp_path_factory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("export")
-    run = train_tiny(tiny_corpus, folder, "quickstart", "data.task=both")
+    run = train_tiny(folder, "quickstart", "data.task=both")
     assert main(["export", str(run), "--onnx", str(folder / "onnx" / "model.onnx")]) == 0
     return run, folder / "onnx"
 

@@ -139,3 +139,14 @@ def test_bad_audio_is_reported_and_skipped(corpus, tmp_path):
     assert "missing.wav: no such audio file" in report[1]["reason"]
     assert cache_summary(folder)["test"] == {"utterances": 6, "skipped": 2, "complete": True}
     assert all(cached.audio_of(i) is not None for i in range(6))
+
+
+def test_extract_command_reports_and_reuses_the_cache(tiny_corpus, tmp_path, capsys):
+    from mamer.cli import main
+
+    args = ["extract", "--manifest", str(tiny_corpus), "--audio-encoder", "logmel", "--text-encoder", "hashed",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "train" in first and "16 utterances" in first and "features in" in first
+    assert main(args) == 0 and capsys.readouterr().out == first  # the second run reuses the cache

@@ -6,6 +6,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import TINY
 from mamer import EmotionRecognizer, Prediction
 from mamer.checkpoint import load_model
 from mamer.cli import main
@@ -15,38 +16,15 @@ from mamer.data.features import load_split
 from mamer.data.manifest import read_manifest
 from mamer.evaluate import evaluate_run
 from mamer.predict import encoder_options
-from mamer.train import train
-
-TINY = ["model.width=32", "model.depth=1", "model.heads=2", "train.batch_size=8", "train.progress=false"]
-
-
-def train_tiny(corpus: Path, folder: Path, name: str = "quickstart", *extra: str) -> Path:
-    """A 1-epoch logmel + hashed model, as in test_train.tiny_config."""
-    config = load_config(
-        name,
-        [
-            f"data.manifest={corpus}",
-            f"data.features={folder / 'features'}",
-            f"run_dir={folder / name}",
-            "data.audio_encoder=logmel",
-            "data.text_encoder=hashed",
-            *TINY,
-            "train.epochs=1",
-            *extra,
-        ],
-    )
-    return train(config)
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
+def runs(train_tiny, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("predict_runs")
     return {
-        "unified": train_tiny(tiny_corpus, folder),
-        "audio_only": train_tiny(tiny_corpus, folder, "quickstart_audio_only"),
-        "both": train_tiny(
-            tiny_corpus, folder, "quickstart", "data.task=both", "name=both", f"run_dir={folder / 'both'}"
-        ),
+        "unified": train_tiny(folder),
+        "audio_only": train_tiny(folder, "quickstart_audio_only"),
+        "both": train_tiny(folder, "quickstart", "data.task=both", "name=both", f"run_dir={folder / 'both'}"),
     }
 
 

@@ -17,15 +17,14 @@ import mamer
 from mamer.data.manifest import read_manifest
 from mamer.predict import EmotionRecognizer
 from mamer.serve import create_app
-from test_predict import train_tiny
 
 
 @pytest.fixture(scope="module")
-def runs(tiny_corpus, tmp_path_factory) -> dict[str, Path]:
+def runs(train_tiny, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("serve_runs")
     return {
-        "unified": train_tiny(tiny_corpus, folder),
-        "text_only": train_tiny(tiny_corpus, folder, "quickstart_text_only"),
+        "unified": train_tiny(folder),
+        "text_only": train_tiny(folder, "quickstart_text_only"),
     }
 
 

@@ -1,32 +1,14 @@
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import mamer.train as train_module
+from conftest import TINY
 from mamer.cli import main
-from mamer.config import load_config
 from mamer.quickstart import run_quickstart
 from mamer.train import train
-
-TINY = ["model.width=32", "model.depth=1", "model.heads=2", "train.batch_size=8", "train.progress=false"]
-
-
-def tiny_config(corpus: Path, tmp_path: Path, name: str = "quickstart", *extra: str):
-    return load_config(
-        name,
-        [
-            f"data.manifest={corpus}",
-            f"data.features={tmp_path.parent / 'features'}",
-            f"run_dir={tmp_path / name}",
-            "data.audio_encoder=logmel",
-            "data.text_encoder=hashed",
-            *TINY,
-            *extra,
-        ],
-    )
 
 
 def test_quickstart_path_end_to_end(tmp_path, capsys):
@@ -55,10 +37,8 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
     assert "audio+text" in capsys.readouterr().out
 
 
-def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_corpus, tmp_path, monkeypatch):
-    whole = train(
-        tiny_config(tiny_corpus, tmp_path / "a", "quickstart", "train.epochs=3", "train.patience=9")
-    )
+def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path, monkeypatch):
+    whole = train(tiny_config(tmp_path / "a", "quickstart", "train.epochs=3", "train.patience=9"))
 
     real_save = train_module.save_training_state
 
@@ -67,7 +47,7 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_corpus, 
         if state["epoch"] == 2:
             raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
 
-    config = tiny_config(tiny_corpus, tmp_path / "b", "quickstart", "train.epochs=3", "train.patience=9")
+    config = tiny_config(tmp_path / "b", "quickstart", "train.epochs=3", "train.patience=9")
     monkeypatch.setattr(train_module, "save_training_state", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(config)
@@ -124,10 +104,10 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "unknown config key model.'widht'" in capsys.readouterr().err
 
 
-def test_dimensional_and_categorical_together(tiny_corpus, tmp_path):
+def test_dimensional_and_categorical_together(tiny_config, tmp_path):
     from mamer.evaluate import evaluate_run
 
-    run = train(tiny_config(tiny_corpus, tmp_path, "quickstart", "data.task=both", "train.epochs=1"))
+    run = train(tiny_config(tmp_path, "quickstart", "data.task=both", "train.epochs=1"))
     report = evaluate_run(run, "test")
     assert report["task"] == "both"
     for metrics in report["results"].values():

@@ -108,29 +108,21 @@ def _configs(args: argparse.Namespace) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
-    from mamer.data.features import cache_summary, extract_features
-    from mamer.data.manifest import read_manifest, splits
-    from mamer.encoders.registry import default_encoder_names, load_audio_encoder, load_text_encoder
+    from mamer.data.features import cache_summary, extract_manifest
 
-    utterances, problems = read_manifest(Path(args.manifest))
-    for problem in problems:
-        logging.warning(problem)
-    default_audio, default_text, note = default_encoder_names()
-    if note and "auto" in (args.audio_encoder, args.text_encoder):
-        logging.warning(note)
-    audio_name = default_audio if args.audio_encoder == "auto" else args.audio_encoder
-    text_name = default_text if args.text_encoder == "auto" else args.text_encoder
-    on = {} if args.device == "cpu" else {"device": args.device}  # logmel and hashed run on CPU only
-    try:
-        audio = load_audio_encoder(audio_name, **({} if audio_name == "logmel" else on))
-        text = load_text_encoder(text_name, **({} if text_name == "hashed" else on))
-    except OSError as err:  # weights not found: reported like the other user errors, without a traceback
-        raise ValueError(str(err)) from err
-    folder = extract_features(splits(utterances), audio, text, Path(args.out), args.batch_size)
-    for split, counts in cache_summary(folder).items():
+    folder = extract_manifest(
+        Path(args.manifest),
+        Path(args.out),
+        args.audio_encoder,
+        args.text_encoder,
+        args.batch_size,
+        args.device,
+    )
+    summary = cache_summary(folder)
+    for split, counts in summary.items():
         print(f"{split:8s} {counts['utterances']:6d} utterances  {counts['skipped']:4d} skipped")
-    print(f"features of {audio.name} + {text.name} in {folder}")
-    if any(counts["skipped"] for counts in cache_summary(folder).values()):
+    print(f"features in {folder}")
+    if any(counts["skipped"] for counts in summary.values()):
         print(f"skipped files and reasons: {folder / 'skipped.jsonl'}")
 
 

