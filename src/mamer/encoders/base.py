@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -105,3 +105,29 @@ def split_windows(
         keep_to = 1 << 30 if last else hop // samples_per_frame + half_overlap
         windows.append((start, end, keep_from, keep_to))
     return windows
+
+
+def shortest_first(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices into `lengths`, shortest first, in batches of at most `batch_size` (little padding)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    return [order[b : b + batch_size] for b in range(0, len(order), batch_size)]
+
+
+def encode_in_windows(
+    waveforms: list[np.ndarray],
+    windows: Callable[[int], list[tuple[int, int, int, int]]],
+    batches: Callable[[list[int]], list[list[int]]],
+    encode_batch: Callable[[list[np.ndarray]], list[torch.Tensor]],
+) -> list[torch.Tensor]:
+    """Cut each waveform into `windows(num_samples)`, encode them in `batches(window lengths)`, keep each
+    window's own frames and stitch them back: per utterance `(T_i, dim)` float32 on the CPU."""
+    segments = [(i, *w) for i, wave in enumerate(waveforms) for w in windows(len(wave))]
+    outputs: list[torch.Tensor | None] = [None] * len(segments)
+    for batch in batches([end - start for _, start, end, _, _ in segments]):
+        waves = [waveforms[segments[k][0]][segments[k][1] : segments[k][2]] for k in batch]
+        for k, features in zip(batch, encode_batch(waves), strict=True):
+            outputs[k] = features[segments[k][3] : segments[k][4]]
+    stitched: list[list[torch.Tensor]] = [[] for _ in waveforms]
+    for (i, *_), features in zip(segments, outputs, strict=True):
+        stitched[i].append(features)
+    return [torch.cat(parts).float().cpu().contiguous() for parts in stitched]

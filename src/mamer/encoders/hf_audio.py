@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mamer.encoders.base import AudioEncoder, check_waveforms, resolve_layers, split_windows
+from mamer.encoders.base import (
+    AudioEncoder,
+    check_waveforms,
+    encode_in_windows,
+    resolve_layers,
+    split_windows,
+)
 
 SAMPLE_RATE = 16000
 
@@ -142,20 +148,12 @@ class HFAudioEncoder(AudioEncoder):
 
     @torch.inference_mode()
     def encode(self, waveforms: list[np.ndarray]) -> list[torch.Tensor]:
-        waveforms = [self._standardise(w) for w in check_waveforms(waveforms)]
-        segments = []  # (utterance, start sample, end sample, keep_from, keep_to)
-        for i, wave in enumerate(waveforms):
-            windows = split_windows(len(wave), self.window, self.overlap, self.samples_per_frame)
-            segments += [(i, *window) for window in windows]
-        outputs: list[torch.Tensor | None] = [None] * len(segments)
-        for batch in self._batches([end - start for _, start, end, _, _ in segments]):
-            waves = [waveforms[segments[k][0]][segments[k][1] : segments[k][2]] for k in batch]
-            for k, features in zip(batch, self._encode_batch(waves), strict=True):
-                outputs[k] = features[segments[k][3] : segments[k][4]]
-        stitched: list[list[torch.Tensor]] = [[] for _ in waveforms]
-        for (i, *_), features in zip(segments, outputs, strict=True):
-            stitched[i].append(features)
-        return [torch.cat(parts).float().cpu().contiguous() for parts in stitched]
+        return encode_in_windows(
+            [self._standardise(w) for w in check_waveforms(waveforms)],
+            lambda n: split_windows(n, self.window, self.overlap, self.samples_per_frame),
+            self._batches,
+            self._encode_batch,
+        )
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices into `lengths`, shortest first, in batches of at most `batch_size`.

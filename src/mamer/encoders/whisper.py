@@ -26,7 +26,13 @@ from transformers import WhisperConfig
 from transformers.audio_utils import mel_filter_bank
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
-from mamer.encoders.base import AudioEncoder, check_waveforms, resolve_layers
+from mamer.encoders.base import (
+    AudioEncoder,
+    check_waveforms,
+    encode_in_windows,
+    resolve_layers,
+    shortest_first,
+)
 from mamer.encoders.base import split_windows as base_split_windows
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
 from mamer.encoders.registry import INSTALL_HINT, WEIGHT_PACKAGES
@@ -274,21 +280,12 @@ class WhisperAudioEncoder(AudioEncoder):
 
     @torch.inference_mode()
     def encode(self, waveforms: list[np.ndarray]) -> list[torch.Tensor]:
-        waveforms = check_waveforms(waveforms)
-        segments = []  # (utterance, start sample, end sample, keep_from, keep_to)
-        for i, wave in enumerate(waveforms):
-            segments += [(i, *window) for window in split_windows(len(wave), self.window)]
-        outputs: list[torch.Tensor | None] = [None] * len(segments)
-        order = sorted(range(len(segments)), key=lambda k: segments[k][2] - segments[k][1])
-        for begin in range(0, len(order), self.batch_size):
-            batch = order[begin : begin + self.batch_size]
-            waves = [waveforms[segments[k][0]][segments[k][1] : segments[k][2]] for k in batch]
-            for k, features in zip(batch, self._encode_batch(waves), strict=True):
-                outputs[k] = features[segments[k][3] : segments[k][4]]
-        stitched: list[list[torch.Tensor]] = [[] for _ in waveforms]
-        for (i, *_), features in zip(segments, outputs, strict=True):
-            stitched[i].append(features)
-        return [torch.cat(parts).float().cpu().contiguous() for parts in stitched]
+        return encode_in_windows(
+            check_waveforms(waveforms),
+            lambda n: split_windows(n, self.window),
+            lambda lengths: shortest_first(lengths, self.batch_size),
+            self._encode_batch,
+        )
 
     def _encode_batch(self, waves: list[np.ndarray]) -> list[torch.Tensor]:
         """Features `(T_i, dim)` for waveforms of at most 30 s, `T_i = ceil((len_i // 160) / 2)`."""
