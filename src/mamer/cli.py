@@ -107,6 +107,18 @@ def _configs(args: argparse.Namespace) -> None:
         print(f"{name:32s} {BUILTIN_CONFIGS / (name + '.yaml')}")
 
 
+def _prepare(args: argparse.Namespace) -> None:
+    from mamer.data.corpora import prepare_corpus, summary
+
+    result = prepare_corpus(args.corpus, Path(args.root), Path(args.out), args.strict, args.folds)
+    for message in result.problems + result.notes:
+        print(message, file=sys.stderr)
+    for path, rows in result.written.items():
+        print(f"{path}: {summary(rows)}")
+    if result.problems:
+        print(f"{len(result.problems)} problem(s), listed above (--strict fails on them)", file=sys.stderr)
+
+
 def _extract(args: argparse.Namespace) -> None:
     from mamer.data.features import cache_summary, extract_manifest
 
@@ -178,6 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("configs", help="list the built-in configs")
     p.set_defaults(func=_configs)
+
+    p = sub.add_parser("prepare", help="validate a corpus as distributed and write its generic manifest")
+    p.add_argument("--corpus", required=True, help="emodb, meld, emobank, or manifest (a generic CSV/JSONL)")
+    p.add_argument("--root", required=True, help="the corpus folder as distributed (a file for manifest)")
+    p.add_argument("--out", required=True, help="manifest to write (.jsonl or .csv); folds add _fold{k}")
+    p.add_argument("--strict", action="store_true", help="fail on any problem instead of skipping the row")
+    p.add_argument("--folds", type=int, default=0, help="K speaker folds, a manifest each (emodb: 5)")
+    p.set_defaults(func=_prepare)
 
     p = sub.add_parser("extract", help="extract (or resume) the frozen-encoder feature cache of a manifest")
     p.add_argument("--manifest", "--corpus", required=True, help="manifest (.jsonl/.csv) of the corpus")

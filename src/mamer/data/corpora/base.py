@@ -1,0 +1,78 @@
+"""What every corpus adapter returns, and the CSV reading and row checks they share."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mamer.data.manifest import Utterance
+
+# C1 control characters that stand for their cp1252 glyphs in files saved through a cp1252 round trip
+# (MELD has "\x92" for a right quote); mapping them back keeps the transcript readable.
+_C1_TO_CP1252 = {c: bytes([c]).decode("cp1252", errors="ignore") or None for c in range(0x80, 0xA0)}
+
+
+@dataclass
+class Prepared:
+    """An adapter's output: valid rows, problems (each 'file:line: what; row skipped'), and notes that are
+    not errors (e.g. media that must be converted first)."""
+
+    rows: list[Utterance] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class CorpusError(ValueError):
+    """A corpus has problems and ``--strict`` was asked; ``problems`` lists one message per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{len(problems)} problem(s) in corpus:\n" + "\n".join(problems))
+
+
+def read_text(path: Path) -> str:
+    """A text file as str, line by line UTF-8 with a cp1252 fallback (files that mix the two are common)."""
+    lines = []
+    for raw in Path(path).read_bytes().splitlines(keepends=True):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(raw.decode("cp1252", errors="replace"))
+    return "".join(lines).lstrip("\ufeff").translate(_C1_TO_CP1252)
+
+
+def csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (1-based line, row dict with stripped values) of a CSV; a missing column is an error naming it."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"corpus file not found: {path}")
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; the header has {reader.fieldnames}")
+    line = reader.line_num
+    for raw in reader:
+        start, line = line + 1, reader.line_num
+        yield start, {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+
+
+def number_in(value: str, low: float, high: float) -> tuple[float | None, str | None]:
+    """Parse a finite number within [low, high]; returns (value, error message or None)."""
+    try:
+        x = float(value)
+    except ValueError:
+        return None, f"must be a number, got {value!r}"
+    if not math.isfinite(x) or not low <= x <= high:
+        return None, f"{value} is out of range [{low:g}, {high:g}]"
+    return x, None
+
+
+def check_audio(path: Path, where: str, problems: list[str]) -> bool:
+    """True if the audio file exists; otherwise records a problem naming the row."""
+    if Path(path).is_file():
+        return True
+    problems.append(f"{where}: audio file not found: {path}; row skipped")
+    return False
