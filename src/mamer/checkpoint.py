@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from mamer.atomic import atomic_write
 from mamer.config import RunConfig, config_from_dict, config_to_dict
 from mamer.data.dataset import Targets
 from mamer.model.mamer import MAMER, count_parameters
@@ -71,22 +71,16 @@ def make_meta(
     )
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_weights(module: nn.Module, path: Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    _atomic(path, lambda p: save_file(state, str(p)))
+    atomic_write(path, lambda p: save_file(state, str(p)))
 
 
 def save_model(folder: Path, model: MAMER, meta: ModelMeta) -> None:
     """Inference weights and their description: what `load_model` reads."""
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(model, folder / MODEL_FILE)
-    _atomic(folder / META_FILE, lambda p: p.write_text(json.dumps(asdict(meta), indent=2)))
+    atomic_write(folder / META_FILE, lambda p: p.write_text(json.dumps(asdict(meta), indent=2)))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MAMER, ModelMeta]:
@@ -107,7 +101,7 @@ def save_training_state(folder: Path, model: nn.Module, heads: nn.Module, state:
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(model, folder / "model.safetensors")
     save_weights(heads, folder / "heads.safetensors")
-    _atomic(folder / "trainer_state.pt", lambda p: torch.save(state, p))
+    atomic_write(folder / "trainer_state.pt", lambda p: torch.save(state, p))
 
 
 def load_training_state(folder: Path, model: nn.Module, heads: nn.Module) -> dict:

@@ -20,8 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from mamer.atomic import atomic_write
 from mamer.data.manifest import Utterance, read_manifest, splits
 from mamer.encoders.audio_io import AudioLoadError, load_audio
 from mamer.encoders.base import AudioEncoder, TextEncoder
@@ -162,18 +162,8 @@ def _ordered_shards(index: dict) -> list[dict]:
 # ---------------------------------------------------------------- writing
 
 
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write through a temporary file in the same folder, then rename: readers see old or new, never half."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_json(path: Path, value) -> None:
-    _atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1)))
+    atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1)))
 
 
 def _pack(blocks: list[torch.Tensor | None], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,7 +261,7 @@ def _extract_split(
         chunk = utterances[k * size : (k + 1) * size]
         ids, tensors, skipped = _encode_chunk(chunk, *encoders, batch_size)
         file = f"{name}-{k}.safetensors"
-        _atomic_write(folder / file, lambda p, t=tensors: save_file(t, str(p)))
+        atomic_write(folder / file, lambda p, t=tensors: save_file(t, str(p)))
         index["shards"][str(k)] = {"file": file, "ids": ids, "skipped": skipped}
         _write_json(folder / f"{name}.json", index)
         for item in skipped:
@@ -287,7 +277,7 @@ def _write_skipped_report(folder: Path, split_names: Sequence[str]) -> None:
     for name in split_names:
         for entry in _ordered_shards(_read_index(folder, name)):
             lines += [json.dumps({"split": name, **item}) for item in entry["skipped"]]
-    _atomic_write(folder / "skipped.jsonl", lambda p: p.write_text("".join(line + "\n" for line in lines)))
+    atomic_write(folder / "skipped.jsonl", lambda p: p.write_text("".join(line + "\n" for line in lines)))
 
 
 def extract_features(
