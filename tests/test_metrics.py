@@ -49,11 +49,21 @@ def test_categorical_hand_computed():
 
 
 def test_categorical_absent_class():
-    # A 4th class that never occurs: macro-F1 averages it in as 0, UAR ignores it (not in y_true).
+    # A 4th class that neither occurs nor is predicted (a class missing from a test fold) is not scored:
+    # before, macro-F1 averaged it in as 0 (sum(F1) / 4). UAR ignores it too.
     m = categorical_metrics(Y_TRUE, Y_PRED, num_classes=4)
-    assert m["macro_f1"] == pytest.approx(sum(F1) / 4)
+    assert m["macro_f1"] == pytest.approx(sum(F1) / 3)
     assert m["uar"] == pytest.approx(13 / 18)
     assert m["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_categorical_wrong_prediction_of_an_absent_class_counts():
+    # Class 3 absent from y_true but predicted once: its F1 is 0 and it is averaged in.
+    y_true, y_pred = np.array([0, 0, 1, 1]), np.array([0, 3, 1, 1])
+    m = categorical_metrics(y_true, y_pred, num_classes=4)
+    f1_0, f1_1 = 2 * 1 * 0.5 / 1.5, 1.0  # class 0: precision 1, recall 1/2
+    assert m["macro_f1"] == pytest.approx((f1_0 + f1_1 + 0.0) / 3)
+    assert m["uar"] == pytest.approx((0.5 + 1.0) / 2)
 
 
 def test_categorical_perfect():

@@ -19,12 +19,15 @@ MAIN_METRICS = {
 def categorical_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, float]:
     """Macro-F1, weighted-F1, accuracy and UAR for integer labels `y_true`, `y_pred`: (N,).
 
-    F1 scores average over all `num_classes` classes (an absent, never-predicted class scores 0);
-    UAR is the mean recall over the classes present in `y_true` (balanced accuracy).
+    F1 scores average over the classes that occur in `y_true` or `y_pred` (as sklearn does by default): a class
+    absent from a speaker-independent test fold and never predicted is not scored as 0, while a wrongly
+    predicted absent class still counts. UAR is the mean recall over the classes present in `y_true`.
     """
     y_true = np.asarray(y_true).ravel()
     y_pred = np.asarray(y_pred).ravel()
-    labels = list(range(num_classes))
+    if y_true.size and (y_true.max() >= num_classes or y_pred.max() >= num_classes):
+        raise ValueError(f"labels must be below num_classes={num_classes}")
+    labels = sorted(set(np.unique(y_true).tolist()) | set(np.unique(y_pred).tolist()))
     present = sorted(np.unique(y_true).tolist())
     return {
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
