@@ -87,20 +87,7 @@ def load_audio_encoder(name: str, **options) -> AudioEncoder:
         return LogMelEncoder(**options)
     from mamer.encoders.hf_audio import HFAudioEncoder
 
-    if name in AUDIO_PRESETS:
-        source = {
-            "model": AUDIO_PRESETS[name],
-            **({"path": str(options["path"])} if "path" in options else {}),
-        }
-        return HFAudioEncoder(**{"path": AUDIO_PRESETS[name], **options}, name=name, source=source)
-    if name == "hf":
-        if "path" not in options:
-            raise ValueError("the 'hf' audio encoder needs path=<local folder or hub name>")
-        return HFAudioEncoder(**options)
-    if is_path_or_hub_name(name):
-        return HFAudioEncoder(path=name, **options)
-    known = ", ".join([*available_audio_encoders(), "hf (with path=...)", "a model folder"])
-    raise ValueError(f"unknown audio encoder {name!r}; known: {known}")
+    return _hf_encoder(HFAudioEncoder, AUDIO_PRESETS, "audio", name, options, available_audio_encoders)
 
 
 def load_text_encoder(name: str, **options) -> TextEncoder:
@@ -115,20 +102,22 @@ def load_text_encoder(name: str, **options) -> TextEncoder:
         return HashedTextEncoder(**options)
     from mamer.encoders.text import HFTextEncoder
 
-    if name in TEXT_PRESETS:
-        source = {
-            "model": TEXT_PRESETS[name],
-            **({"path": str(options["path"])} if "path" in options else {}),
-        }
-        return HFTextEncoder(**{"path": TEXT_PRESETS[name], **options}, name=name, source=source)
+    return _hf_encoder(HFTextEncoder, TEXT_PRESETS, "text", name, options, available_text_encoders)
+
+
+def _hf_encoder(cls, presets: dict[str, str], kind: str, name: str, options: dict, available):
+    """A Hugging Face encoder of class `cls` by preset, "hf" (with `path=`), local folder or hub name."""
+    if name in presets:
+        source = {"model": presets[name], **({"path": str(options["path"])} if "path" in options else {})}
+        return cls(**{"path": presets[name], **options}, name=name, source=source)
     if name == "hf":
         if "path" not in options:
-            raise ValueError("the 'hf' text encoder needs path=<local folder with a transformers model>")
-        return HFTextEncoder(**options)
+            raise ValueError(f"the 'hf' {kind} encoder needs path=<local folder or hub name>")
+        return cls(**options)
     if is_path_or_hub_name(name):
-        return HFTextEncoder(path=name, **options)
-    known = ", ".join([*available_text_encoders(), "hf (with path=...)", "a model folder"])
-    raise ValueError(f"unknown text encoder {name!r}; known: {known}")
+        return cls(path=name, **options)
+    known = ", ".join([*available(), "hf (with path=...)", "a model folder"])
+    raise ValueError(f"unknown {kind} encoder {name!r}; known: {known}")
 
 
 def default_encoder_names() -> tuple[str, str, str]:
