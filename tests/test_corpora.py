@@ -124,7 +124,8 @@ def test_emodb_folds_are_speaker_independent(tmp_path):
 
 
 @needs_data
-def test_meld_real_rows_text_only_with_a_fake_audio_file(tmp_path):
+def test_meld_real_rows_text_only_with_a_fake_audio_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "no_ffmpeg"))  # with ffmpeg on PATH the mp4 would be attached
     for split in ("train", "dev", "test"):
         _copy_rows(
             DATA / f"meld/{split}_sent_emo.csv", tmp_path / f"{split}_sent_emo.csv", lambda i, r: i < 100

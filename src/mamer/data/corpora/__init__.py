@@ -2,7 +2,8 @@
 
 ``prepare_corpus("emodb", root, out)`` validates the rows (problems are reported and the rows skipped, or
 raised with ``strict=True``) and writes the manifest(s) the rest of MAMER reads. Corpora without an official
-split (EmoDB) get speaker-independent folds, one manifest per fold (``out_fold0.jsonl``, ...).
+split get folds, one manifest per fold (``out_fold0.jsonl``, ...): speaker-independent for EmoDB,
+leave-one-session-out for IEMOCAP. Speakers found in more than one split of a manifest are a warning.
 """
 
 from __future__ import annotations
@@ -13,23 +14,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mamer.data.corpora.base import CorpusError, Prepared
+from mamer.data.corpora.base import CorpusError, Prepared, some
 from mamer.data.corpora.emobank import read_emobank
 from mamer.data.corpora.emodb import read_emodb
+from mamer.data.corpora.iemocap import read_iemocap, session_of
 from mamer.data.corpora.meld import read_meld
+from mamer.data.corpora.msp_podcast import read_msp_podcast
 from mamer.data.manifest import Utterance, read_manifest, write_manifest
 
-__all__ = ["CORPORA", "Corpus", "CorpusError", "PrepareResult", "prepare_corpus", "speaker_folds", "summary"]
+__all__ = [
+    "CORPORA",
+    "Corpus",
+    "CorpusError",
+    "PrepareResult",
+    "prepare_corpus",
+    "shared_speakers",
+    "speaker_folds",
+    "summary",
+]
+
+
+def speaker_of(u: Utterance) -> str | None:
+    """The unit most corpora's folds hold out: the speaker."""
+    return u.speaker
 
 
 @dataclass(frozen=True)
 class Corpus:
     """An adapter: ``read(root)`` gives rows and problems; ``default_folds`` > 0 when it has no official
-    split; ``folds`` says whether speaker folds make sense for it at all."""
+    split; ``folds`` says whether folds make sense for it at all, and ``fold_unit`` what they hold out."""
 
     read: Callable[[Path], Prepared]
     default_folds: int = 0
     folds: bool = False
+    fold_unit: tuple[str, Callable[[Utterance], str | None]] = ("speaker", speaker_of)
 
 
 def read_generic(path: Path) -> Prepared:
@@ -39,20 +57,25 @@ def read_generic(path: Path) -> Prepared:
 
 
 CORPORA: dict[str, Corpus] = {
+    "msp-podcast": Corpus(read_msp_podcast),
+    "iemocap": Corpus(read_iemocap, default_folds=5, folds=True, fold_unit=("session", session_of)),
     "emodb": Corpus(read_emodb, default_folds=5, folds=True),
     "meld": Corpus(read_meld),
     "emobank": Corpus(read_emobank),
     "manifest": Corpus(read_generic, folds=True),
 }
+ALIASES = {"msp_podcast": "msp-podcast"}
 
 
 @dataclass
 class PrepareResult:
-    """What `prepare_corpus` wrote (manifest path -> its rows), the problems it skipped, and notes."""
+    """What `prepare_corpus` wrote (manifest path -> its rows), the problems it skipped, notes, and warnings
+    about what was written (speakers shared across splits)."""
 
     written: dict[Path, list[Utterance]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds: int = 0) -> PrepareResult:
@@ -70,17 +93,19 @@ def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds
     result = PrepareResult(problems=prepared.problems, notes=prepared.notes)
     out = Path(out)
     if not folds:
-        write_manifest(rows, out)
         result.written[out] = rows
-        return result
-    for k, fold_rows in enumerate(speaker_folds(rows, folds)):
-        path = out.with_name(f"{out.stem}_fold{k}{out.suffix}")
-        write_manifest(fold_rows, path)
-        result.written[path] = fold_rows
+    else:
+        unit, group = corpus.fold_unit
+        for k, fold_rows in enumerate(speaker_folds(rows, folds, group, unit)):
+            result.written[out.with_name(f"{out.stem}_fold{k}{out.suffix}")] = fold_rows
+    for path, manifest_rows in result.written.items():
+        write_manifest(manifest_rows, path)
+        result.warnings += shared_speakers(manifest_rows, path)
     return result
 
 
 def _corpus(name: str) -> Corpus:
+    name = ALIASES.get(name, name)
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; known: {', '.join(CORPORA)}")
     return CORPORA[name]
@@ -98,27 +123,47 @@ def _drop_duplicates(rows: list[Utterance], name: str, problems: list[str]) -> l
     return kept
 
 
-def speaker_folds(rows: list[Utterance], k: int) -> list[list[Utterance]]:
-    """``k`` speaker-independent splits of ``rows``: sorted speakers cut into k contiguous groups; fold i tests
-    group i, develops on group i+1 (cyclic) and trains on the rest. k = number of speakers: leave one out."""
-    unnamed = [u.id for u in rows if not u.speaker]
+def speaker_folds(
+    rows: list[Utterance],
+    k: int,
+    group: Callable[[Utterance], str | None] = speaker_of,
+    unit: str = "speaker",
+) -> list[list[Utterance]]:
+    """``k`` speaker-independent splits of ``rows``: sorted units (``group`` of a row: its speaker, or its
+    IEMOCAP session) cut into k contiguous groups; fold i tests group i, develops on group i+1 (cyclic) and
+    trains on the rest. k = number of units: leave one out."""
+    unnamed = [u.id for u in rows if not group(u)]
     if unnamed:
-        raise ValueError(
-            f"--folds needs a speaker on every row; {len(unnamed)} have none, e.g. {unnamed[:3]}"
-        )
-    speakers = sorted({u.speaker for u in rows if u.speaker})
-    n = len(speakers)
+        raise ValueError(f"--folds needs a {unit} on every row; {len(unnamed)} have none, e.g. {unnamed[:3]}")
+    units = sorted({group(u) for u in rows})
+    n = len(units)
     if n < 3:
-        raise ValueError(f"speaker folds need at least 3 speakers (test, dev and train), found {speakers}")
+        raise ValueError(f"{unit} folds need at least 3 {unit}s (test, dev and train), found {units}")
     if not 3 <= k <= n:
-        raise ValueError(f"--folds {k}: choose 3 to {n} folds for {n} speakers (n = leave one speaker out)")
-    groups = [set(speakers[i * n // k : (i + 1) * n // k]) for i in range(k)]
+        raise ValueError(f"--folds {k}: choose 3 to {n} folds for {n} {unit}s (n = leave one {unit} out)")
+    groups = [set(units[i * n // k : (i + 1) * n // k]) for i in range(k)]
     folds = []
     for i in range(k):
         test, dev = groups[i], groups[(i + 1) % k]
-        split = {s: "test" if s in test else "dev" if s in dev else "train" for s in speakers}
-        folds.append([dataclasses.replace(u, split=split[u.speaker]) for u in rows])
+        split = {s: "test" if s in test else "dev" if s in dev else "train" for s in units}
+        folds.append([dataclasses.replace(u, split=split[group(u)]) for u in rows])
     return folds
+
+
+def shared_speakers(rows: list[Utterance], path: Path) -> list[str]:
+    """A warning (in a list, or none) naming a few speakers found in more than one split of ``rows``."""
+    splits_of: dict[str, set[str]] = {}
+    for u in rows:
+        if u.speaker:
+            splits_of.setdefault(u.speaker, set()).add(u.split)
+    shared = sorted(s for s, found in splits_of.items() if len(found) > 1)
+    if not shared:
+        return []
+    named = [f"{s} ({', '.join(sorted(splits_of[s]))})" for s in shared]
+    return [
+        f"{path}: {len(shared)} speaker(s) appear in more than one split, e.g. {some(named)}; "
+        "scores on it are not speaker-independent"
+    ]
 
 
 def summary(rows: list[Utterance]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,3 +77,22 @@ def check_audio(path: Path, where: str, problems: list[str]) -> bool:
         return True
     problems.append(f"{where}: audio file not found: {path}; row skipped")
     return False
+
+
+def folder_files(folder: Path, suffix: str) -> dict[str, Path]:
+    """File name -> absolute path of the ``suffix`` files directly in ``folder``, from one listing (a corpus has
+    up to ~10^5 files: no stat per row); empty if the folder does not exist. Hidden files (``._x``) are left out."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    folder = folder.resolve()
+    return {
+        entry.name: folder / entry.name
+        for entry in os.scandir(folder)
+        if entry.name.lower().endswith(suffix) and not entry.name.startswith(".")
+    }
+
+
+def some(items: list[str], n: int = 3) -> str:
+    """The first ``n`` items for a message: ``a, b, c, ...``."""
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")

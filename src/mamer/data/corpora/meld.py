@@ -5,17 +5,20 @@ Expected layout under ``root``::
     train_sent_emo.csv  dev_sent_emo.csv  test_sent_emo.csv      # the official split, text and labels
     train/dia0_utt0.wav  dev/...  test/...                       # optional audio, one file per utterance
 
-Audio is attached when ``<root>/<split>/dia{D}_utt{U}.wav`` (or ``.flac``) exists; the MELD.Raw folder names
-(``train/train_splits``, ``dev/dev_splits_complete``, ``test/output_repeated_splits_test``) are searched too.
-MELD.Raw ships ``.mp4`` video, which the feature extractor cannot decode: extract the audio first, e.g.
-``ffmpeg -i dia0_utt0.mp4 -vn -ac 1 -ar 16000 dia0_utt0.wav``. Rows without usable audio are text-only.
+Audio is attached when ``dia{D}_utt{U}.wav`` (or ``.flac``, or the MELD.Raw ``.mp4``) exists in
+``<root>/<split>/`` or in a MELD.Raw folder (``train_splits``, ``dev_splits_complete``,
+``output_repeated_splits_test``, directly under ``root`` or under ``<root>/<split>/``). A wav/flac is preferred;
+an mp4 is attached only when ffmpeg is on PATH (`mamer.encoders.audio_io` decodes it through ffmpeg), otherwise
+the row is text-only and a note names the file and the conversion command. Rows without media are text-only;
+an empty transcript gives an audio-only row (a note), or a problem when there is no audio either.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from mamer.data.corpora.base import Prepared, csv_rows
+from mamer.data.corpora.base import Prepared, csv_rows, some
 from mamer.data.manifest import Utterance
 
 EMOTIONS = ("neutral", "joy", "anger", "surprise", "sadness", "disgust", "fear")
@@ -27,6 +30,7 @@ MEDIA_FOLDERS = {
     "test": ("test", "test/output_repeated_splits_test", "output_repeated_splits_test"),
 }
 AUDIO_SUFFIXES = (".wav", ".flac")
+CONVERT = "ffmpeg -i dia0_utt0.mp4 -vn -ac 1 -ar 16000 dia0_utt0.wav"
 
 
 def read_meld(root: Path) -> Prepared:
@@ -38,32 +42,53 @@ def read_meld(root: Path) -> Prepared:
             f"{root}: no MELD tables; expected {', '.join(t.name for t in tables.values())}"
         )
     out = Prepared()
-    video_only = 0
+    suffixes = AUDIO_SUFFIXES + ((".mp4",) if shutil.which("ffmpeg") else ())
+    video_only: list[str] = []
+    audio_only: list[str] = []
     for split, table in tables.items():
         if not table.is_file():
             out.problems.append(f"{table}: file not found; split {split!r} skipped")
             continue
         media = _media_files(root, split)
         for line, row in csv_rows(table, COLUMNS):
-            utt = _row(row, split, media, f"{table}:{line}", out.problems)
+            utt = _row(row, split, media, suffixes, f"{table}:{line}", out.problems)
             if utt is None:
                 continue
             out.rows.append(utt)
-            if utt.audio is None and ".mp4" in media.get(utt.id.removeprefix(f"{split}_"), {}):
-                video_only += 1
-    if video_only:
-        out.notes.append(
-            f"{video_only} MELD rows have only .mp4 video, which cannot be decoded: they are text-only. "
-            "Extract the audio next to each video first, e.g. "
-            "ffmpeg -i dia0_utt0.mp4 -vn -ac 1 -ar 16000 dia0_utt0.wav"
-        )
+            files = media.get(utt.id.removeprefix(f"{split}_"), {})
+            if utt.audio is None and ".mp4" in files:
+                video_only.append(str(files[".mp4"]))
+            if utt.text is None:
+                audio_only.append(utt.id)
+    out.notes += _notes(video_only, audio_only)
     return out
 
 
+def _notes(video_only: list[str], audio_only: list[str]) -> list[str]:
+    """Notes (not errors): rows left text-only for want of ffmpeg, and rows with an empty transcript."""
+    notes = []
+    if video_only:
+        notes.append(
+            f"{len(video_only)} MELD rows have only .mp4 video (e.g. {some(video_only, 1)}) and ffmpeg is not on "
+            f"PATH: they are text-only. Install ffmpeg (mp4 is then decoded directly), or extract the audio "
+            f"next to each video as wav: {CONVERT}"
+        )
+    if audio_only:
+        notes.append(
+            f"{len(audio_only)} MELD rows have an empty transcript (e.g. {some(audio_only)}): audio only"
+        )
+    return notes
+
+
 def _row(
-    row: dict[str, str], split: str, media: dict[str, dict[str, Path]], where: str, problems: list[str]
+    row: dict[str, str],
+    split: str,
+    media: dict[str, dict[str, Path]],
+    suffixes: tuple[str, ...],
+    where: str,
+    problems: list[str],
 ) -> Utterance | None:
-    """One MELD table row as an utterance, or None (with the reason in ``problems``)."""
+    """One MELD table row as an utterance with audio of the first of ``suffixes`` found, or None."""
     key = _key(row)
     if key is None:
         problems.append(
@@ -77,12 +102,12 @@ def _row(
             f"{where}: unknown emotion {row['Emotion']!r} (expected one of {EMOTIONS}); row skipped"
         )
         return None
-    text = " ".join(row["Utterance"].split())
-    if not text:
-        problems.append(f"{where}: empty transcript; row skipped")
-        return None
     files = media.get(key, {})
-    audio = next((files[s] for s in AUDIO_SUFFIXES if s in files), None)
+    audio = next((files[s] for s in suffixes if s in files), None)
+    text = " ".join(row["Utterance"].split()) or None
+    if text is None and audio is None:
+        problems.append(f"{where}: empty transcript and no audio file for {key}; row skipped")
+        return None
     return Utterance(
         id=f"{split}_{key}",
         audio=audio,
