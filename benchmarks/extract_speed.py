@@ -1,8 +1,9 @@
 """Feature extraction speed: a naive per-utterance loop vs `extract_features`, and training steps from the cache.
 
-On the same synthesised utterances, prints utterances/s and real-time factor (processing time / audio time,
-lower is faster) for whisper-base (if installed) and a WavLM-base-sized model with random weights:
-    python benchmarks/extract_speed.py --utterances 48 [--device cuda]
+On the same utterances (synthesised, or a manifest's), prints utterances/s and real-time factor (processing
+time / audio time, lower is faster) for the installed Whisper presets and a WavLM-base-sized model with random
+weights, then the training step time from the cache vs from in-memory tensors (the loader's overhead):
+    python benchmarks/extract_speed.py --utterances 48 [--device cuda] [--manifest M] [--encoders wavlm-base]
 """
 
 from __future__ import annotations
@@ -15,18 +16,18 @@ from pathlib import Path
 import torch
 
 from mamer.data.dataset import EmotionDataset, Targets, collate
-from mamer.data.features import Shard, SplitFeatures, extract_features, load_split
+from mamer.data.features import Column, Shard, SplitFeatures, extract_features, load_split
 from mamer.data.manifest import read_manifest, splits
 from mamer.data.synthetic import generate_corpus
 from mamer.encoders.audio_io import load_audio
 from mamer.encoders.registry import installed, load_audio_encoder, load_text_encoder
 
 
-def naive_whisper(utterances, device) -> None:
+def naive_whisper(name: str, utterances, device) -> None:
     """What peer repositories do: feature extractor + HF WhisperEncoder on a 30 s-padded clip, one at a time."""
     from transformers import WhisperFeatureExtractor
 
-    model = load_audio_encoder("whisper-base", device=device).model
+    model = load_audio_encoder(name, device=device).model
     extractor = WhisperFeatureExtractor()
     for u in utterances:
         mel = extractor(load_audio(u.audio, 16000), sampling_rate=16000, return_tensors="pt").input_features
@@ -65,12 +66,12 @@ def report(label: str, seconds: float, n: int, audio_seconds: float) -> None:
 
 
 def in_memory(cached: SplitFeatures) -> SplitFeatures:
-    """The same features as one contiguous in-memory float32 copy per shard."""
-    shards = [
-        Shard(*(t.clone().float() if t.is_floating_point() else t.clone() for t in vars(s).values()))
-        for s in cached.shards
-    ]
-    return SplitFeatures(cached.ids, shards, cached.starts, cached.skipped)
+    """The same features as in-memory float32 copies of the shards (no memory map, no float16)."""
+
+    def column(c: Column) -> Column:
+        return Column([Shard(s.features.float().clone(), s.offsets.clone()) for s in c.shards], c.rows, c.dim)
+
+    return SplitFeatures(cached.ids, column(cached.audio), column(cached.text), cached.skipped)
 
 
 def train_steps(features: SplitFeatures, train_rows, batch_size: int = 16, epochs: int = 5) -> float:
@@ -102,53 +103,87 @@ def train_steps(features: SplitFeatures, train_rows, batch_size: int = 16, epoch
     return (time.perf_counter() - start) / steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--utterances", type=int, default=48, help="multiple of 12 (4 speakers)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--batch-size", type=int, default=16)
-    args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="mamer-bench-"))
-    manifest = generate_corpus(
-        work / "corpus", 4, args.utterances // 4, seed=0, split_speakers=(2, 1, 1), progress=False
-    )
-    rows, _ = read_manifest(manifest)
-    audio_seconds = sum(len(load_audio(u.audio, 16000)) for u in rows) / 16000
-    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    print(
-        f"{len(rows)} utterances, {audio_seconds:.1f} s of audio; device {name}, threads {torch.get_num_threads()}"
-    )
-
+def extraction(work: Path, rows, encoders: list[str], device: str, batch_size: int) -> None:
+    """Naive loop and `extract_features` per encoder, on the same utterances."""
     from transformers import WavLMConfig, WavLMModel
 
+    audio_seconds = sum(len(load_audio(u.audio, 16000)) for u in rows) / 16000
+    print(f"{len(rows)} utterances, {audio_seconds:.1f} s of audio")
     torch.manual_seed(0)
-    WavLMModel(WavLMConfig()).save_pretrained(work / "wavlm-base-random")
+    WavLMModel(WavLMConfig()).save_pretrained(work / "wavlm-base")
     text = load_text_encoder("hashed")
-    candidates = [("whisper-base", "whisper-base")] if installed("whisper-base") else []
-    candidates.append(("wavlm-base (random)", str(work / "wavlm-base-random")))
-    for label, encoder_name in candidates:
-        print(f"{label}:")
-        if encoder_name == "whisper-base":
-            naive = timed(naive_whisper, rows, args.device)
+    for name in encoders:
+        print(f"{name}{' (random weights)' if name == 'wavlm-base' else ''}:")
+        if name == "wavlm-base":
+            naive = timed(naive_hf, work / name, rows, device)
+            name = str(work / name)
         else:
-            naive = timed(naive_hf, Path(encoder_name), rows, args.device)
+            naive = timed(naive_whisper, name, rows, device)
         report("naive loop (one utterance at a time)", naive, len(rows), audio_seconds)
-        encoder = load_audio_encoder(encoder_name, device=args.device)
-        fast = timed(
-            extract_features, splits(rows), encoder, text, work / f"cache-{label[:5]}", args.batch_size, False
-        )
-        report(f"extract_features (batch {args.batch_size})", fast, len(rows), audio_seconds)
+        encoder = load_audio_encoder(name, device=device)
+        cache = work / f"cache-{Path(name).name}"
+        fast = timed(extract_features, splits(rows), encoder, text, cache, batch_size, False)
+        report(f"extract_features (batch {batch_size})", fast, len(rows), audio_seconds)
 
-    folder = extract_features(
-        splits(rows), load_audio_encoder("logmel"), text, work / "cache-logmel", progress=False
-    )
+
+def loading_time(features: SplitFeatures, train_rows, batch_size: int = 16, epochs: int = 20) -> float:
+    """Seconds per batch of the DataLoader alone (reading features, padding, collating)."""
+    dataset = EmotionDataset(features, train_rows, Targets.fit(train_rows), max_frames=3000)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate)
+    batches, start = 0, time.perf_counter()
+    for _ in range(epochs):
+        batches += sum(1 for _ in loader)
+    return (time.perf_counter() - start) / batches
+
+
+def loader_overhead(work: Path, rows) -> None:
+    """Training step time from the memory-mapped float16 cache vs in-memory float32 (best of 3, interleaved),
+    and the batch loading alone: the only difference between the two, and one a loaded machine cannot blur."""
+    text = load_text_encoder("hashed")
+    logmel = load_audio_encoder("logmel")
+    folder = extract_features(splits(rows), logmel, text, work / "logmel", progress=False)
     train_rows = splits(rows)["train"]
-    cached = load_split(folder, "train")
+    sources = {"cache": load_split(folder, "train")}
+    sources["memory"] = in_memory(sources["cache"])
+    # a warm-up run (thread pool, allocator), so that going first costs neither
+    train_steps(sources["memory"], train_rows)
+    steps, loads = {name: [] for name in sources}, {name: [] for name in sources}
+    for _ in range(3):  # interleaved: a change in machine load hits both
+        for name, features in sources.items():
+            steps[name].append(train_steps(features, train_rows))
+            loads[name].append(loading_time(features, train_rows))
+    steps, loads = {k: min(v) for k, v in steps.items()}, {k: min(v) for k, v in loads.items()}
     print(f"training step, quickstart model, batch 16, {len(train_rows)} train utterances (logmel + hashed):")
-    print(f"  from the safetensors cache (mmap)  {1000 * train_steps(cached, train_rows):7.1f} ms/step")
-    print(
-        f"  from in-memory float32 tensors     {1000 * train_steps(in_memory(cached), train_rows):7.1f} ms/step"
-    )
+    for name, label in (("cache", "the safetensors cache (mmap)"), ("memory", "in-memory float32 tensors")):
+        print(
+            f"  from {label:28s} {1000 * steps[name]:7.1f} ms/step, loading {1000 * loads[name]:5.1f} ms/batch"
+        )
+    extra = (loads["cache"] - loads["memory"]) / steps["memory"]
+    print(f"  loader overhead (cache - memory loading, over a step)  {100 * extra:+.2f} %")
+
+
+def main() -> None:
+    whisper = [name for name in ("whisper-base", "whisper-tiny.en") if installed(name)]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--utterances", type=int, default=48, help="multiple of 12 (4 speakers)")
+    parser.add_argument("--manifest", help="use this manifest's utterances instead of a synthesised corpus")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--encoders", default=",".join([*whisper, "wavlm-base"]))
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="mamer-bench-"))
+    if args.manifest:
+        manifest = Path(args.manifest)
+    else:
+        manifest = generate_corpus(
+            work / "corpus", 4, args.utterances // 4, seed=0, split_speakers=(2, 1, 1), progress=False
+        )
+    rows, _ = read_manifest(manifest)
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    print(f"device {name}, torch threads {torch.get_num_threads()}")
+    if args.encoders:
+        extraction(work, rows, args.encoders.split(","), args.device, args.batch_size)
+    loader_overhead(work, rows)
 
 
 if __name__ == "__main__":

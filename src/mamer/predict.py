@@ -67,6 +67,7 @@ class Features:
 
 _OPTIONS = {  # spec key -> constructor option, per built-in encoder
     "whisper-base": {"layers": "layers", "window_seconds": "window_seconds"},
+    "whisper-tiny.en": {"layers": "layers", "window_seconds": "window_seconds"},
     "logmel": {"dim": "n_mels", "sample_rate": "sample_rate", "normalize": "normalize"},
     "minilm": {"layers": "layers", "max_tokens": "max_tokens"},
     "hashed": {"dim": "dim", "max_tokens": "max_tokens", "seed": "seed"},
@@ -88,7 +89,7 @@ def encoder_options(spec: dict) -> dict[str, Any]:
             )
         return options
     options = {option: spec[key] for key, option in _OPTIONS[name].items() if key in spec}
-    if name == "whisper-base":
+    if name.startswith("whisper"):
         options["pad_to_30s"] = spec.get("context") == "30s-padded"
         if "model_dir" in weights:
             options["model_dir"] = weights["model_dir"]

@@ -1,54 +1,106 @@
-"""Feature cache: frozen-encoder features per split, in safetensors shards, keyed by a hash of what made them.
+"""Feature cache: frozen-encoder features in content-addressed safetensors shards that every manifest shares.
 
-Layout under `<root>/<key>/`:
-- `spec.json`: the encoders, their dims and frame rate; `key` hashes these specs and the utterances, so a
-  stale cache is never mixed with a fresh one.
-- `<split>-<k>.safetensors`: shard k, the split's utterances `k*S .. (k+1)*S - 1` (S = `shard_size`): `audio`
-  (sum of frames, Da) and `text` (sum of tokens, Dt) as float16 with `*_offsets` (n + 1) into them (an
-  utterance without a modality has an empty range).
-- `<split>.json`: the index: shard size, and per finished shard its file, ids in row order and skipped items.
-- `skipped.jsonl`: every skipped utterance of every split with the reason (one JSON object a line).
+Layout under `root`:
+- `audio-<key>/` and `text-<key>/`: one store per encoder, `key` hashing CACHE_FORMAT and the encoder's spec
+  (name, weights, layers, options), so features of different encoders or layers never mix. A store holds
+  `spec.json` and shards `<hash>.safetensors`: `features` (sum of frames, D) float16 with `offsets` (n + 1)
+  into it, and in the header's metadata the keys of its n items in row order, the items that failed
+  (key -> reason) and the rank that wrote it. An item's key names its input: for audio the resolved path,
+  size and mtime_ns (the make/rsync test: rewriting a file changes its key, and a cache hit only stats the
+  files, where a content hash would read all the audio on every run), for text the text itself. So an item
+  is encoded once per encoder, whatever manifest, speaker fold or split uses it.
+- `<key>/`, the folder `extract_manifest` returns (`key` hashes both stores and the manifest's utterances,
+  with their item keys and splits): `<split>.json` per split (ids; per modality the store, its shard files
+  and each utterance's `[shard, row]`; the skipped utterances), `skipped.jsonl` (every skipped utterance and
+  why) and `spec.json` (encoders, dims, frame rate), written last: it marks the folder complete.
 
-Every file is written to a temporary name and moved into place (`os.replace`), shard first, index second, so
-a run killed at any moment leaves only whole shards; a rerun encodes just the shards its index lacks.
+Every file is written to a temporary name and renamed (`os.replace`), so a run killed at any moment (kill -9)
+leaves whole shards only, and a rerun encodes just the items that no shard holds. Under torchrun each rank
+encodes its share of the missing items into its own shards; after a barrier rank 0 writes the index.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from mamer.atomic import atomic_write
 from mamer.data.manifest import Utterance, read_manifest, splits
+from mamer.distributed import barrier
 from mamer.encoders.audio_io import AudioLoadError, load_audio
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.registry import build_encoders
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2  # bump when the layout changes: old caches then get a new key instead of being misread
+CACHE_FORMAT = 3  # bump when the layout changes: old caches then get new keys instead of being misread
 SHARD_SIZE = 128
+MODALITIES = ("audio", "text")
 
 
-def cache_key(audio_spec: dict, text_spec: dict, utterances: Sequence[Utterance]) -> str:
-    """Hash of the cache format, the encoders' specs and the utterances (ids, files, texts)."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps([CACHE_FORMAT, audio_spec, text_spec], sort_keys=True).encode())
-    for u in utterances:
-        digest.update(f"{u.id}\0{u.audio}\0{u.text}\n".encode())
-    return digest.hexdigest()[:16]
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def store_name(modality: str, spec: dict) -> str:
+    """Folder name of the store of one encoder's features: `<modality>-<hash of format and spec>`."""
+    return f"{modality}-{_digest([CACHE_FORMAT, spec])}"
+
+
+def audio_key(path: str | Path) -> str:
+    """Key of an audio file: hash of its resolved path, size and mtime_ns (a missing file has its own)."""
+    path = Path(path).resolve()
+    try:
+        stat = path.stat()
+        identity = [str(path), stat.st_size, stat.st_mtime_ns]
+    except OSError:
+        identity = [str(path), None, None]
+    return _digest(identity)
+
+
+def text_key(text: str) -> str:
+    """Key of a text: hash of the text."""
+    return _digest(text)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One utterance of a manifest and the keys of its inputs (None where it has no audio or no text)."""
+
+    utterance: Utterance
+    audio: str | None
+    text: str | None
+
+
+def manifest_rows(split_utterances: dict[str, Sequence[Utterance]]) -> dict[str, list[Row]]:
+    """Each split's utterances with their audio and text keys."""
+    return {
+        name: [
+            Row(u, None if u.audio is None else audio_key(u.audio), text_key(u.text) if u.text else None)
+            for u in utterances
+        ]
+        for name, utterances in split_utterances.items()
+    }
+
+
+def set_key(stores: dict[str, str], rows: dict[str, list[Row]]) -> str:
+    """Hash of the two stores and every split's ids and item keys: names the folder of one manifest."""
+    listing = {name: [[r.utterance.id, r.audio, r.text] for r in split] for name, split in rows.items()}
+    return _digest([CACHE_FORMAT, stores, listing])
 
 
 # ---------------------------------------------------------------- reading
@@ -56,107 +108,124 @@ def cache_key(audio_spec: dict, text_spec: dict, utterances: Sequence[Utterance]
 
 @dataclass
 class Shard:
-    """One shard's tensors: `audio` `(sum Ta, Da)`, `text` `(sum Tt, Dt)`, offsets `(n + 1,)` int64."""
+    """One shard's tensors: `features` `(sum T, D)` float16 and `offsets` `(n + 1,)` int64 into it."""
 
-    audio: torch.Tensor
-    audio_offsets: torch.Tensor
-    text: torch.Tensor
-    text_offsets: torch.Tensor
+    features: torch.Tensor
+    offsets: torch.Tensor
+
+    def block(self, row: int) -> torch.Tensor | None:
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        return self.features[start:end] if end > start else None
+
+
+@dataclass
+class Column:
+    """One modality of a split: `rows` `(n, 2)` int64 = (shard, row) per utterance, -1 where it has none."""
+
+    shards: list[Shard]
+    rows: np.ndarray
+    dim: int
+
+    def __getitem__(self, i: int) -> torch.Tensor | None:
+        shard, row = self.rows[i]
+        return None if shard < 0 else self.shards[shard].block(int(row))
 
 
 @dataclass
 class SplitFeatures:
-    """One split's cached features, indexable by row across its shards."""
+    """One split's cached features: `audio_of(i)` `(Ta, Da)` / `text_of(i)` `(Tt, Dt)` float16, or None."""
 
     ids: list[str]
-    shards: list[Shard]
-    starts: list[int]  # first row of each shard
+    audio: Column
+    text: Column
     skipped: list[dict]
 
-    def _locate(self, i: int) -> tuple[Shard, int]:
-        if not 0 <= i < len(self.ids):
-            raise IndexError(f"row {i} out of range for {len(self.ids)} utterances")
-        k = bisect.bisect_right(self.starts, i) - 1
-        return self.shards[k], i - self.starts[k]
-
     def audio_of(self, i: int) -> torch.Tensor | None:
-        shard, row = self._locate(i)
-        return _block(shard.audio, shard.audio_offsets, row)
+        return self.audio[self._check(i)]
 
     def text_of(self, i: int) -> torch.Tensor | None:
-        shard, row = self._locate(i)
-        return _block(shard.text, shard.text_offsets, row)
+        return self.text[self._check(i)]
+
+    def _check(self, i: int) -> int:
+        if not 0 <= i < len(self.ids):
+            raise IndexError(f"row {i} out of range for {len(self.ids)} utterances")
+        return i
 
     @property
     def audio_dim(self) -> int:
-        return self.shards[0].audio.shape[1]
+        return self.audio.dim
 
     @property
     def text_dim(self) -> int:
-        return self.shards[0].text.shape[1]
-
-
-def _block(data: torch.Tensor, offsets: torch.Tensor, row: int) -> torch.Tensor | None:
-    start, end = int(offsets[row]), int(offsets[row + 1])
-    return data[start:end] if end > start else None
+        return self.text.dim
 
 
 def _read_shard(path: Path) -> Shard:
     if not path.is_file():
-        raise FileNotFoundError(f"feature shard {path} is listed in its index but missing; delete the folder")
+        raise FileNotFoundError(f"feature shard {path} is listed in an index but missing; delete the folder")
     with safe_open(str(path), framework="pt") as f:  # memory-mapped: only what is read is paged in
-        return Shard(
-            **{name: f.get_tensor(name) for name in ("audio", "audio_offsets", "text", "text_offsets")}
-        )
+        return Shard(f.get_tensor("features"), f.get_tensor("offsets"))
+
+
+def _read_column(folder: Path, entry: dict, dim: int) -> Column:
+    shards = [_read_shard(folder.parent / entry["store"] / file) for file in entry["files"]]
+    rows = np.array([r if r is not None else [-1, -1] for r in entry["rows"]], dtype=np.int64).reshape(-1, 2)
+    return Column(shards, rows, dim)
 
 
 def load_split(folder: Path, split: str) -> SplitFeatures:
-    """Read one split of a feature cache folder written by `extract_features`."""
+    """Read one split of the folder `extract_features` / `extract_manifest` returned."""
     folder = Path(folder)
-    index = _read_index(folder, split)
-    if index is None or not index.get("complete"):
-        state = "incomplete (extraction was interrupted)" if index else "missing"
+    path = folder / f"{split}.json"
+    if not (folder / "spec.json").is_file() or not path.is_file():
+        state = "incomplete (extraction was interrupted)" if folder.is_dir() else "missing"
         raise FileNotFoundError(
             f"cached features for split {split!r} in {folder} are {state}; run feature extraction "
             "(mamer extract, or mamer train) to finish them"
         )
-    ids, shards, starts, skipped = [], [], [], []
-    for entry in _ordered_shards(index):
-        starts.append(len(ids))
-        ids += entry["ids"]
-        skipped += entry["skipped"]
-        shards.append(_read_shard(folder / entry["file"]))
-    return SplitFeatures(ids=ids, shards=shards, starts=starts, skipped=skipped)
+    index, spec = json.loads(path.read_text()), load_spec(folder)
+    if spec.get("format") != CACHE_FORMAT:
+        raise FileNotFoundError(
+            f"{folder} holds features in an older cache format; extract them again (mamer extract, or mamer "
+            "train), which writes a new folder"
+        )
+    audio = _read_column(folder, index["audio"], spec["audio_dim"])
+    text = _read_column(folder, index["text"], spec["text_dim"])
+    return SplitFeatures(index["ids"], audio, text, index["skipped"])
 
 
 def load_spec(folder: Path) -> dict:
-    """The cache folder's `spec.json`: audio_encoder, text_encoder, audio_dim, text_dim, frame_rate."""
+    """The cache folder's `spec.json`: audio_encoder, text_encoder, audio_dim, text_dim, frame_rate, stores."""
     return json.loads((Path(folder) / "spec.json").read_text())
 
 
 def cache_summary(folder: Path) -> dict:
-    """`{split: {"utterances": kept, "skipped": n, "complete": bool}}` from the indices of a cache folder."""
+    """`{split: {"utterances": kept, "skipped": n}}` from the indices of a cache folder."""
     summary = {}
     for path in sorted(Path(folder).glob("*.json")):
-        if path.name == "spec.json":
-            continue
-        index = json.loads(path.read_text())
-        entries = _ordered_shards(index)
-        summary[path.stem] = {
-            "utterances": sum(len(e["ids"]) for e in entries),
-            "skipped": sum(len(e["skipped"]) for e in entries),
-            "complete": bool(index.get("complete")),
-        }
+        if path.name != "spec.json":
+            index = json.loads(path.read_text())
+            summary[path.stem] = {"utterances": len(index["ids"]), "skipped": len(index["skipped"])}
     return summary
 
 
-def _read_index(folder: Path, split: str) -> dict | None:
-    path = folder / f"{split}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+@dataclass
+class Catalog:
+    """What a store holds: item key -> (shard file, row), and item key -> why it failed."""
+
+    rows: dict[str, tuple[str, int]]
+    failed: dict[str, str]
 
 
-def _ordered_shards(index: dict) -> list[dict]:
-    return [index["shards"][k] for k in sorted(index["shards"], key=int)]
+def read_catalog(store: Path) -> Catalog:
+    """The items of every shard in `store`, from the shards' header metadata (no features are read)."""
+    rows, failed = {}, {}
+    for path in sorted(Path(store).glob("*.safetensors")):
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata()
+        rows |= {key: (path.name, row) for row, key in enumerate(json.loads(metadata["keys"]))}
+        failed |= json.loads(metadata["failed"])
+    return Catalog(rows, failed)
 
 
 # ---------------------------------------------------------------- writing
@@ -166,12 +235,28 @@ def _write_json(path: Path, value) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1)))
 
 
-def _pack(blocks: list[torch.Tensor | None], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = [0 if b is None else len(b) for b in blocks]
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) outside torchrun."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _pack(blocks: list[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = [len(b) for b in blocks]
     offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int64)
-    present = [b.to(torch.float16) for b in blocks if b is not None]
+    present = [b.to(torch.float16) for b in blocks if len(b)]
     data = torch.cat(present) if present else torch.zeros(0, dim, dtype=torch.float16)
     return data.contiguous(), offsets
+
+
+def _write_shard(store: Path, encoded: dict[str, torch.Tensor], failed: dict[str, str], dim: int) -> None:
+    """One shard of `encoded` items (key -> `(T, dim)`) and failed ones (key -> reason), written atomically."""
+    keys = list(encoded)
+    data, offsets = _pack([encoded[k] for k in keys], dim)
+    metadata = {"keys": json.dumps(keys), "failed": json.dumps(failed), "rank": str(_rank_world()[0])}
+    path = store / f"{_digest([keys, sorted(failed)])}.safetensors"
+    atomic_write(path, lambda p: save_file({"features": data, "offsets": offsets}, str(p), metadata=metadata))
 
 
 def _precision(encoder) -> contextlib.AbstractContextManager:
@@ -183,101 +268,114 @@ def _precision(encoder) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=dtype)
 
 
-def _load_waves(chunk: Sequence[Utterance], sample_rate: int) -> tuple[dict[str, np.ndarray], list[dict]]:
-    waves, skipped = {}, []
-    for u in chunk:
-        if u.audio is None:
-            continue
+@dataclass
+class Modality:
+    """How one modality's items are read and encoded: `load(source)` may raise AudioLoadError."""
+
+    name: str
+    encoder: AudioEncoder | TextEncoder
+    load: Callable
+    size: Callable  # source -> a length to sort by (seconds, characters)
+
+
+def _audio_seconds(path: Path) -> float:
+    try:
+        return sf.info(str(path)).duration
+    except Exception:  # unreadable: it fails, and is reported, when loaded
+        return 0.0
+
+
+def _modalities(audio_encoder: AudioEncoder, text_encoder: TextEncoder) -> list[Modality]:
+    return [
+        Modality("audio", audio_encoder, lambda p: load_audio(p, audio_encoder.sample_rate), _audio_seconds),
+        Modality("text", text_encoder, str, len),
+    ]
+
+
+def _encode_chunk(keys: list[str], sources: dict, modality: Modality, batch_size: int) -> tuple[dict, dict]:
+    """Load and encode `keys` (sorted by length, so batches pad little) -> (key -> features, key -> reason)."""
+    inputs, failed = {}, {}
+    for key in keys:
         try:
-            waves[u.id] = load_audio(u.audio, sample_rate)
+            inputs[key] = modality.load(sources[key])
         except AudioLoadError as err:
-            skipped.append({"id": u.id, "audio": str(u.audio), "reason": str(err)})
-    return waves, skipped
-
-
-def _encode_audio(waves: dict[str, np.ndarray], encoder: AudioEncoder, batch_size: int) -> dict:
-    """Length-bucketed: sorted by duration so each batch pads little; returns id -> `(T, Da)`."""
-    order = sorted(waves, key=lambda i: len(waves[i]))
-    out = {}
+            failed[key] = str(err)
+            log.warning("skipped: %s", err)
+    order, encoded = list(inputs), {}
     for begin in range(0, len(order), batch_size):
         batch = order[begin : begin + batch_size]
-        with torch.inference_mode(), _precision(encoder):
-            out |= dict(zip(batch, encoder.encode([waves[i] for i in batch]), strict=True))
-    return out
+        with torch.inference_mode(), _precision(modality.encoder):
+            encoded |= dict(zip(batch, modality.encoder.encode([inputs[k] for k in batch]), strict=True))
+    return encoded, failed
 
 
-def _encode_text(utterances: list[Utterance], encoder: TextEncoder, batch_size: int) -> dict:
-    order = sorted(utterances, key=lambda u: len(u.text))
-    out = {}
-    for begin in range(0, len(order), batch_size):
-        batch = order[begin : begin + batch_size]
-        with torch.inference_mode(), _precision(encoder):
-            out |= dict(zip([u.id for u in batch], encoder.encode([u.text for u in batch]), strict=True))
-    return out
+def _my_share(sources: dict, catalog: Catalog, modality: Modality) -> list[str]:
+    """This rank's part of the items no shard holds: sorted by length and dealt round-robin over the ranks,
+    so every rank gets a similar amount of audio and its shards hold clips of similar lengths."""
+    missing = [k for k in sources if k not in catalog.rows and k not in catalog.failed]
+    sizes = {k: modality.size(sources[k]) for k in missing}
+    rank, world = _rank_world()
+    return sorted(missing, key=lambda k: (sizes[k], k))[rank::world]
 
 
-def _encode_chunk(
-    chunk: Sequence[Utterance], audio_encoder: AudioEncoder, text_encoder: TextEncoder, batch_size: int
-) -> tuple[list[str], dict[str, torch.Tensor], list[dict]]:
-    """Encode one shard's utterances; returns (kept ids in order, shard tensors, skipped items)."""
-    waves, skipped = _load_waves(chunk, audio_encoder.sample_rate)
-    kept = [u for u in chunk if u.id in waves or (u.audio is None and u.text)]
-    audio = _encode_audio(waves, audio_encoder, batch_size)
-    text = _encode_text([u for u in kept if u.text], text_encoder, batch_size)
-    audio_data, audio_offsets = _pack([audio.get(u.id) for u in kept], audio_encoder.dim)
-    text_data, text_offsets = _pack([text.get(u.id) for u in kept], text_encoder.dim)
-    tensors = {
-        "audio": audio_data,
-        "audio_offsets": audio_offsets,
-        "text": text_data,
-        "text_offsets": text_offsets,
-    }
-    return [u.id for u in kept], tensors, skipped
-
-
-def _extract_split(
-    folder: Path,
-    name: str,
-    utterances: Sequence[Utterance],
-    encoders: tuple[AudioEncoder, TextEncoder],
+def _fill_store(
+    store: Path,
+    keys: list[str],
+    sources: dict,
+    modality: Modality,
     batch_size: int,
     shard_size: int,
-    progress: bool,
+    bar: tqdm,
 ) -> None:
-    """Encode the shards of one split that its index lacks, each written atomically, then mark it complete."""
-    index = _read_index(folder, name) or {
-        "shard_size": shard_size,
-        "num_utterances": len(utterances),
-        "shards": {},
-    }
-    if index.get("complete"):
-        return
-    size = index["shard_size"]  # a resumed run keeps the shard boundaries it started with
-    starts = range(0, len(utterances), size)
-    todo = [k for k in range(len(starts)) if str(k) not in index["shards"]]
-    bar = tqdm(total=len(utterances), desc=f"features {name}", unit="utt", disable=not progress)
-    bar.update(len(utterances) - sum(len(utterances[k * size : (k + 1) * size]) for k in todo))
-    for k in todo:
-        chunk = utterances[k * size : (k + 1) * size]
-        ids, tensors, skipped = _encode_chunk(chunk, *encoders, batch_size)
-        file = f"{name}-{k}.safetensors"
-        atomic_write(folder / file, lambda p, t=tensors: save_file(t, str(p)))
-        index["shards"][str(k)] = {"file": file, "ids": ids, "skipped": skipped}
-        _write_json(folder / f"{name}.json", index)
-        for item in skipped:
-            log.warning("skipped %s: %s", item["id"], item["reason"])
+    """Encode `keys` into shards of `shard_size` items, each written as soon as it is done."""
+    for begin in range(0, len(keys), shard_size):
+        chunk = keys[begin : begin + shard_size]
+        encoded, failed = _encode_chunk(chunk, sources, modality, batch_size)
+        _write_shard(store, encoded, failed, modality.encoder.dim)
         bar.update(len(chunk))
-    bar.close()
-    index["complete"] = True
-    _write_json(folder / f"{name}.json", index)
 
 
-def _write_skipped_report(folder: Path, split_names: Sequence[str]) -> None:
-    lines = []
-    for name in split_names:
-        for entry in _ordered_shards(_read_index(folder, name)):
-            lines += [json.dumps({"split": name, **item}) for item in entry["skipped"]]
-    atomic_write(folder / "skipped.jsonl", lambda p: p.write_text("".join(line + "\n" for line in lines)))
+def _column_entry(store: Path, keys: list[str | None], catalog: Catalog) -> dict:
+    """Index entry of one modality: the store, its shard files in use, and `[shard, row]` (or None) per row."""
+    files = sorted({catalog.rows[k][0] for k in keys if k is not None})
+    number = {file: i for i, file in enumerate(files)}
+    rows = [None if k is None else [number[catalog.rows[k][0]], catalog.rows[k][1]] for k in keys]
+    return {"store": store.name, "files": files, "rows": rows}
+
+
+def _split_index(rows: list[Row], stores: dict[str, Path], catalogs: dict[str, Catalog]) -> dict:
+    """One split's index: utterances whose audio failed are skipped; the others are kept."""
+    kept, skipped = [], []
+    for r in rows:
+        for modality in MODALITIES:
+            key, catalog = getattr(r, modality), catalogs[modality]
+            if key is not None and key not in catalog.rows and key not in catalog.failed:
+                raise RuntimeError(
+                    f"{modality} features of {r.utterance.id} are missing: rerun the extraction"
+                )
+        if r.audio is not None and r.audio in catalogs["audio"].failed:
+            reason = catalogs["audio"].failed[r.audio]
+            skipped.append({"id": r.utterance.id, "audio": str(r.utterance.audio), "reason": reason})
+        else:
+            kept.append(r)
+    index = {"ids": [r.utterance.id for r in kept], "skipped": skipped}
+    for modality in MODALITIES:
+        keys = [getattr(r, modality) for r in kept]
+        index[modality] = _column_entry(stores[modality], keys, catalogs[modality])
+    return index
+
+
+def _write_index(folder: Path, rows: dict[str, list[Row]], stores: dict[str, Path], spec: dict) -> None:
+    """The split indices, `skipped.jsonl`, and `spec.json` last (it marks the folder complete)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    catalogs = {m: read_catalog(stores[m]) for m in MODALITIES}
+    report = []
+    for name, split in rows.items():
+        index = _split_index(split, stores, catalogs)
+        _write_json(folder / f"{name}.json", index)
+        report += [json.dumps({"split": name, **item}) for item in index["skipped"]]
+    atomic_write(folder / "skipped.jsonl", lambda p: p.write_text("".join(line + "\n" for line in report)))
+    _write_json(folder / "spec.json", spec)
 
 
 def extract_features(
@@ -289,27 +387,68 @@ def extract_features(
     progress: bool = True,
     shard_size: int = SHARD_SIZE,
 ) -> Path:
-    """Encode every split into `root/<key>/`, resuming where an earlier run stopped; returns that folder."""
+    """Encode what the stores under `root` lack and index every split; returns the manifest's folder.
+
+    Under torchrun every rank calls this: each encodes its share, and all return once rank 0 has written
+    the index. A folder that is already complete is returned at once, without encoding anything.
+    """
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
-    every = [u for name in sorted(splits) for u in splits[name]]
-    key = cache_key(audio_encoder.spec(), text_encoder.spec(), every)
-    folder = Path(root) / key
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {
+    modalities = _modalities(audio_encoder, text_encoder)
+    stores = {m.name: Path(root) / store_name(m.name, m.encoder.spec()) for m in modalities}
+    rows = manifest_rows(splits)
+    folder = Path(root) / set_key({m: s.name for m, s in stores.items()}, rows)
+    if not (folder / "spec.json").is_file():
+        _encode_missing(modalities, stores, rows, batch_size, shard_size, progress)
+        barrier()
+        if _rank_world()[0] == 0:
+            _write_index(folder, rows, stores, _spec(audio_encoder, text_encoder, stores))
+        barrier()
+    return folder
+
+
+def _encode_missing(
+    modalities: list[Modality],
+    stores: dict[str, Path],
+    rows: dict[str, list[Row]],
+    batch_size: int,
+    shard_size: int,
+    progress: bool,
+) -> None:
+    """Encode this rank's share of the items that no shard of the stores holds."""
+    for m in modalities:
+        stores[m.name].mkdir(parents=True, exist_ok=True)
+        _write_json(stores[m.name] / "spec.json", m.encoder.spec())
+    catalogs = {m: read_catalog(stores[m]) for m in MODALITIES}
+    barrier()  # every rank has listed the stores before any rank writes to them
+    for m in modalities:
+        sources = {getattr(r, m.name): getattr(r.utterance, m.name) for s in rows.values() for r in s}
+        sources.pop(None, None)
+        keys = _my_share(sources, catalogs[m.name], m)
+        with tqdm(total=len(keys), desc=f"{m.name} features", unit="item",
+                  disable=not progress or _rank_world()[0] != 0) as bar:  # fmt: skip
+            _fill_store(stores[m.name], keys, sources, m, batch_size, shard_size, bar)
+
+
+def _spec(audio_encoder: AudioEncoder, text_encoder: TextEncoder, stores: dict[str, Path]) -> dict:
+    return {
+        "format": CACHE_FORMAT,
         "audio_encoder": audio_encoder.spec(),
         "text_encoder": text_encoder.spec(),
         "audio_dim": audio_encoder.dim,
         "text_dim": text_encoder.dim,
         "frame_rate": audio_encoder.frame_rate,
+        "stores": {m: s.name for m, s in stores.items()},
     }
-    _write_json(folder / "spec.json", spec)
-    for name, utterances in splits.items():
-        _extract_split(
-            folder, name, utterances, (audio_encoder, text_encoder), batch_size, shard_size, progress
-        )
-    _write_skipped_report(folder, list(splits))
-    return folder
+
+
+def rank_device(device: str) -> str:
+    """Under torchrun, "cuda" means this rank's GPU, `cuda:LOCAL_RANK` (made the current device)."""
+    if device != "cuda" or _rank_world()[1] == 1:
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local_rank)  # NCCL collectives use the current device
+    return f"cuda:{local_rank}"
 
 
 def extract_manifest(
@@ -320,10 +459,16 @@ def extract_manifest(
     batch_size: int = 16,
     device: str = "cpu",
     progress: bool = True,
+    audio_layers: Sequence[int] = (),
+    text_layers: Sequence[int] = (),
+    shard_size: int = SHARD_SIZE,
 ) -> Path:
-    """Read a manifest (bad rows skipped with a warning) and extract or resume its feature cache under `root`."""
+    """Read a manifest (bad rows skipped with a warning) and extract or resume its feature cache under `root`.
+
+    `audio_layers` / `text_layers`: hidden states to average (empty = the encoder's default).
+    """
     utterances, problems = read_manifest(manifest)
     for problem in problems:
         log.warning(problem)
-    audio, text = build_encoders(audio_encoder, text_encoder, device)
-    return extract_features(splits(utterances), audio, text, root, batch_size, progress)
+    audio, text = build_encoders(audio_encoder, text_encoder, rank_device(device), audio_layers, text_layers)
+    return extract_features(splits(utterances), audio, text, root, batch_size, progress, shard_size)

@@ -65,8 +65,9 @@ def read_ctranslate2_model(
 
     `header` holds binary_version, spec_name, spec_revision and aliases `{alias: target}`; `variables` maps
     names such as "encoder/conv1/weight" to arrays in their stored dtype (bfloat16, which numpy lacks, is
-    widened to float32). `prefix` keeps only variables (and aliases) whose name starts with it, saving
-    memory. Scalars are 0-d arrays.
+    widened to float32). The arrays are read-only views into the data (reading costs no copies; they keep
+    it in memory while any of them lives). `prefix` keeps only variables (and aliases) whose name starts
+    with it. Scalars are 0-d arrays.
     """
     data = Path(source).read_bytes() if isinstance(source, str | Path) else source
     cursor = _Cursor(data)
@@ -88,7 +89,7 @@ def read_ctranslate2_model(
         (num_bytes,) = cursor.unpack("I") if version >= 4 else (int(np.prod(shape)) * 4,)
         chunk = cursor.take(num_bytes)
         if prefix is None or name.startswith(prefix):
-            array = np.frombuffer(chunk, dtype=_NUMPY_DTYPES[dtype]).reshape(shape).copy()
+            array = np.frombuffer(chunk, dtype=_NUMPY_DTYPES[dtype]).reshape(shape)
             variables[name] = _bfloat16_to_float32(array) if dtype == "bfloat16" else array
 
     if version >= 3:

@@ -8,13 +8,14 @@ so memory stays bounded whatever the clip length.
 
 from __future__ import annotations
 
+import functools
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from mamer.encoders.base import (
     AudioEncoder,
@@ -23,31 +24,9 @@ from mamer.encoders.base import (
     resolve_layers,
     split_windows,
 )
+from mamer.encoders.hf import load_hf_config, load_hf_model, local_only
 
 SAMPLE_RATE = 16000
-
-
-def local_only(path: str | Path, allow_download: bool) -> bool:
-    """Read only local files unless downloads are allowed and the hub is not switched off."""
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "")
-    return offline or not allow_download or Path(path).is_dir()
-
-
-def load_hf_model(path: str | Path, kind: str, allow_download: bool = False):
-    """`AutoModel.from_pretrained(path)`, frozen and in eval mode; an OSError that says how to fix it."""
-    from transformers import AutoModel  # heavy import, only when such an encoder is built
-
-    local = local_only(path, allow_download)
-    try:
-        model = AutoModel.from_pretrained(str(path), local_files_only=local)
-    except OSError as err:
-        raise OSError(
-            f"cannot load {kind} encoder {str(path)!r}: it is not a local folder with config.json and weights, "
-            f"nor in the local Hugging Face cache (downloads {'off' if local else 'failed'}).\n"
-            f"Pass a local folder instead, e.g. `--{kind}-encoder /path/to/model` on the command line or "
-            f"load_{kind}_encoder(NAME, path=DIR); or allow_download=True where the hub is reachable. ({err})"
-        ) from err
-    return model.eval().requires_grad_(False)
 
 
 def wants_normalized_input(path: str | Path, local: bool) -> bool:
@@ -70,15 +49,40 @@ def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
     return field
 
 
-def mask_safe(config) -> bool:
-    """True when padded batches under an attention mask give each clip exactly its unpadded features.
+def batching(config) -> str:
+    """How padded batches give each clip exactly its unpadded features (under the attention mask).
 
-    Holds for layer-norm feature encoders with one positional convolution (WavLM-large, wav2vec2-large,
-    HuBERT-large). Group-norm feature encoders (the base models) normalise over the padding, and
-    data2vec-audio's stacked positional convolutions carry the padding into valid frames.
+    "mask": layer-norm feature encoders with one positional convolution (WavLM-large, wav2vec2-large,
+    HuBERT-large): every step is per frame, masked, or sees zeroed padding as its own zero padding.
+    "clipwise": the same models with a group-norm feature encoder (the base models): only the first conv
+    layer's GroupNorm, which normalises each channel over the whole clip, would see the padding, so that
+    layer runs clip by clip (`ClipwiseFirstLayer`) and the rest in the batch.
+    "equal": data2vec-audio, whose stacked positional convolutions carry padding into valid frames:
+    batches hold clips of equal length only.
     """
-    single_pos_conv = config.model_type in ("wavlm", "wav2vec2", "hubert")
-    return single_pos_conv and getattr(config, "feat_extract_norm", "group") == "layer"
+    if config.model_type not in ("wavlm", "wav2vec2", "hubert"):
+        return "equal"
+    return "mask" if getattr(config, "feat_extract_norm", "group") == "layer" else "clipwise"
+
+
+class ClipwiseFirstLayer(nn.Module):
+    """A feature encoder's first conv layer (conv, GroupNorm, activation) applied to each clip's own samples.
+
+    `lengths` (samples per row of the next batch) is set before each forward; `(B, 1, N)` -> `(B, C, T)`,
+    zero beyond each clip's frames (later layers only carry that into frames outside the clip's length).
+    """
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+        self.lengths: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = [self.layer(x[b : b + 1, :, :n]) for b, n in enumerate(self.lengths)]
+        out = x.new_zeros(len(rows), rows[0].shape[1], max(r.shape[-1] for r in rows))
+        for b, row in enumerate(rows):
+            out[b, :, : row.shape[-1]] = row[0]
+        return out
 
 
 class HFAudioEncoder(AudioEncoder):
@@ -86,7 +90,8 @@ class HFAudioEncoder(AudioEncoder):
 
     `layers` picks hidden states (0 = after the feature projection, i = after transformer layer i, -1 = last)
     and averages them. Waveforms are standardised per utterance when the model's feature extractor does so.
-    Audio longer than `window_seconds` is encoded in windows overlapping by `overlap_seconds`.
+    Audio longer than `window_seconds` is encoded in windows overlapping by `overlap_seconds`. The weights
+    load on the first `encode`: the spec (the feature cache's key) needs only the config.
     """
 
     sample_rate = SAMPLE_RATE
@@ -103,8 +108,8 @@ class HFAudioEncoder(AudioEncoder):
         allow_download: bool = False,
         source: dict | None = None,
     ):
-        self.model = load_hf_model(path, "audio", allow_download).to(device)
-        config = self.model.config
+        self.path, self.allow_download = path, allow_download
+        self.config = config = load_hf_config(path, "audio", allow_download)
         if not hasattr(config, "conv_stride"):
             raise ValueError(
                 f"{path}: {config.model_type} is not a wav2vec2-style speech encoder (no conv_stride)"
@@ -112,7 +117,7 @@ class HFAudioEncoder(AudioEncoder):
         self.normalize = wants_normalized_input(path, local_only(path, allow_download))
         self.samples_per_frame = math.prod(config.conv_stride)
         self.min_samples = receptive_field(config.conv_kernel, config.conv_stride)
-        self.use_mask = mask_safe(config)  # see _batches
+        self.batching = batching(config)
         self.device = torch.device(device)
         self.name, self.batch_size = name, batch_size
         self.dim = int(config.hidden_size)
@@ -127,13 +132,22 @@ class HFAudioEncoder(AudioEncoder):
             )
         self.source = source or {"path": str(path)}
 
+    @functools.cached_property
+    def model(self):
+        """The frozen transformers model, loaded on first use (the spec needs only its config)."""
+        model = load_hf_model(self.path, "audio", self.allow_download).to(self.device)
+        if self.batching == "clipwise":
+            layers = model.feature_extractor.conv_layers
+            layers[0] = ClipwiseFirstLayer(layers[0])
+        return model
+
     def _frames(self, seconds: float) -> int:
         return round(seconds * SAMPLE_RATE / self.samples_per_frame)
 
     def spec(self) -> dict:
         return {
             "name": self.name,
-            "model_type": self.model.config.model_type,
+            "model_type": self.config.model_type,
             "dim": self.dim,
             "sample_rate": self.sample_rate,
             "frame_rate": self.frame_rate,
@@ -158,13 +172,14 @@ class HFAudioEncoder(AudioEncoder):
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices into `lengths`, shortest first, in batches of at most `batch_size`.
 
-        Where padding would leak into valid frames (see `mask_safe`), batches hold equal lengths only:
+        Where padding would leak into valid frames (see `batching`), batches hold equal lengths only:
         features never depend on what they were batched with.
         """
         batches: list[list[int]] = []
         for k in sorted(range(len(lengths)), key=lengths.__getitem__):
             full = batches and len(batches[-1]) == self.batch_size
-            if not batches or full or (not self.use_mask and lengths[batches[-1][0]] != lengths[k]):
+            mixed = self.batching == "equal" and batches and lengths[batches[-1][0]] != lengths[k]
+            if not batches or full or mixed:
                 batches.append([])
             batches[-1].append(k)
         return batches
@@ -182,7 +197,9 @@ class HFAudioEncoder(AudioEncoder):
         for row, wave in enumerate(waves):
             batch[row, : len(wave)] = torch.from_numpy(wave)
             mask[row, : lengths[row]] = 1
-        kwargs = {"attention_mask": mask.to(self.device)} if self.use_mask else {}
+        kwargs = {} if self.batching == "equal" else {"attention_mask": mask.to(self.device)}
+        if self.batching == "clipwise":
+            self.model.feature_extractor.conv_layers[0].lengths = lengths.tolist()
         out = self.model(batch.to(self.device), output_hidden_states=True, **kwargs)
         pooled = torch.stack([out.hidden_states[i] for i in self.layers]).mean(0)  # (B, T, D)
         frames = self.model._get_feat_extract_output_lengths(lengths).tolist()

