@@ -1,8 +1,9 @@
 """Training throughput of the unified model (three views + contrastive + MAE) on random frozen features.
 
-Prints steps/s and utterances/s per model size and precision, on CPU or CUDA:
+Prints steps/s and utterances/s per model size and precision, on CPU or CUDA, eager and/or compiled:
     python benchmarks/train_step.py --device cpu --sizes quickstart
     python benchmarks/train_step.py --device cuda --sizes quickstart,gpu-base,gpu-large --precision fp32,bf16
+    python benchmarks/train_step.py --device cuda --sizes gpu-large --precision bf16 --compile eager,compiled
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ def random_batch(
     ).to(device)
 
 
-def measure(size: str, precision: str, device: torch.device, batch_size: int, steps: int) -> None:
+def measure(size: str, precision: str, mode: str, device: torch.device, batch_size: int, steps: int) -> None:
     shape, a_dim, t_dim = SIZES[size]
     config = ModelConfig(**shape, audio_downsample=4)
     model = MAMER(config, a_dim, t_dim, 4, 0).to(device)
+    if mode == "compiled":
+        model.compile()  # as train.compile=true does
     heads = PretrainingHeads(config.width, a_dim, t_dim, 4, config.contrastive_dim, 0.07).to(device)
     objective = Objective(LossConfig(), config.views, SupervisedLoss())
     params = list(model.parameters()) + list(heads.parameters())
@@ -62,7 +65,7 @@ def measure(size: str, precision: str, device: torch.device, batch_size: int, st
         loss.backward()
         optimizer.step()
 
-    for _ in range(3):
+    for _ in range(3):  # warm-up, compilation included
         step()
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -73,8 +76,8 @@ def measure(size: str, precision: str, device: torch.device, batch_size: int, st
         torch.cuda.synchronize()
     per_step = (time.perf_counter() - started) / steps
     print(
-        f"{size:11s} {count_parameters(model) / 1e6:6.2f}M {precision:5s} batch {batch_size:4d} (6 s audio, "
-        f"24 words): {1 / per_step:7.2f} steps/s  {batch_size / per_step:8.1f} utterances/s",
+        f"{size:11s} {count_parameters(model) / 1e6:6.2f}M {precision:5s} {mode:8s} batch {batch_size:4d} "
+        f"(6 s audio, 24 words): {1 / per_step:7.2f} steps/s  {batch_size / per_step:8.1f} utterances/s",
         flush=True,
     )
 
@@ -84,6 +87,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", default="quickstart")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--compile", default="eager", help="eager, compiled, or both: eager,compiled")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
@@ -94,7 +98,8 @@ def main() -> None:
     )
     for size in args.sizes.split(","):
         for precision in args.precision.split(","):
-            measure(size, precision, device, args.batch_size, args.steps)
+            for mode in args.compile.split(","):
+                measure(size, precision, mode, device, args.batch_size, args.steps)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,9 @@ def test_dimensional_and_categorical_together(tiny_config, tmp_path):
     for metrics in report["results"].values():
         assert {"macro_f1", "uar", "ccc_arousal", "ccc_valence", "ccc_dominance", "ccc_mean"} <= set(metrics)
         assert -1.0 <= metrics["ccc_mean"] <= 1.0
+
+
+def test_configured_layers_reach_the_feature_extractor(tiny_config, tmp_path):
+    config = tiny_config(tmp_path, "quickstart", "data.audio_layers=[1]")
+    with pytest.raises(ValueError, match="layer"):  # logmel has no layers: the option got through
+        train_module.prepare_features(config, progress=False)

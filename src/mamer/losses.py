@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mamer.distributed import gather_rows
+
 
 def ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Concordance correlation coefficient per column. pred, target: (N, K) -> (K,)."""
@@ -57,11 +59,19 @@ class SupervisedLoss(nn.Module):
 
 
 class ContrastiveLoss(nn.Module):
-    """L_C: symmetric InfoNCE (CLIP) between audio-only and text-only embeddings of the same utterances."""
+    """L_C: symmetric InfoNCE (CLIP) between audio-only and text-only embeddings of the same utterances.
+
+    Under torchrun the rows of every rank are gathered first (`gather_rows`), so the negatives are the global
+    batch and every rank computes the same loss, as one process holding the whole batch would.
+    """
 
     def forward(self, audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-        """audio, text: (N, E), row i of each from the same utterance; logit_scale: log(1 / temperature)."""
+        """audio, text: (N, E), row i of each from the same utterance (N may be 0 on a rank); logit_scale:
+        log(1 / temperature). Fewer than 2 rows in all: no negatives, a zero loss."""
         audio, text = F.normalize(audio.float(), dim=-1), F.normalize(text.float(), dim=-1)
+        audio, text = gather_rows(audio, text)
+        if len(audio) < 2:
+            return logit_scale * 0.0
         logits = logit_scale.clamp(max=4.6052).exp() * audio @ text.T  # temperature >= 0.01, as in CLIP
         target = torch.arange(len(audio), device=audio.device)
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2

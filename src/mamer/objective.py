@@ -114,8 +114,9 @@ class Objective(nn.Module):
     def _contrastive(self, heads: PretrainingHeads, batch: Batch, outputs: dict) -> torch.Tensor:
         paired = view_rows(batch, "audio+text")
         audio_out, text_out = outputs["audio"], outputs["text"]
-        if paired.sum() < 2 or audio_out is None or text_out is None:
-            return heads.logit_scale * 0.0
+        if audio_out is None or text_out is None:  # no pairs here; under torchrun it still joins the gather
+            none = heads.logit_scale.new_zeros((0, heads.text_contrastive[-1].out_features))
+            return self.contrastive(none, none, heads.logit_scale)
         audio = heads.audio_contrastive(_mean_pool(audio_out.audio_hidden, audio_out.audio_tokens_valid))
         text = heads.text_contrastive(_mean_pool(text_out.text_hidden, text_out.text_valid))
         return self.contrastive(audio[paired], text[paired], heads.logit_scale)
