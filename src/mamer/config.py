@@ -53,6 +53,8 @@ class DataConfig:
     features: str = ""  # feature cache folder; default: <run_dir>/../features
     audio_encoder: str = "auto"  # registry name; "auto" = offline default if installed, else logmel
     text_encoder: str = "auto"
+    audio_layers: list[int] = field(default_factory=list)  # hidden states averaged; empty = encoder default
+    text_layers: list[int] = field(default_factory=list)
     task: str = "categorical"
     labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
     train_split: str = "train"
@@ -74,6 +76,30 @@ class TrainConfig:
     device: str = "auto"  # "auto" = cuda when available, else cpu
     precision: str = "auto"  # "auto" = bf16 autocast on cuda, fp32 on cpu; or "fp32" / "bf16"
     progress: bool = True
+    grad_accum_steps: int = 1  # batches per optimizer step (their mean loss); per rank under torchrun
+    compile: bool = False  # torch.compile the shared model (in place: checkpoints keep their plain keys)
+
+
+@dataclass
+class ExperimentConfig:
+    """`mamer experiment`: which systems to train on the same features, how often, and what to score.
+
+    A system is this run config with a set of `section.key=value` overrides: a standard name (`SYSTEMS` in
+    mamer/experiment.py: unified, audio_only, text_only, multimodal_only, no_contrastive, no_mae) or one defined
+    in `custom`. With `folds` > 0 every fold (`fold_manifest`) is one run per system and seed; `data.manifest`
+    stays the manifest `mamer train` uses on its own.
+    """
+
+    systems: list[str] = field(default_factory=lambda: ["unified"])
+    custom: dict[str, list[str]] = field(default_factory=dict)  # system name -> overrides
+    seeds: list[int] = field(default_factory=lambda: [0])
+    folds: int = 0
+    fold_manifest: str = ""  # with folds > 0: the manifest of fold k, "{fold}" standing for k
+    corpus: str = ""  # "quickstart": synthesise the quickstart corpus at data.manifest if it is missing
+    test_splits: list[str] = field(default_factory=lambda: ["test"])
+    metrics: list[str] = field(default_factory=list)  # table columns; empty = the task's headline metrics
+    robustness: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])  # fractions dropped
+    out: str = ""  # default: the run_dir's parent / <name>_experiment
 
 
 @dataclass
@@ -84,10 +110,17 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def validate(self) -> None:
         if self.data.task not in TASKS:
             raise ValueError(f"data.task must be one of {TASKS}, got {self.data.task!r}")
+        for key in ("audio_layers", "text_layers"):
+            layers = getattr(self.data, key)
+            if not isinstance(layers, list) or not all(type(i) is int for i in layers):
+                raise ValueError(
+                    f"data.{key} must be a list of layer numbers, e.g. [2, 3] or [-1]; got {layers!r}"
+                )
         unknown = set(self.model.views) - {"audio", "text", "audio+text"}
         if unknown or not self.model.views:
             raise ValueError(
@@ -99,6 +132,11 @@ class RunConfig:
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
         if self.train.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
+        accum = self.train.grad_accum_steps
+        if not isinstance(accum, int) or isinstance(accum, bool) or accum < 1:
+            raise ValueError(f"train.grad_accum_steps must be an integer >= 1, got {accum!r}")
+        if not isinstance(self.train.compile, bool):
+            raise ValueError(f"train.compile must be true or false, got {self.train.compile!r}")
         if self.model.audio_downsample < 0:
             raise ValueError(
                 f"model.audio_downsample must be >= 0 (0 = automatic), got {self.model.audio_downsample}"
@@ -121,7 +159,13 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     return cls(**kwargs)
 
 
-_SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train": TrainConfig}
+_SECTIONS = {
+    "model": ModelConfig,
+    "loss": LossConfig,
+    "data": DataConfig,
+    "train": TrainConfig,
+    "experiment": ExperimentConfig,
+}
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

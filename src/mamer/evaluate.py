@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mamer.checkpoint import load_model
+from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.dataset import EmotionDataset, Targets, collate
 from mamer.data.features import load_split
 from mamer.data.manifest import read_manifest, splits
@@ -88,22 +88,31 @@ def evaluate_views(model, loader, views, task, targets, device) -> tuple[dict, d
     return results, confusions, counts
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", batch_size: int = 64) -> dict:
-    """Score every view the run can take on one split; writes report.json, report.md, plots and MODEL_CARD.md."""
+def split_dataset(meta: ModelMeta, split: str) -> EmotionDataset:
+    """The cached features and labels of one split of the manifest a run was trained on."""
+    config = meta.run_config
+    by_split = splits(read_manifest(Path(config.data.manifest))[0])
+    if split not in by_split:
+        raise ValueError(f"split {split!r} not in {config.data.manifest}; it has {sorted(by_split)}")
+    max_frames = config.model.max_audio_tokens * config.model.audio_downsample
+    return EmotionDataset(
+        load_split(Path(meta.features), split), by_split[split], meta.label_space, max_frames
+    )
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    device: str = "cpu",
+    batch_size: int = 64,
+    report_dir: str | Path | None = None,
+) -> dict:
+    """Score every view the run can take on one split; writes report.json, report.md, plots and MODEL_CARD.md
+    into `report_dir` (default: the run directory)."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, device)
     config, targets = meta.run_config, meta.label_space
-    utterances, _ = read_manifest(Path(config.data.manifest))
-    by_split = splits(utterances)
-    if split not in by_split:
-        raise ValueError(f"split {split!r} not in {config.data.manifest}; it has {sorted(by_split)}")
-    dataset = EmotionDataset(
-        load_split(Path(meta.features), split),
-        by_split[split],
-        targets,
-        config.model.max_audio_tokens * config.model.audio_downsample,
-    )
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate)
+    loader = DataLoader(split_dataset(meta, split), batch_size=batch_size, collate_fn=collate)
     task = config.data.task
     views = evaluable_views(config.model.views)
     results, confusions, counts = evaluate_views(model, loader, views, task, targets, torch.device(device))
@@ -120,8 +129,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", device: str = "cpu", 
         "chance": chance,
     }
     report = build_report(task, results, targets.labels or None, extra=extra)
-    write_report(run_dir, report, confusions or None, chance)
-    write_model_card(run_dir, report)
+    write_report(report_dir or run_dir, report, confusions or None, chance)
+    if report_dir is None:  # the model card describes the run on its main test split
+        write_model_card(run_dir, report)
     return report
 
 

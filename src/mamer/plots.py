@@ -83,6 +83,38 @@ def plot_views(report: dict, path: str | Path, chance: dict[str, float] | None =
     return _save(fig, path)
 
 
+def plot_robustness(curves: dict[str, dict[str, dict]], metric: str, path: str | Path) -> Path:
+    """Save one panel per modality: score vs fraction of its frames/tokens dropped, a line (+- std band) per system.
+
+    `curves` maps system -> modality -> {"view", "fractions", "scores", "scores_std"} (see mamer.robustness).
+    A system keeps its colour across panels; one legend lists them all.
+    """
+    modalities = [m for m in ("audio", "text") if any(m in c for c in curves.values())]
+    fig = Figure(figsize=(4.2 * max(len(modalities), 1) + 2.2, 3.6), layout="constrained")
+    axes = fig.subplots(1, max(len(modalities), 1), squeeze=False)[0]
+    unit = {"audio": "audio frames", "text": "text tokens"}
+    legend = {}
+    for ax, modality in zip(axes, modalities, strict=False):
+        for k, (system, per_modality) in enumerate(curves.items()):
+            if modality not in per_modality:
+                continue
+            c = per_modality[modality]
+            x, y = np.array(c["fractions"]), np.array(c["scores"])
+            std = np.array(c.get("scores_std", np.zeros_like(y)))
+            color = f"C{k % 10}"
+            (line,) = ax.plot(x, y, marker="o", color=color)
+            ax.fill_between(x, y - std, y + std, color=color, alpha=0.15)
+            legend.setdefault(system, line)
+        ax.set_xlabel(f"fraction of {unit[modality]} dropped at test time")
+        ax.set_ylabel(
+            f"{metric} ({', '.join(sorted({c[modality]['view'] for c in curves.values() if modality in c}))})"
+        )
+        ax.set_title(f"{unit[modality]} dropped")
+        ax.grid(alpha=0.3)
+    fig.legend(list(legend.values()), list(legend), fontsize=8, loc="outside right upper")
+    return _save(fig, path)
+
+
 def _save(fig: Figure, path: str | Path) -> Path:
     """Write `fig` as PNG to `path`, creating parent folders."""
     path = Path(path)

@@ -276,3 +276,18 @@ def generate_corpus(
     summary = {"parameters": params, "sample_rate": tts.sample_rate, "speakers": speakers_info}
     info.write_text(json.dumps(summary, indent=1))
     return manifest
+
+
+def quickstart_corpus(
+    folder: Path, speakers: int = 12, utterances_per_speaker: int = 48, progress: bool = True
+) -> Path:
+    """The quickstart corpus in `folder` (reused when already there): speakers split by 2/3, 1/6, 1/6."""
+    test_speakers = max(1, speakers // 6)
+    return generate_corpus(
+        folder,
+        speakers,
+        utterances_per_speaker,
+        seed=0,
+        split_speakers=(speakers - 2 * test_speakers, test_speakers, test_speakers),
+        progress=progress,
+    )

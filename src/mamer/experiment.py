@@ -1,0 +1,295 @@
+"""`mamer experiment`: the paper's comparison in one command.
+
+Every system (the unified model, the dedicated audio-only, text-only and multimodal models, the two ablations) is
+the same run config plus a few overrides. Each is trained for every seed (and speaker fold) on the same cached
+features, scored on every view it can take, and the runs are averaged into `experiment.json`, `experiment.md` (rows
+= systems, columns = views x metrics, with parameter counts and wall time; a dedicated multimodal model also gets a
+row for its scores with a modality missing) and robustness curves (`robustness.png`).
+
+Finished runs are kept (`experiment_run.json` in each run folder), so a rerun after a crash goes on with the first
+unfinished run, resuming its training from its last epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mamer.checkpoint import LAST_DIR
+from mamer.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+from mamer.data.manifest import read_manifest, splits
+from mamer.data.synthetic import quickstart_corpus
+from mamer.evaluate import evaluable_views, evaluate_run
+from mamer.metrics import VIEWS, main_metrics
+from mamer.plots import plot_robustness
+from mamer.report import format_params
+from mamer.robustness import mean_curves, robustness_curves
+from mamer.train import prepare_features, resolve_device, train
+
+log = logging.getLogger(__name__)
+
+_SUPERVISED_ONLY = ["loss.contrastive=0", "loss.mae=0"]
+SYSTEMS: dict[str, list[str]] = {
+    "unified": [],
+    "audio_only": ["model.views=[audio]", *_SUPERVISED_ONLY],
+    "text_only": ["model.views=[text]", *_SUPERVISED_ONLY],
+    "multimodal_only": ["model.views=[audio+text]", *_SUPERVISED_ONLY],
+    "no_contrastive": ["loss.contrastive=0"],
+    "no_mae": ["loss.mae=0"],
+}
+RUN_FILE = "experiment_run.json"
+
+
+@dataclass
+class Run:
+    """One training run of the experiment: a system, a seed, a fold (None without folds), its full config."""
+
+    system: str
+    seed: int
+    fold: int | None
+    config: RunConfig
+
+
+def experiment_dir(config: RunConfig) -> Path:
+    return Path(config.experiment.out or Path(config.run_dir).parent / f"{config.name}_experiment")
+
+
+def validate_experiment(config: RunConfig) -> None:
+    """Reject an experiment section that cannot run, naming the key to fix."""
+    e = config.experiment
+    unknown = [s for s in e.systems if s not in SYSTEMS and s not in e.custom]
+    if unknown or not e.systems:
+        raise ValueError(
+            f"experiment.systems: unknown {unknown}; use {sorted(SYSTEMS)} or define them in experiment.custom"
+        )
+    if not e.seeds:
+        raise ValueError("experiment.seeds must list at least one seed")
+    if e.folds < 0 or (e.folds and "{fold}" not in e.fold_manifest):
+        raise ValueError("experiment.folds > 0 needs experiment.fold_manifest with {fold} in it")
+    bad = [f for f in e.robustness if not 0.0 <= f < 1.0]
+    if bad:
+        raise ValueError(f"experiment.robustness: fractions must be in [0, 1), got {bad}")
+    if not e.test_splits:
+        raise ValueError("experiment.test_splits must name at least one split")
+
+
+def system_config(config: RunConfig, system: str, seed: int, fold: int | None) -> RunConfig:
+    """The run config of one system, seed and fold, with its own run folder under the experiment folder."""
+    e = config.experiment
+    overrides = e.custom[system] if system in e.custom else SYSTEMS[system]
+    extra = [f"train.seed={seed}", f"name={system}"]
+    if fold is not None:
+        extra.append(f"data.manifest={e.fold_manifest.replace('{fold}', str(fold))}")
+    run = config_from_dict(apply_overrides(config_to_dict(config), [*overrides, *extra]))
+    folder = experiment_dir(config) / system / f"seed{seed}"
+    run.run_dir = str(folder / f"fold{fold}" if fold is not None else folder)
+    run.validate()
+    return run
+
+
+def plan(config: RunConfig) -> list[Run]:
+    """Every run, fold by fold and seed by seed, all systems of a fold together (they share its features)."""
+    validate_experiment(config)
+    e = config.experiment
+    folds = list(range(e.folds)) if e.folds else [None]
+    return [
+        Run(system, seed, fold, system_config(config, system, seed, fold))
+        for fold in folds
+        for seed in e.seeds
+        for system in e.systems
+    ]
+
+
+def _report_dir(run_dir: Path, split: str, main_split: str) -> Path | None:
+    return None if split == main_split else run_dir / f"report_{split}"
+
+
+def run_one(run: Run, features: Path, config: RunConfig) -> dict:
+    """Train, evaluate on each test split the run's manifest has, and measure robustness; or reuse a finished run."""
+    run_dir = Path(run.config.run_dir)
+    done = run_dir / RUN_FILE
+    settings = config_to_dict(run.config)
+    if done.is_file():
+        result = json.loads(done.read_text())
+        if result["config"] != settings:
+            raise ValueError(
+                f"{done} was made with a different config; delete {run_dir} or set experiment.out elsewhere"
+            )
+        return result
+    started = time.time()
+    train(
+        run.config, resume=(run_dir / LAST_DIR).is_file() or (run_dir / LAST_DIR).is_dir(), features=features
+    )
+    trained = time.time()
+    e, device = config.experiment, str(resolve_device(run.config.train.device))
+    have = splits(read_manifest(Path(run.config.data.manifest))[0])
+    reports, robustness = {}, {}
+    for split in [s for s in e.test_splits if s in have]:
+        reports[split] = evaluate_run(
+            run_dir, split, device, report_dir=_report_dir(run_dir, split, e.test_splits[0])
+        )
+        if e.robustness:
+            robustness[split] = robustness_curves(run_dir, split, e.robustness, device)
+    result = {
+        "system": run.system, "seed": run.seed, "fold": run.fold, "params": next(iter(reports.values()))["params"],
+        "train_s": trained - started, "eval_s": time.time() - trained, "reports": reports,
+        "robustness": robustness, "config": settings,
+    }  # fmt: skip
+    done.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _view_scores(reports: list[dict]) -> dict[str, dict[str, float]]:
+    """Mean and std over runs of every metric of every view: {view: {metric: mean, metric_std: std}}."""
+    out = {}
+    for view in VIEWS:
+        per_run = [r["results"][view] for r in reports if view in r["results"]]
+        if not per_run:
+            continue
+        scores = {}
+        for metric in per_run[0]:
+            scores[metric], scores[f"{metric}_std"] = _mean_std([p[metric] for p in per_run])
+        out[view] = scores
+    return out
+
+
+def summarise(results: list[dict], config: RunConfig) -> dict:
+    """experiment.json: {"systems": {name: {"params", "views": {view: {metric, metric_std}}, ...}}, "folds", ...}."""
+    e = config.experiment
+    systems = {}
+    for name in e.systems:
+        mine = [r for r in results if r["system"] == name]
+        trained_views = mine[0]["config"]["model"]["views"]
+        by_split = {}
+        for split in e.test_splits:
+            reports = [r["reports"][split] for r in mine if split in r["reports"]]
+            if reports:
+                by_split[split] = _view_scores(reports)
+        robustness = {
+            split: mean_curves([r["robustness"][split] for r in mine if split in r["robustness"]])
+            for split in by_split
+            if e.robustness
+        }
+        systems[name] = {
+            "params": mine[0]["params"],
+            "trained_views": trained_views,
+            "missing_modality_views": [v for v in evaluable_views(trained_views) if v not in trained_views],
+            "views": next(iter(by_split.values()), {}),
+            "splits": by_split,
+            "robustness": robustness,
+            "runs": len(mine),
+            "wall_s": sum(r["train_s"] + r["eval_s"] for r in mine),
+        }
+    return {
+        "name": config.name,
+        "task": config.data.task,
+        "systems": systems,
+        "folds": e.folds or 1,
+        "seeds": list(e.seeds),
+        "test_splits": list(e.test_splits),
+        "metrics": table_metrics(config),
+    }
+
+
+def table_metrics(config: RunConfig) -> list[str]:
+    if config.experiment.metrics:
+        return list(config.experiment.metrics)
+    if config.data.task == "dimensional":
+        return ["ccc_arousal", "ccc_valence", "ccc_dominance"]
+    return list(main_metrics(config.data.task))
+
+
+def _cell(scores: dict[str, float] | None, metric: str) -> str:
+    if not scores or metric not in scores:
+        return "–"
+    std = scores.get(f"{metric}_std", 0.0)
+    return f"{scores[metric]:.3f} ± {std:.3f}" if std else f"{scores[metric]:.3f}"
+
+
+def experiment_table(summary: dict, split: str) -> str:
+    """Markdown: rows = systems (and a "modality missing" row for systems scored on views they were not
+    trained on), columns = views x metrics, then parameters, runs and wall time."""
+    metrics, systems = summary["metrics"], summary["systems"]
+    views = [v for v in VIEWS if any(v in s["splits"].get(split, {}) for s in systems.values())]
+    columns = [(v, m) for v in views for m in metrics]
+    lines = [
+        "| system | " + " | ".join(f"{v} {m}" for v, m in columns) + " | params | runs | wall |",
+        "|---" * (len(columns) + 4) + "|",
+    ]
+    for name, s in systems.items():
+        scores = s["splits"].get(split)
+        if scores is None:
+            continue
+        rows = [(name, s["trained_views"])]
+        if s["missing_modality_views"]:
+            rows.append((f"{name}, modality missing", s["missing_modality_views"]))
+        for label, shown in rows:
+            cells = [_cell(scores.get(v), m) if v in shown else "–" for v, m in columns]
+            tail = f"{format_params(s['params'])} | {s['runs']} | {s['wall_s'] / 60:.1f} min"
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {tail} |")
+    return "\n".join(lines)
+
+
+def write_outputs(summary: dict, out: Path) -> list[Path]:
+    """experiment.json, experiment.md (one table per test split) and robustness[_<split>].png."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "experiment.json").write_text(json.dumps(summary, indent=1) + "\n")
+    seeds, folds = summary["seeds"], summary["folds"]
+    text = [
+        f"# Experiment `{summary['name']}` ({summary['task']})",
+        "",
+        f"Mean ± std over {len(seeds)} seed(s) {seeds} x {folds} fold(s); wall = training + evaluation time of all"
+        " runs of a system. A `modality missing` row scores a model on views it was not trained on.",
+    ]
+    paths = [out / "experiment.json", out / "experiment.md"]
+    for k, split in enumerate(summary["test_splits"]):
+        text += ["", f"## Split `{split}`", "", experiment_table(summary, split)]
+        curves = {
+            n: s["robustness"][split] for n, s in summary["systems"].items() if split in s["robustness"]
+        }
+        if any(curves.values()):
+            png = out / ("robustness.png" if k == 0 else f"robustness_{split}.png")
+            metric = "mean CCC" if summary["task"] == "dimensional" else "macro-F1"
+            paths.append(plot_robustness(curves, metric, png))
+            text += [
+                "",
+                f"Robustness (score vs fraction of frames/tokens dropped at test time): `{png.name}`",
+            ]
+    (out / "experiment.md").write_text("\n".join(text) + "\n")
+    return paths
+
+
+def run_experiment(config: RunConfig) -> dict:
+    """Run (or finish) every run of the experiment, then write and return its summary."""
+    runs = plan(config)
+    out = experiment_dir(config)
+    if config.experiment.corpus == "quickstart":
+        quickstart_corpus(Path(config.data.manifest).parent, progress=config.train.progress)
+    elif config.experiment.corpus:
+        raise ValueError(
+            f"experiment.corpus: only 'quickstart' is built here, got {config.experiment.corpus!r}"
+        )
+    features: dict[tuple, Path] = {}
+    results = []
+    for k, run in enumerate(runs, 1):
+        d = run.config.data
+        source = (d.manifest, d.features, d.audio_encoder, d.text_encoder)
+        if source not in features:
+            features[source] = prepare_features(run.config, run.config.train.progress)
+        result = run_one(run, features[source], config)
+        results.append(result)
+        fold = "" if run.fold is None else f" fold {run.fold}"
+        log.info("[%d/%d] %s seed %d%s done (%.0f s)", k, len(runs), run.system, run.seed, fold,
+                 result["train_s"] + result["eval_s"])  # fmt: skip
+    summary = summarise(results, config)
+    write_outputs(summary, out)
+    return summary

@@ -1,0 +1,162 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mamer.cli import main
+from mamer.config import load_config
+from mamer.data.join import join_manifests, parse_pairs
+from mamer.data.manifest import read_manifest
+from mamer.experiment import RUN_FILE, experiment_table, plan, run_experiment
+from mamer.robustness import DroppedRows, drop_rows
+
+
+@pytest.fixture(scope="module")
+def experiment(tiny_config, tmp_path_factory):
+    """A real 2-seed experiment of three systems on the tiny corpus (1 epoch each)."""
+    folder = tmp_path_factory.mktemp("experiment")
+    config = tiny_config(
+        folder, "quickstart", "train.epochs=1", f"experiment.out={folder / 'exp'}",
+        "experiment.systems=[unified,audio_only,multimodal_only]", "experiment.seeds=[0,1]",
+        "experiment.robustness=[0.0,0.5]",
+    )  # fmt: skip
+    return config, run_experiment(config), folder / "exp"
+
+
+def test_experiment_json_has_the_issue_schema_and_averages_the_runs(experiment):
+    config, summary, out = experiment
+    saved = json.loads((out / "experiment.json").read_text())
+    assert saved["folds"] == 1 and saved["seeds"] == [0, 1]
+    assert set(saved["systems"]) == {"unified", "audio_only", "multimodal_only"}
+    audio_only = saved["systems"]["audio_only"]
+    assert isinstance(audio_only["params"], int) and audio_only["params"] > 0
+    assert list(audio_only["views"]) == ["audio"]
+    assert saved["systems"]["unified"]["params"] > audio_only["params"]  # it also has a text projection
+    for seedless in ("macro_f1", "macro_f1_std", "uar", "uar_std"):
+        assert seedless in saved["systems"]["unified"]["views"]["audio+text"]
+    per_run = [
+        json.loads((out / "unified" / f"seed{s}" / "report.json").read_text())["results"]["text"]["macro_f1"]
+        for s in (0, 1)
+    ]
+    text = saved["systems"]["unified"]["views"]["text"]
+    assert text["macro_f1"] == pytest.approx(np.mean(per_run))
+    assert text["macro_f1_std"] == pytest.approx(np.std(per_run, ddof=1))
+
+
+def test_multimodal_baseline_gets_a_missing_modality_row(experiment):
+    _, summary, out = experiment
+    assert summary["systems"]["multimodal_only"]["missing_modality_views"] == ["audio", "text"]
+    table = experiment_table(summary, "test")
+    assert "| multimodal_only, modality missing |" in table
+    assert "| audio_only, modality missing |" not in table
+    assert (out / "experiment.md").read_text().count("| unified |") == 1
+
+
+def test_robustness_curves_are_written_per_system(experiment):
+    _, summary, out = experiment
+    curves = summary["systems"]["unified"]["robustness"]["test"]
+    assert curves["audio"]["view"] == "audio+text" and curves["audio"]["fractions"] == [0.0, 0.5]
+    assert "text" not in summary["systems"]["audio_only"]["robustness"]["test"]
+    assert (out / "robustness.png").stat().st_size > 0
+    # the undegraded point is the plain audio+text score
+    assert curves["audio"]["scores"][0] == pytest.approx(
+        summary["systems"]["unified"]["views"]["audio+text"]["macro_f1"]
+    )
+
+
+def test_rerun_reuses_finished_runs_and_refuses_a_changed_config(experiment, tiny_config):
+    config, summary, out = experiment
+    done = out / "unified" / "seed0" / RUN_FILE
+    before = done.stat().st_mtime_ns
+    assert run_experiment(config)["systems"] == summary["systems"]
+    assert done.stat().st_mtime_ns == before
+    config.train.lr = 0.123
+    with pytest.raises(ValueError, match="different config"):
+        run_experiment(config)
+
+
+def test_plan_runs_every_fold_seed_and_system():
+    config = load_config(
+        "emodb_categorical", ["experiment.seeds=[0,1]", "experiment.fold_manifest=m_fold{fold}.jsonl"]
+    )
+    runs = plan(config)
+    assert len(runs) == 5 * 2 * 2
+    assert {r.config.data.manifest for r in runs} == {f"m_fold{k}.jsonl" for k in range(5)}
+    audio = [r for r in runs if r.system == "audio_only" and r.fold == 3 and r.seed == 1][0]
+    assert audio.config.model.views == ["audio"] and audio.config.loss.mae == 0
+    assert audio.config.run_dir.endswith("audio_only/seed1/fold3") and audio.config.train.seed == 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("experiment.systems=[unified,nonsense]", "unknown"),
+        ("experiment.robustness=[0.5,1.0]", "fractions"),
+        ("experiment.folds=3", "fold_manifest"),
+        ("experiment.seeds=[]", "seed"),
+    ],
+)
+def test_bad_experiment_sections_fail_clearly(override, message):
+    with pytest.raises(ValueError, match=message):
+        plan(load_config("quickstart", [override]))
+
+
+def test_drop_rows_keeps_order_and_a_fraction():
+    block = torch.arange(10.0)[:, None]
+    kept = drop_rows(block, 0.5, torch.Generator().manual_seed(0))
+    assert len(kept) == 5 and torch.all(kept[1:, 0] > kept[:-1, 0])
+    assert torch.equal(drop_rows(block, 0.0, torch.Generator()), block)
+    assert len(drop_rows(block, 0.99, torch.Generator())) == 1
+    with pytest.raises(ValueError):
+        drop_rows(block, 1.0, torch.Generator())
+
+
+def test_dropped_rows_are_the_same_on_every_read():
+    items = [{"audio": torch.randn(20, 3), "text": torch.randn(6, 3)} for _ in range(3)]
+    dropped = DroppedRows(items, "audio", 0.75, seed=1)
+    assert torch.equal(dropped[2]["audio"], dropped[2]["audio"])
+    assert len(dropped[0]["audio"]) == 5 and dropped[0]["text"] is items[0]["text"]
+
+
+def test_join_manifests_shares_labels_and_keeps_test_sets_apart(tmp_path):
+    a = tmp_path / "a.jsonl"
+    b = tmp_path / "b.jsonl"
+    row = {"audio": None, "arousal": None, "valence": None, "dominance": None, "speaker": None}
+    write_jsonl(a, [{**row, "id": "a1", "text": "x", "label": "happiness", "split": "train"},
+                    {**row, "id": "a2", "text": "y", "label": "boredom", "split": "train"},
+                    {**row, "id": "a3", "text": "z", "label": "anger", "split": "test"}])  # fmt: skip
+    write_jsonl(b, [{**row, "id": "b1", "text": "u", "label": "joy", "split": "test"},
+                    {**row, "id": "b2", "text": "v", "label": "anger", "split": "dev"}])  # fmt: skip
+    written = join_manifests(
+        {"a": a, "b": b}, tmp_path / "j.jsonl", ["anger", "happiness"], {"joy": "happiness"}
+    )
+    rows, problems = read_manifest(tmp_path / "j.jsonl")
+    assert not problems
+    assert [(u.id, u.label, u.split) for u in rows] == [
+        ("a1", "happiness", "train"), ("a3", "anger", "test_a"), ("b1", "happiness", "test_b"), ("b2", "anger", "dev"),
+    ]  # fmt: skip
+    assert [u.id for u in read_manifest(tmp_path / "j_b.jsonl")[0]] == ["b1", "b2"]
+    assert len(written) == 3
+    with pytest.raises(ValueError, match="both"):
+        join_manifests({"a": a, "again": a}, tmp_path / "k.jsonl", ["anger"])
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        parse_pairs(["emodb"], "--part")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_join_command_writes_the_joint_and_per_part_manifests(tmp_path, capsys):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_jsonl(a, [{"id": "a1", "text": "x", "label": "anger", "split": "test"}])
+    write_jsonl(b, [{"id": "b1", "text": "y", "label": "joy", "split": "train"}])
+    argv = ["join", "--part", f"a={a}", "--part", f"b={b}", "--labels", "anger,happiness",
+            "--rename", "joy=happiness", "--out", str(tmp_path / "j.jsonl")]  # fmt: skip
+    assert main(argv) == 0
+    assert "j_b.jsonl: 1 rows" in capsys.readouterr().out
+    assert (
+        main([*argv[:-2], "--out", str(tmp_path / "k.jsonl"), "--part", "c"]) == 2
+    )  # a clear error, no traceback
