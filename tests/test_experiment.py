@@ -9,7 +9,7 @@ from mamer.cli import main
 from mamer.config import load_config
 from mamer.data.join import join_manifests, parse_pairs
 from mamer.data.manifest import read_manifest
-from mamer.experiment import RUN_FILE, experiment_table, plan, run_experiment
+from mamer.experiment import RUN_FILE, experiment_table, plan, run_experiment, view_scores
 from mamer.robustness import DroppedRows, drop_rows
 
 
@@ -71,6 +71,9 @@ def test_rerun_reuses_finished_runs_and_refuses_a_changed_config(experiment, tin
     done = out / "unified" / "seed0" / RUN_FILE
     before = done.stat().st_mtime_ns
     assert run_experiment(config)["systems"] == summary["systems"]
+    assert done.stat().st_mtime_ns == before
+    config.experiment.seeds = [0]  # the experiment section may change: the finished run is still reused
+    assert run_experiment(config)["systems"]["unified"]["runs"] == 1
     assert done.stat().st_mtime_ns == before
     config.train.lr = 0.123
     with pytest.raises(ValueError, match="different config"):
@@ -160,3 +163,13 @@ def test_join_command_writes_the_joint_and_per_part_manifests(tmp_path, capsys):
     assert (
         main([*argv[:-2], "--out", str(tmp_path / "k.jsonl"), "--part", "c"]) == 2
     )  # a clear error, no traceback
+
+
+def test_views_without_rows_are_left_out_of_the_summary():
+    reports = [
+        {"results": {"audio": {}, "text": {"macro_f1": 0.4}}},
+        {"results": {"audio": {}, "text": {"macro_f1": 0.6}}},
+    ]
+    assert view_scores(reports) == {
+        "text": {"macro_f1": pytest.approx(0.5), "macro_f1_std": pytest.approx(0.1414, abs=1e-4)}
+    }

@@ -109,22 +109,30 @@ def _report_dir(run_dir: Path, split: str, main_split: str) -> Path | None:
     return None if split == main_split else run_dir / f"report_{split}"
 
 
+def _trained_with(config: RunConfig) -> dict:
+    """What a run's result depends on: its config without the experiment section (seeds, systems and outputs
+    may change between invocations). Keys added to the config since a run was saved read as their defaults."""
+    return {k: v for k, v in config_to_dict(config).items() if k != "experiment"}
+
+
+def finished(run: Run) -> dict | None:
+    """The saved result of a run an earlier invocation finished, or None; a different config is an error."""
+    done = Path(run.config.run_dir) / RUN_FILE
+    if not done.is_file():
+        return None
+    result = json.loads(done.read_text())
+    if _trained_with(config_from_dict(result["config"])) != _trained_with(run.config):
+        raise ValueError(
+            f"{done} was made with a different config; delete {run.config.run_dir} or set experiment.out elsewhere"
+        )
+    return result
+
+
 def run_one(run: Run, features: Path, config: RunConfig) -> dict:
-    """Train, evaluate on each test split the run's manifest has, and measure robustness; or reuse a finished run."""
+    """Train, evaluate on each test split the run's manifest has, and measure robustness."""
     run_dir = Path(run.config.run_dir)
-    done = run_dir / RUN_FILE
-    settings = config_to_dict(run.config)
-    if done.is_file():
-        result = json.loads(done.read_text())
-        if result["config"] != settings:
-            raise ValueError(
-                f"{done} was made with a different config; delete {run_dir} or set experiment.out elsewhere"
-            )
-        return result
     started = time.time()
-    train(
-        run.config, resume=(run_dir / LAST_DIR).is_file() or (run_dir / LAST_DIR).is_dir(), features=features
-    )
+    train(run.config, resume=(run_dir / LAST_DIR).exists(), features=features)
     trained = time.time()
     e, device = config.experiment, str(resolve_device(run.config.train.device))
     have = splits(read_manifest(Path(run.config.data.manifest))[0])
@@ -138,9 +146,9 @@ def run_one(run: Run, features: Path, config: RunConfig) -> dict:
     result = {
         "system": run.system, "seed": run.seed, "fold": run.fold, "params": next(iter(reports.values()))["params"],
         "train_s": trained - started, "eval_s": time.time() - trained, "reports": reports,
-        "robustness": robustness, "config": settings,
+        "robustness": robustness, "config": config_to_dict(run.config),
     }  # fmt: skip
-    done.write_text(json.dumps(result, indent=1))
+    (run_dir / RUN_FILE).write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -148,12 +156,12 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def _view_scores(reports: list[dict]) -> dict[str, dict[str, float]]:
+def view_scores(reports: list[dict]) -> dict[str, dict[str, float]]:
     """Mean and std over runs of every metric of every view: {view: {metric: mean, metric_std: std}}."""
     out = {}
     for view in VIEWS:
-        per_run = [r["results"][view] for r in reports if view in r["results"]]
-        if not per_run:
+        per_run = [r["results"][view] for r in reports if r["results"].get(view)]
+        if not per_run:  # no run had rows for this view (e.g. audio views on a text-only corpus)
             continue
         scores = {}
         for metric in per_run[0]:
@@ -173,7 +181,7 @@ def summarise(results: list[dict], config: RunConfig) -> dict:
         for split in e.test_splits:
             reports = [r["reports"][split] for r in mine if split in r["reports"]]
             if reports:
-                by_split[split] = _view_scores(reports)
+                by_split[split] = view_scores(reports)
         robustness = {
             split: mean_curves([r["robustness"][split] for r in mine if split in r["robustness"]])
             for split in by_split
@@ -281,11 +289,20 @@ def run_experiment(config: RunConfig) -> dict:
     features: dict[tuple, Path] = {}
     results = []
     for k, run in enumerate(runs, 1):
-        d = run.config.data
-        source = (d.manifest, d.features, d.audio_encoder, d.text_encoder)
-        if source not in features:
-            features[source] = prepare_features(run.config, run.config.train.progress)
-        result = run_one(run, features[source], config)
+        result = finished(run)
+        if result is None:
+            d = run.config.data
+            source = (
+                d.manifest,
+                d.features,
+                d.audio_encoder,
+                d.text_encoder,
+                tuple(d.audio_layers),
+                tuple(d.text_layers),
+            )
+            if source not in features:
+                features[source] = prepare_features(run.config, run.config.train.progress)
+            result = run_one(run, features[source], config)
         results.append(result)
         fold = "" if run.fold is None else f" fold {run.fold}"
         log.info("[%d/%d] %s seed %d%s done (%.0f s)", k, len(runs), run.system, run.seed, fold,
