@@ -52,6 +52,23 @@ def setup(backend: str | None = None) -> DistContext:
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, enabled=True)
 
 
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) of this process in the running group: (0, 1) outside torchrun."""
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def rank_device(device: str | torch.device) -> torch.device:
+    """`device`, where a plain "cuda" under torchrun means this rank's GPU, cuda:LOCAL_RANK (made current)."""
+    device = torch.device(device)
+    if device.type != "cuda" or device.index is not None or not dist.is_initialized():
+        return device
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    torch.cuda.set_device(local_rank)  # NCCL collectives use the current device
+    return torch.device("cuda", local_rank)
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

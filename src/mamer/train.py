@@ -56,14 +56,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def rank_device(name: str, context: DistContext) -> torch.device:
-    """`resolve_device`, where a plain "cuda" under torchrun means this rank's GPU."""
-    device = resolve_device(name)
-    if context.enabled and device.type == "cuda" and device.index is None:
-        return torch.device("cuda", context.local_rank)
-    return device
-
-
 def autocast(device: torch.device, precision: str) -> torch.autocast:
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -212,7 +204,7 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
         config.model.audio_downsample = max(1, round(spec["frame_rate"] / AUDIO_TOKENS_PER_SECOND))
     loaders = make_loaders(config, features, context)
     targets, task = loaders.targets, config.data.task
-    device = rank_device(config.train.device, context)
+    device = distributed.rank_device(resolve_device(config.train.device))
     audio_dim, text_dim = spec["audio_dim"], spec["text_dim"]
     model = build_model(config, audio_dim, text_dim, targets).to(device)
     m = config.model

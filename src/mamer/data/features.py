@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,14 +32,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torch.distributed as dist
 from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from mamer.atomic import atomic_write
 from mamer.data.manifest import Utterance, read_manifest, splits
-from mamer.distributed import barrier
+from mamer.distributed import barrier, rank_device, rank_world
 from mamer.encoders.audio_io import AudioLoadError, load_audio
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.registry import build_encoders
@@ -235,13 +233,6 @@ def _write_json(path: Path, value) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1)))
 
 
-def _rank_world() -> tuple[int, int]:
-    """(rank, world size) of this process: (0, 1) outside torchrun."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _pack(blocks: list[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = [len(b) for b in blocks]
     offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int64)
@@ -254,7 +245,7 @@ def _write_shard(store: Path, encoded: dict[str, torch.Tensor], failed: dict[str
     """One shard of `encoded` items (key -> `(T, dim)`) and failed ones (key -> reason), written atomically."""
     keys = list(encoded)
     data, offsets = _pack([encoded[k] for k in keys], dim)
-    metadata = {"keys": json.dumps(keys), "failed": json.dumps(failed), "rank": str(_rank_world()[0])}
+    metadata = {"keys": json.dumps(keys), "failed": json.dumps(failed), "rank": str(rank_world()[0])}
     path = store / f"{_digest([keys, sorted(failed)])}.safetensors"
     atomic_write(path, lambda p: save_file({"features": data, "offsets": offsets}, str(p), metadata=metadata))
 
@@ -314,7 +305,7 @@ def _my_share(sources: dict, catalog: Catalog, modality: Modality) -> list[str]:
     so every rank gets a similar amount of audio and its shards hold clips of similar lengths."""
     missing = [k for k in sources if k not in catalog.rows and k not in catalog.failed]
     sizes = {k: modality.size(sources[k]) for k in missing}
-    rank, world = _rank_world()
+    rank, world = rank_world()
     return sorted(missing, key=lambda k: (sizes[k], k))[rank::world]
 
 
@@ -401,7 +392,7 @@ def extract_features(
     if not (folder / "spec.json").is_file():
         _encode_missing(modalities, stores, rows, batch_size, shard_size, progress)
         barrier()
-        if _rank_world()[0] == 0:
+        if rank_world()[0] == 0:
             _write_index(folder, rows, stores, _spec(audio_encoder, text_encoder, stores))
         barrier()
     return folder
@@ -426,7 +417,7 @@ def _encode_missing(
         sources.pop(None, None)
         keys = _my_share(sources, catalogs[m.name], m)
         with tqdm(total=len(keys), desc=f"{m.name} features", unit="item",
-                  disable=not progress or _rank_world()[0] != 0) as bar:  # fmt: skip
+                  disable=not progress or rank_world()[0] != 0) as bar:  # fmt: skip
             _fill_store(stores[m.name], keys, sources, m, batch_size, shard_size, bar)
 
 
@@ -440,15 +431,6 @@ def _spec(audio_encoder: AudioEncoder, text_encoder: TextEncoder, stores: dict[s
         "frame_rate": audio_encoder.frame_rate,
         "stores": {m: s.name for m, s in stores.items()},
     }
-
-
-def rank_device(device: str) -> str:
-    """Under torchrun, "cuda" means this rank's GPU, `cuda:LOCAL_RANK` (made the current device)."""
-    if device != "cuda" or _rank_world()[1] == 1:
-        return device
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    torch.cuda.set_device(local_rank)  # NCCL collectives use the current device
-    return f"cuda:{local_rank}"
 
 
 def extract_manifest(
@@ -470,5 +452,7 @@ def extract_manifest(
     utterances, problems = read_manifest(manifest)
     for problem in problems:
         log.warning(problem)
-    audio, text = build_encoders(audio_encoder, text_encoder, rank_device(device), audio_layers, text_layers)
+    audio, text = build_encoders(
+        audio_encoder, text_encoder, str(rank_device(device)), audio_layers, text_layers
+    )
     return extract_features(splits(utterances), audio, text, root, batch_size, progress, shard_size)
