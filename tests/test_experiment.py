@@ -99,6 +99,7 @@ def test_plan_runs_every_fold_seed_and_system():
         ("experiment.robustness=[0.5,1.0]", "fractions"),
         ("experiment.folds=3", "fold_manifest"),
         ("experiment.seeds=[]", "seed"),
+        ("experiment.corpus=msp", "corpus"),
     ],
 )
 def test_bad_experiment_sections_fail_clearly(override, message):

@@ -76,6 +76,8 @@ def validate_experiment(config: RunConfig) -> None:
         raise ValueError(f"experiment.robustness: fractions must be in [0, 1), got {bad}")
     if not e.test_splits:
         raise ValueError("experiment.test_splits must name at least one split")
+    if e.corpus not in ("", "quickstart"):
+        raise ValueError(f"experiment.corpus: only 'quickstart' is built here, got {e.corpus!r}")
 
 
 def system_config(config: RunConfig, system: str, seed: int, fold: int | None) -> RunConfig:
@@ -282,24 +284,12 @@ def run_experiment(config: RunConfig) -> dict:
     out = experiment_dir(config)
     if config.experiment.corpus == "quickstart":
         quickstart_corpus(Path(config.data.manifest).parent, progress=config.train.progress)
-    elif config.experiment.corpus:
-        raise ValueError(
-            f"experiment.corpus: only 'quickstart' is built here, got {config.experiment.corpus!r}"
-        )
-    features: dict[tuple, Path] = {}
+    features: dict[str, Path] = {}
     results = []
     for k, run in enumerate(runs, 1):
         result = finished(run)
         if result is None:
-            d = run.config.data
-            source = (
-                d.manifest,
-                d.features,
-                d.audio_encoder,
-                d.text_encoder,
-                tuple(d.audio_layers),
-                tuple(d.text_layers),
-            )
+            source = json.dumps(config_to_dict(run.config)["data"], sort_keys=True)  # what makes the features
             if source not in features:
                 features[source] = prepare_features(run.config, run.config.train.progress)
             result = run_one(run, features[source], config)
