@@ -28,7 +28,7 @@ from mamer.evaluate import evaluable_views, evaluate_run
 from mamer.metrics import VIEWS, main_metrics
 from mamer.plots import plot_robustness
 from mamer.report import format_params
-from mamer.robustness import mean_curves, robustness_curves
+from mamer.robustness import MODALITIES, robustness_curves
 from mamer.train import prepare_features, resolve_device, train
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,27 @@ def run_one(run: Run, features: Path, config: RunConfig) -> dict:
     return result
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+def _mean_std(values) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sample std over runs (axis 0) of scalars or equal-length curves; std 0 for a single run."""
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std(0, ddof=1) if len(values) > 1 else np.zeros_like(values[0])
+    return values.mean(0), std
+
+
+def mean_curves(runs: list[dict[str, dict]]) -> dict[str, dict]:
+    """Per modality, the mean and std over runs of `robustness_curves` results with the same fractions."""
+    merged = {}
+    for modality in MODALITIES:
+        present = [r[modality] for r in runs if modality in r]
+        if present:
+            mean, std = _mean_std([c["scores"] for c in present])
+            merged[modality] = {
+                "view": present[0]["view"],
+                "fractions": present[0]["fractions"],
+                "scores": mean.tolist(),
+                "scores_std": std.tolist(),
+            }
+    return merged
 
 
 def view_scores(reports: list[dict]) -> dict[str, dict[str, float]]:
@@ -167,7 +186,8 @@ def view_scores(reports: list[dict]) -> dict[str, dict[str, float]]:
             continue
         scores = {}
         for metric in per_run[0]:
-            scores[metric], scores[f"{metric}_std"] = _mean_std([p[metric] for p in per_run])
+            mean, std = _mean_std([p[metric] for p in per_run])
+            scores[metric], scores[f"{metric}_std"] = float(mean), float(std)
         out[view] = scores
     return out
 

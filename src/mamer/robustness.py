@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -86,20 +85,3 @@ def robustness_curves(
                 curves[modality] = {"view": view, "fractions": list(fractions), "scores": values}
                 break
     return curves
-
-
-def mean_curves(runs: list[dict[str, dict]]) -> dict[str, dict]:
-    """Per modality, the mean and std over runs of `robustness_curves` results with the same fractions."""
-    merged = {}
-    for modality in MODALITIES:
-        present = [r[modality] for r in runs if modality in r]
-        if not present:
-            continue
-        scores = np.array([c["scores"] for c in present])
-        merged[modality] = {
-            "view": present[0]["view"],
-            "fractions": present[0]["fractions"],
-            "scores": scores.mean(0).tolist(),
-            "scores_std": (scores.std(0, ddof=1) if len(scores) > 1 else np.zeros(scores.shape[1])).tolist(),
-        }
-    return merged

@@ -69,7 +69,7 @@ def prepare_features(config: RunConfig, progress: bool = True) -> Path:
         root,
         config.data.audio_encoder,
         config.data.text_encoder,
-        device=config.train.device if config.train.device != "auto" else str(resolve_device("auto")),
+        device=str(resolve_device(config.train.device)),
         progress=progress,
         audio_layers=config.data.audio_layers,
         text_layers=config.data.text_layers,
