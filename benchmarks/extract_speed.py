@@ -103,8 +103,11 @@ def train_steps(features: SplitFeatures, train_rows, batch_size: int = 16, epoch
     return (time.perf_counter() - start) / steps
 
 
-def extraction(work: Path, rows, encoders: list[str], device: str, batch_size: int) -> None:
-    """Naive loop and `extract_features` per encoder, on the same utterances."""
+def extraction(
+    work: Path, rows, encoders: list[str], device: str, batch_size: int, wavlm_layers: list[str]
+) -> None:
+    """Naive loop and `extract_features` per encoder, on the same utterances; WavLM-base once per layer choice
+    in `wavlm_layers` (the naive loop runs the whole model whichever state is kept, as peer repositories do)."""
     from transformers import WavLMConfig, WavLMModel
 
     audio_seconds = sum(len(load_audio(u.audio, 16000)) for u in rows) / 16000
@@ -120,10 +123,14 @@ def extraction(work: Path, rows, encoders: list[str], device: str, batch_size: i
         else:
             naive = timed(naive_whisper, name, rows, device)
         report("naive loop (one utterance at a time)", naive, len(rows), audio_seconds)
-        encoder = load_audio_encoder(name, device=device)
-        cache = work / f"cache-{Path(name).name}"
-        fast = timed(extract_features, splits(rows), encoder, text, cache, batch_size, False)
-        report(f"extract_features (batch {batch_size})", fast, len(rows), audio_seconds)
+        for layers in wavlm_layers if name.endswith("wavlm-base") else ["default"]:
+            options = {} if layers == "default" else {"layers": int(layers)}
+            encoder = load_audio_encoder(name, device=device, **options)
+            cache = work / f"cache-{Path(name).name}-{layers}"
+            fast = timed(extract_features, splits(rows), encoder, text, cache, batch_size, False)
+            label = f"extract_features (batch {batch_size}, states {encoder.layers})"
+            report(label, fast, len(rows), audio_seconds)
+            print(f"  {'':34s} speed-up {naive / fast:.2f}x")
 
 
 def loading_time(features: SplitFeatures, train_rows, batch_size: int = 16, epochs: int = 20) -> float:
@@ -170,6 +177,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--encoders", default=",".join([*whisper, "wavlm-base"]))
+    parser.add_argument(
+        "--wavlm-layers", default="-1,6", help="hidden states kept from WavLM-base, one extraction each"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mamer-bench-"))
     if args.manifest:
@@ -182,7 +192,9 @@ def main() -> None:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
     print(f"device {name}, torch threads {torch.get_num_threads()}")
     if args.encoders:
-        extraction(work, rows, args.encoders.split(","), args.device, args.batch_size)
+        extraction(
+            work, rows, args.encoders.split(","), args.device, args.batch_size, args.wavlm_layers.split(",")
+        )
     loader_overhead(work, rows)
 
 

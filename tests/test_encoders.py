@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from conftest import TINY_SPEECH, speechlike
 from mamer.encoders import registry
 from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
@@ -22,16 +23,6 @@ SR = 16000
 def sine(freq: float, seconds: float, sr: int = SR, amplitude: float = 0.3) -> np.ndarray:
     t = np.arange(int(seconds * sr)) / sr
     return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
-
-
-def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
-    """Harmonic tone with a moving pitch and syllable-rate envelope, plus a little noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    f0 = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    wave = sum(np.sin(k * phase) / k for k in range(1, 8)) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
-    return (0.1 * wave + 0.005 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 def peak_frequency(wave: np.ndarray, sr: int) -> float:
@@ -348,18 +339,6 @@ def test_default_encoder_names(monkeypatch):
 
 # ---------------------------------------------------------------- Hugging Face encoders by path or name
 
-TINY_SPEECH = dict(
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=64,
-    conv_dim=(16, 32),
-    conv_kernel=(10, 8),
-    conv_stride=(10, 8),  # 80 samples per frame: 200 frames/s
-    num_conv_pos_embeddings=16,
-    num_conv_pos_embedding_groups=2,
-)
-
 
 def save_tiny_speech_model(folder, kind: str = "wavlm", **options):
     import transformers
@@ -437,26 +416,6 @@ def test_long_audio_is_windowed_and_stitched(tiny_wavlm):
     assert sum(len(call) for call in calls) == 4  # starts 0, 0.8, 1.6, 2.4 s
     assert abs(len(windowed) - len(whole)) <= 2 and torch.isfinite(windowed).all()
     assert encoder.spec()["window_seconds"] == 1.0
-
-
-@pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
-    folder = tmp_path_factory.mktemp("bert")
-    words = "the a i am so happy sad angry calm today it is , . !".split()
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
-    transformers.BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    config = transformers.BertConfig(
-        vocab_size=len(words) + 5,
-        hidden_size=24,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        intermediate_size=48,
-    )
-    torch.manual_seed(0)
-    transformers.BertModel(config).save_pretrained(folder)
-    return folder
 
 
 def test_text_encoder_by_path_and_layers(tiny_bert):

@@ -13,6 +13,7 @@ from torch import nn
 from mamer.atomic import atomic_write
 from mamer.config import RunConfig, config_from_dict, config_to_dict
 from mamer.data.dataset import Targets
+from mamer.encoders.base import stacked_layers
 from mamer.model.mamer import MAMER, count_parameters
 
 MODEL_FILE, META_FILE, LAST_DIR = "model.safetensors", "model.json", "last"
@@ -41,14 +42,20 @@ class ModelMeta:
         return Targets(**self.targets)
 
 
-def build_model(config: RunConfig, audio_dim: int, text_dim: int, targets: Targets) -> MAMER:
+def build_model(
+    config: RunConfig, audio_dim: int, text_dim: int, targets: Targets, encoders: dict | None = None
+) -> MAMER:
+    """The inference model for features of `encoders` (their specs by modality; None = one hidden state or a
+    mean each) and `targets`' label space."""
     task = config.data.task
     num_classes = len(targets.labels) if task in ("categorical", "both") else 0
     num_dims = 3 if task in ("dimensional", "both") else 0
     modalities = {m for view in config.model.views for m in view.split("+")}
     audio_dim = audio_dim if "audio" in modalities else 0
     text_dim = text_dim if "text" in modalities else 0
-    return MAMER(config.model, audio_dim, text_dim, num_classes, num_dims)
+    encoders = encoders or {}
+    stacked = (stacked_layers(encoders.get("audio", {})), stacked_layers(encoders.get("text", {})))
+    return MAMER(config.model, audio_dim, text_dim, num_classes, num_dims, stacked)
 
 
 def make_meta(
@@ -91,7 +98,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MA
             f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE}); is it a run directory?"
         )
     meta = ModelMeta(**json.loads((folder / META_FILE).read_text()))
-    model = build_model(meta.run_config, meta.audio_dim, meta.text_dim, meta.label_space)
+    model = build_model(meta.run_config, meta.audio_dim, meta.text_dim, meta.label_space, meta.encoders)
     model.load_state_dict(load_file(str(folder / MODEL_FILE)))
     return model.to(device).eval(), meta
 

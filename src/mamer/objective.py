@@ -105,7 +105,7 @@ class Objective(nn.Module):
             total = total + cfg.contrastive * terms["contrastive"]
         if cfg.mae > 0:
             terms["mae/audio"], terms["mae/text"] = self._reconstruction(
-                heads, batch, outputs["audio+text"], audio_masked, text_masked
+                model, heads, batch, outputs["audio+text"], audio_masked, text_masked
             )
             total = total + cfg.mae * (terms["mae/audio"] + terms["mae/text"])
         terms["total"] = total
@@ -122,7 +122,7 @@ class Objective(nn.Module):
         return self.contrastive(audio[paired], text[paired], heads.logit_scale)
 
     def _reconstruction(
-        self, heads, batch, out, audio_masked, text_masked
+        self, model, heads, batch, out, audio_masked, text_masked
     ) -> tuple[torch.Tensor, torch.Tensor]:
         zero = heads.logit_scale * 0.0
         audio_loss = text_loss = zero
@@ -130,7 +130,8 @@ class Objective(nn.Module):
             k, frames = heads.audio_up.k, batch.audio.shape[1]
             pred = heads.audio_up(out.audio_hidden)[:, :frames]
             masked = audio_masked.repeat_interleave(k, dim=1)[:, :frames] & batch.audio_mask
-            audio_loss = self.reconstruction(pred, batch.audio, masked)
+            audio_loss = self.reconstruction(pred, model.audio_in.target(batch.audio), masked)
         if out is not None and out.text_hidden is not None:
-            text_loss = self.reconstruction(heads.text_up(out.text_hidden), batch.text, text_masked)
+            target = model.text_in.target(batch.text)
+            text_loss = self.reconstruction(heads.text_up(out.text_hidden), target, text_masked)
         return audio_loss, text_loss

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.dataset import DIMENSIONS
 from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
-from mamer.encoders.base import AudioEncoder, TextEncoder
+from mamer.encoders.base import LAYER_POOLINGS, AudioEncoder, TextEncoder
 from mamer.encoders.registry import load_audio_encoder, load_text_encoder
 from mamer.model.mamer import MAMER
 
@@ -71,6 +71,8 @@ _OPTIONS = {  # spec key -> constructor option, per built-in encoder
     "logmel": {"dim": "n_mels", "sample_rate": "sample_rate", "normalize": "normalize"},
     "minilm": {"layers": "layers", "max_tokens": "max_tokens"},
     "hashed": {"dim": "dim", "max_tokens": "max_tokens", "seed": "seed"},
+    "egemaps": {"normalize": "normalize"},
+    "compare": {"normalize": "normalize"},
 }
 # Encoders on transformers models (presets, "hf", a folder or hub name): these keys, and weights.path if any.
 _HF_OPTIONS = ("layers", "max_tokens", "window_seconds", "overlap_seconds")
@@ -79,8 +81,10 @@ _HF_OPTIONS = ("layers", "max_tokens", "window_seconds", "overlap_seconds")
 def encoder_options(spec: dict) -> dict[str, Any]:
     """Constructor options that rebuild the encoder a `spec()` dict describes."""
     name, weights = spec["name"], spec.get("weights") or {}
+    pooling = {"layer_pooling": "learned"} if spec.get("pooling") == LAYER_POOLINGS["learned"] else {}
     if name not in _OPTIONS:
         options = {key: spec[key] for key in _HF_OPTIONS if key in spec}
+        options.update(pooling)
         if "path" in weights:
             options["path"] = weights["path"]
         elif name == "hf":
@@ -89,6 +93,7 @@ def encoder_options(spec: dict) -> dict[str, Any]:
             )
         return options
     options = {option: spec[key] for key, option in _OPTIONS[name].items() if key in spec}
+    options.update(pooling)
     if name.startswith("whisper"):
         options["pad_to_30s"] = spec.get("context") == "30s-padded"
         if "model_dir" in weights:

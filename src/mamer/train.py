@@ -41,6 +41,7 @@ from mamer.data.dataset import Batch, EmotionDataset, Targets, collate
 from mamer.data.features import extract_manifest, load_spec, load_split
 from mamer.data.manifest import read_manifest, splits
 from mamer.distributed import SINGLE_PROCESS, DistContext
+from mamer.encoders.base import stacked_layers
 from mamer.evaluate import evaluable_views, main_score, predict_view, score
 from mamer.losses import SupervisedLoss
 from mamer.model.heads import PretrainingHeads
@@ -73,6 +74,8 @@ def prepare_features(config: RunConfig, progress: bool = True) -> Path:
         progress=progress,
         audio_layers=config.data.audio_layers,
         text_layers=config.data.text_layers,
+        audio_layer_pooling=config.data.audio_layer_pooling,
+        text_layer_pooling=config.data.text_layer_pooling,
     )
 
 
@@ -206,10 +209,14 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     targets, task = loaders.targets, config.data.task
     device = distributed.rank_device(resolve_device(config.train.device))
     audio_dim, text_dim = spec["audio_dim"], spec["text_dim"]
-    model = build_model(config, audio_dim, text_dim, targets).to(device)
+    encoders = {"audio": spec["audio_encoder"], "text": spec["text_encoder"]}
+    model = build_model(config, audio_dim, text_dim, targets, encoders).to(device)
     m = config.model
+    # The masked autoencoder rebuilds one hidden state (or the mean of those stacked) per frame and token.
+    audio_target = audio_dim // stacked_layers(encoders["audio"])
+    text_target = text_dim // stacked_layers(encoders["text"])
     heads = PretrainingHeads(
-        m.width, audio_dim, text_dim, m.audio_downsample, m.contrastive_dim, config.loss.temperature
+        m.width, audio_target, text_target, m.audio_downsample, m.contrastive_dim, config.loss.temperature
     ).to(device)
     use_weights = config.loss.class_weighted and task != "dimensional"
     weights = class_weights(loaders.train.dataset, len(targets.labels)) if use_weights else None
@@ -217,7 +224,6 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     objective = Objective(config.loss, m.views, supervised).to(device)
     params = list(model.parameters()) + list(heads.parameters())
     optimizer = torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
-    encoders = {"audio": spec["audio_encoder"], "text": spec["text_encoder"]}
     meta = make_meta(config, model, audio_dim, text_dim, targets, features, encoders)
     if config.train.compile:
         model.compile()  # in place, unlike torch.compile(model): the state_dict keys stay the plain model's

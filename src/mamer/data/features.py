@@ -444,15 +444,24 @@ def extract_manifest(
     audio_layers: Sequence[int] = (),
     text_layers: Sequence[int] = (),
     shard_size: int = SHARD_SIZE,
+    audio_layer_pooling: str = "mean",
+    text_layer_pooling: str = "mean",
 ) -> Path:
     """Read a manifest (bad rows skipped with a warning) and extract or resume its feature cache under `root`.
 
-    `audio_layers` / `text_layers`: hidden states to average (empty = the encoder's default).
+    `audio_layers` / `text_layers`: hidden states to use (empty = the encoder's default); `*_layer_pooling`:
+    "mean" of them, or "learned" (kept side by side for the model's learned weighted sum).
     """
     utterances, problems = read_manifest(manifest)
     for problem in problems:
         log.warning(problem)
     audio, text = build_encoders(
-        audio_encoder, text_encoder, str(rank_device(device)), audio_layers, text_layers
+        audio_encoder,
+        text_encoder,
+        str(rank_device(device)),
+        audio_layers,
+        text_layers,
+        audio_layer_pooling,
+        text_layer_pooling,
     )
     return extract_features(splits(utterances), audio, text, root, batch_size, progress, shard_size)

@@ -82,6 +82,39 @@ def resolve_layers(layers: int | Sequence[int], num_states: int) -> list[int]:
     return sorted(set(resolved))
 
 
+# How the chosen hidden states become features: the `layer_pooling` option -> the spec's "pooling" entry.
+LAYER_POOLINGS = {"mean": "mean of layers", "learned": "stacked layers for a learned weighted sum"}
+
+
+def check_layer_pooling(layer_pooling: str) -> str:
+    if layer_pooling not in LAYER_POOLINGS:
+        raise ValueError(f"layer_pooling must be one of {', '.join(LAYER_POOLINGS)}; got {layer_pooling!r}")
+    return layer_pooling
+
+
+def default_layers(layer_pooling: str, default: int | Sequence[int], num_states: int) -> int | Sequence[int]:
+    """The layer choice when the user gives none: the encoder's default, or every hidden state to learn from."""
+    return list(range(num_states)) if layer_pooling == "learned" else default
+
+
+def pool_layers(states: Sequence[torch.Tensor], layers: list[int], layer_pooling: str) -> torch.Tensor:
+    """Hidden states `(B, T, D)` -> features: their mean `(B, T, D)`, or for "learned" the chosen states side by
+    side `(B, T, len(layers) * D)`, layer-major, for the model's learned weighted sum (`model.tokens.LayerMix`)."""
+    chosen = [states[i] for i in layers]
+    return torch.cat(chosen, dim=-1) if layer_pooling == "learned" else torch.stack(chosen).mean(0)
+
+
+def stacked_layers(spec: dict) -> int:
+    """How many hidden states an encoder spec's features hold side by side (1 when they are averaged)."""
+    return len(spec["layers"]) if spec.get("pooling") == LAYER_POOLINGS["learned"] else 1
+
+
+def layers_to_run(layers: list[int]) -> int:
+    """Transformer layers an encoder must run to give hidden states `layers` (index i = after layer i):
+    everything above the deepest one is skipped. At least one, so the model still reports its states."""
+    return max(max(layers), 1)
+
+
 def split_windows(
     num_samples: int, window: int, overlap: int, samples_per_frame: int
 ) -> list[tuple[int, int, int, int]]:

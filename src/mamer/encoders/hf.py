@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mamer.encoders.base import layers_to_run
+
 
 def local_only(path: str | Path, allow_download: bool) -> bool:
     """Read only local files unless downloads are allowed and the hub is not switched off."""
@@ -47,3 +49,22 @@ def load_hf_model(path: str | Path, kind: str, allow_download: bool = False):
     except OSError as err:
         raise cannot_load(path, kind, local, err) from err
     return model.eval().requires_grad_(False)
+
+
+def drop_unused_layers(model, layers: list[int]) -> None:
+    """Cut the transformer layers above those that hidden states `layers` need (index i = after layer i).
+
+    The layer stack is `model.encoder.layers` (wav2vec2, HuBERT, WavLM, data2vec-audio) or
+    `model.encoder.layer` (BERT, RoBERTa, DeBERTa, MiniLM, MPNet); a model with neither runs whole. With a
+    final LayerNorm after the stack (`do_stable_layer_norm`, the large speech models) one more layer is kept,
+    so no transformers version can hand the cut stack's last state through that norm. The kept states are
+    those of the whole model, bit for bit (tests/test_encoders.py).
+    """
+    encoder = getattr(model, "encoder", None)
+    attribute = next((a for a in ("layers", "layer") if hasattr(encoder, a)), None)
+    if attribute is None:
+        return
+    stack = getattr(encoder, attribute)
+    keep = layers_to_run(layers) + int(bool(getattr(model.config, "do_stable_layer_norm", False)))
+    if keep < len(stack):
+        setattr(encoder, attribute, stack[:keep])

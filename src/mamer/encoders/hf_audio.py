@@ -18,13 +18,17 @@ import torch
 from torch import nn
 
 from mamer.encoders.base import (
+    LAYER_POOLINGS,
     AudioEncoder,
+    check_layer_pooling,
     check_waveforms,
+    default_layers,
     encode_in_windows,
+    pool_layers,
     resolve_layers,
     split_windows,
 )
-from mamer.encoders.hf import load_hf_config, load_hf_model, local_only
+from mamer.encoders.hf import drop_unused_layers, load_hf_config, load_hf_model, local_only
 
 SAMPLE_RATE = 16000
 
@@ -89,7 +93,9 @@ class HFAudioEncoder(AudioEncoder):
     """Frame features `(T, hidden_size)` at 16 kHz / prod(conv_stride) frames/s (50 for the usual models).
 
     `layers` picks hidden states (0 = after the feature projection, i = after transformer layer i, -1 = last)
-    and averages them. Waveforms are standardised per utterance when the model's feature extractor does so.
+    and averages them, or with `layer_pooling="learned"` keeps them side by side `(T, len(layers) *
+    hidden_size)` for the model to weigh (default then: all of them). Layers above the deepest chosen one are
+    not run. Waveforms are standardised per utterance when the model's feature extractor does so.
     Audio longer than `window_seconds` is encoded in windows overlapping by `overlap_seconds`. The weights
     load on the first `encode`: the spec (the feature cache's key) needs only the config.
     """
@@ -100,13 +106,14 @@ class HFAudioEncoder(AudioEncoder):
         self,
         path: str | Path,
         name: str = "hf",
-        layers: int | Sequence[int] = -1,
+        layers: int | Sequence[int] | None = None,
         batch_size: int = 8,
         device: str | torch.device = "cpu",
         window_seconds: float = 20.0,
         overlap_seconds: float = 2.0,
         allow_download: bool = False,
         source: dict | None = None,
+        layer_pooling: str = "mean",
     ):
         self.path, self.allow_download = path, allow_download
         self.config = config = load_hf_config(path, "audio", allow_download)
@@ -120,10 +127,13 @@ class HFAudioEncoder(AudioEncoder):
         self.batching = batching(config)
         self.device = torch.device(device)
         self.name, self.batch_size = name, batch_size
-        self.dim = int(config.hidden_size)
         self.frame_rate = SAMPLE_RATE / self.samples_per_frame
         self.num_states = int(config.num_hidden_layers) + 1
+        self.layer_pooling = check_layer_pooling(layer_pooling)
+        if layers is None:
+            layers = default_layers(layer_pooling, -1, self.num_states)
         self.layers = resolve_layers(layers, self.num_states)
+        self.dim = int(config.hidden_size) * (len(self.layers) if layer_pooling == "learned" else 1)
         self.window = self._frames(window_seconds) * self.samples_per_frame
         self.overlap = self._frames(overlap_seconds) * self.samples_per_frame
         if not 0 < self.overlap < self.window:
@@ -136,6 +146,7 @@ class HFAudioEncoder(AudioEncoder):
     def model(self):
         """The frozen transformers model, loaded on first use (the spec needs only its config)."""
         model = load_hf_model(self.path, "audio", self.allow_download).to(self.device)
+        drop_unused_layers(model, self.layers)
         if self.batching == "clipwise":
             layers = model.feature_extractor.conv_layers
             layers[0] = ClipwiseFirstLayer(layers[0])
@@ -153,7 +164,7 @@ class HFAudioEncoder(AudioEncoder):
             "frame_rate": self.frame_rate,
             "layers": self.layers,
             "num_hidden_states": self.num_states,
-            "pooling": "mean of layers",
+            "pooling": LAYER_POOLINGS[self.layer_pooling],
             "normalize_input": self.normalize,
             "window_seconds": self.window / SAMPLE_RATE,
             "overlap_seconds": self.overlap / SAMPLE_RATE,
@@ -201,6 +212,6 @@ class HFAudioEncoder(AudioEncoder):
         if self.batching == "clipwise":
             self.model.feature_extractor.conv_layers[0].lengths = lengths.tolist()
         out = self.model(batch.to(self.device), output_hidden_states=True, **kwargs)
-        pooled = torch.stack([out.hidden_states[i] for i in self.layers]).mean(0)  # (B, T, D)
+        pooled = pool_layers(out.hidden_states, self.layers, self.layer_pooling)  # (B, T, dim)
         frames = self.model._get_feat_extract_output_lengths(lengths).tolist()
         return [pooled[row, : int(n)] for row, n in enumerate(frames)]

@@ -57,7 +57,8 @@ def available_audio_encoders() -> dict[str, bool]:
     """Registered audio encoder names and presets -> whether their weights are installed or cached."""
     presets = {name: in_hub_cache(hub) for name, hub in AUDIO_PRESETS.items()}
     whisper = {name: installed(name) for name in ("whisper-base", "whisper-tiny.en")}
-    return {**whisper, "logmel": True, **presets}
+    opensmile = importlib.util.find_spec("opensmile") is not None  # an optional extra: non-commercial licence
+    return {**whisper, "logmel": True, **presets, "egemaps": opensmile, "compare": opensmile}
 
 
 def available_text_encoders() -> dict[str, bool]:
@@ -75,8 +76,8 @@ def is_path_or_hub_name(name: str) -> bool:
 
 
 def load_audio_encoder(name: str, **options) -> AudioEncoder:
-    """Build audio encoder `name`: "whisper-base", "whisper-tiny.en", "logmel", a preset, "hf" (with `path=`),
-    a folder or hub name.
+    """Build audio encoder `name`: "whisper-base", "whisper-tiny.en", "logmel", "egemaps", "compare" (openSMILE),
+    a preset, "hf" (with `path=`), a folder or hub name.
 
     `options` go to the encoder's constructor (e.g. `layers=[6, 7, 8]`, `device="cuda"`, and for presets
     `path=DIR` to read the weights from a local folder).
@@ -89,6 +90,10 @@ def load_audio_encoder(name: str, **options) -> AudioEncoder:
         from mamer.encoders.logmel import LogMelEncoder
 
         return LogMelEncoder(**options)
+    if name in ("egemaps", "compare"):
+        from mamer.encoders.opensmile import OpenSmileEncoder
+
+        return OpenSmileEncoder(name, **options)
     from mamer.encoders.hf_audio import HFAudioEncoder
 
     return _hf_encoder(HFAudioEncoder, AUDIO_PRESETS, "audio", name, options, available_audio_encoders)
@@ -136,16 +141,21 @@ def default_encoder_names() -> tuple[str, str, str]:
     )
 
 
-NO_LAYERS = ("logmel", "hashed")  # the fallbacks: no device, no hidden states to choose
+NO_LAYERS = ("logmel", "hashed", "egemaps", "compare")  # fallbacks and openSMILE: no device, no hidden states
 
 
-def encoder_options(name: str, device: str, layers: Sequence[int]) -> dict:
-    """Constructor options of encoder `name` for a device and a layer choice (empty = its default)."""
+def encoder_options(name: str, device: str, layers: Sequence[int], layer_pooling: str = "mean") -> dict:
+    """Constructor options of encoder `name` for a device, a layer choice (empty = its default) and how the
+    chosen layers are pooled ("mean", or "learned": side by side for the model's learned weighted sum)."""
     if name in NO_LAYERS:
-        if layers:
-            raise ValueError(f"the {name} encoder has no layers to choose; drop the layer option")
+        if layers or layer_pooling != "mean":
+            raise ValueError(f"the {name} encoder has no layers to choose or pool; drop the layer options")
         return {}
-    return {**({} if device == "cpu" else {"device": device}), **({"layers": list(layers)} if layers else {})}
+    return {
+        **({} if device == "cpu" else {"device": device}),
+        **({"layers": list(layers)} if layers else {}),
+        **({} if layer_pooling == "mean" else {"layer_pooling": layer_pooling}),
+    }
 
 
 def build_encoders(
@@ -154,10 +164,13 @@ def build_encoders(
     device: str = "cpu",
     audio_layers: Sequence[int] = (),
     text_layers: Sequence[int] = (),
+    audio_layer_pooling: str = "mean",
+    text_layer_pooling: str = "mean",
 ) -> tuple[AudioEncoder, TextEncoder]:
     """Encoders by name, preset or folder; "auto" = the offline pretrained pair when installed, else the
-    no-download fallbacks (with a logged warning). `*_layers`: hidden states to average (empty = the
-    encoder's default). Missing weights raise ValueError naming the fix."""
+    no-download fallbacks (with a logged warning). `*_layers`: hidden states to use (empty = the encoder's
+    default), `*_layer_pooling`: "mean" of them, or "learned" (kept side by side for the model to weigh).
+    Missing weights raise ValueError naming the fix."""
     default_audio, default_text, note = default_encoder_names()
     if note and "auto" in (audio, text):
         logging.getLogger(__name__).warning(note)
@@ -165,8 +178,8 @@ def build_encoders(
     text = default_text if text == "auto" else text
     try:
         return (
-            load_audio_encoder(audio, **encoder_options(audio, device, audio_layers)),
-            load_text_encoder(text, **encoder_options(text, device, text_layers)),
+            load_audio_encoder(audio, **encoder_options(audio, device, audio_layers, audio_layer_pooling)),
+            load_text_encoder(text, **encoder_options(text, device, text_layers, text_layer_pooling)),
         )
     except OSError as err:  # weights not found: a user error, not a traceback
         raise ValueError(str(err)) from err

@@ -13,15 +13,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mamer.encoders.base import TextEncoder, resolve_layers
-from mamer.encoders.hf import cannot_load, load_hf_config, load_hf_model, local_only
+from mamer.encoders.base import (
+    LAYER_POOLINGS,
+    TextEncoder,
+    check_layer_pooling,
+    default_layers,
+    pool_layers,
+    resolve_layers,
+)
+from mamer.encoders.hf import cannot_load, drop_unused_layers, load_hf_config, load_hf_model, local_only
 from mamer.encoders.registry import INSTALL_HINT, installed
 
 
 class HFTextEncoder(TextEncoder):
     """Token-level features from a local transformers encoder: `(T, hidden_size)` per text.
 
-    `layers` picks hidden states (0 = embeddings, -1 = last layer) and averages them; the default, the last
+    `layers` picks hidden states (0 = embeddings, -1 = last layer) and averages them, or with
+    `layer_pooling="learned"` keeps them side by side `(T, len(layers) * hidden_size)` for the model to weigh
+    (default then: all of them); layers above the deepest chosen one are not run. The default, the last
     layer, is what sentence-transformers pools for all-MiniLM-L6-v2. Texts are cut to `max_tokens` tokens
     (special tokens included); [CLS]/[SEP]/[PAD] positions are dropped from the output. `path` is a local
     folder, or a hub name found in the local Hugging Face cache (downloads only with `allow_download=True`).
@@ -32,12 +41,13 @@ class HFTextEncoder(TextEncoder):
         self,
         path: str | Path,
         name: str = "hf",
-        layers: int | Sequence[int] = -1,
+        layers: int | Sequence[int] | None = None,
         max_tokens: int = 128,
         batch_size: int = 32,
         device: str | torch.device = "cpu",
         source: dict | None = None,
         allow_download: bool = False,
+        layer_pooling: str = "mean",
     ):
         from transformers import AutoTokenizer  # heavy import, only when this encoder is used
 
@@ -50,8 +60,12 @@ class HFTextEncoder(TextEncoder):
             raise cannot_load(path, "text", local, err) from err
         self.device = torch.device(device)
         self.name = name
-        self.dim = int(self.config.hidden_size)
-        self.layers = resolve_layers(layers, int(self.config.num_hidden_layers) + 1)
+        num_states = int(self.config.num_hidden_layers) + 1
+        self.layer_pooling = check_layer_pooling(layer_pooling)
+        if layers is None:
+            layers = default_layers(layer_pooling, -1, num_states)
+        self.layers = resolve_layers(layers, num_states)
+        self.dim = int(self.config.hidden_size) * (len(self.layers) if layer_pooling == "learned" else 1)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.source = source or {"path": str(path)}
@@ -59,7 +73,9 @@ class HFTextEncoder(TextEncoder):
     @functools.cached_property
     def model(self):
         """The frozen transformers model, loaded on first use (the spec needs only its config)."""
-        return load_hf_model(self.path, "text", self.allow_download).to(self.device)
+        model = load_hf_model(self.path, "text", self.allow_download).to(self.device)
+        drop_unused_layers(model, self.layers)
+        return model
 
     def spec(self) -> dict:
         return {
@@ -67,7 +83,7 @@ class HFTextEncoder(TextEncoder):
             "dim": self.dim,
             "layers": self.layers,
             "num_hidden_states": int(self.config.num_hidden_layers) + 1,
-            "pooling": "mean of layers",
+            "pooling": LAYER_POOLINGS[self.layer_pooling],
             "max_tokens": self.max_tokens,
             "special_tokens": "excluded",
             "weights": self.source,
@@ -93,7 +109,7 @@ class HFTextEncoder(TextEncoder):
         )
         keep = batch.pop("special_tokens_mask").eq(0) & batch["attention_mask"].bool()  # (B, L)
         out = self.model(**batch.to(self.device), output_hidden_states=True)
-        pooled = torch.stack([out.hidden_states[i] for i in self.layers]).mean(0).cpu()  # (B, L, D)
+        pooled = pool_layers(out.hidden_states, self.layers, self.layer_pooling).cpu()  # (B, L, dim)
         return [pooled[row][keep[row]].float().contiguous() for row in range(len(texts))]
 
 

@@ -29,9 +29,14 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from mamer.encoders.base import (
+    LAYER_POOLINGS,
     AudioEncoder,
+    check_layer_pooling,
     check_waveforms,
+    default_layers,
     encode_in_windows,
+    layers_to_run,
+    pool_layers,
     resolve_layers,
     shortest_first,
 )
@@ -190,13 +195,14 @@ class WhisperLogMel(nn.Module):
 
 
 def whisper_hidden_states(
-    encoder: WhisperEncoder, mel: torch.Tensor, mel_lengths: torch.Tensor
+    encoder: WhisperEncoder, mel: torch.Tensor, mel_lengths: torch.Tensor, depth: int | None = None
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Run the encoder on unpadded-length mels: `mel` `(B, 80, L)` zero-padded, `mel_lengths` `(B,)`.
 
-    Returns `(hidden_states, lengths)`: `num_layers + 1` tensors `(B, T, D)` with `T = ceil(L / 2)` (index 0:
-    conv + position embedding, i: after layer i, the last one after the final LayerNorm, as in transformers),
-    and the valid output frames per row `(B,)`. A row's valid frames do not depend on the batch padding.
+    Returns `(hidden_states, lengths)`: `depth + 1` tensors `(B, T, D)` with `T = ceil(L / 2)` (index 0:
+    conv + position embedding, i: after layer i, the encoder's last one after the final LayerNorm, as in
+    transformers), and the valid output frames per row `(B,)`. A row's valid frames do not depend on the batch
+    padding. `depth` (default: all layers) stops after that many layers: the states above are never needed.
     """
     lengths = (mel_lengths + 1) // 2
     frames = torch.arange(mel.shape[-1], device=mel.device)
@@ -213,10 +219,12 @@ def whisper_hidden_states(
         mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device)
         mask = mask.masked_fill(~valid, torch.finfo(x.dtype).min)[:, None, None, :]  # (B, 1, 1, T)
     states = [x]
-    for layer in encoder.layers:
+    depth = len(encoder.layers) if depth is None else depth
+    for layer in encoder.layers[:depth]:
         x = layer(x, mask)
         states.append(x)
-    states[-1] = encoder.layer_norm(x)
+    if depth == len(encoder.layers):
+        states[-1] = encoder.layer_norm(x)
     return states, lengths
 
 
@@ -235,7 +243,9 @@ class WhisperAudioEncoder(AudioEncoder):
     (6 layers), `(T, 384)` for `whisper-tiny.en` (4 layers, English-only, about 2x faster).
 
     `layers` picks the hidden states (0 = conv + position embedding, i = after layer i, the last including
-    the final LayerNorm) and averages them. Default: the lower middle of the encoder, `(2, 3)` for
+    the final LayerNorm) and averages them, or with `layer_pooling="learned"` keeps them side by side
+    `(T, len(layers) * D)` for the model to weigh (default then: all of them). Layers above the deepest chosen
+    one are not run. Default: the lower middle of the encoder, `(2, 3)` for
     whisper-base, `(1,)` for tiny.en. Layer-wise probes of speech encoders put paralinguistic/emotion
     information in the middle layers; on EmoDB (speaker-independent 5-fold, linear probe on mean+std pooling,
     clip-length context) whisper-base's hidden states scored 0.72 0.80 0.80 0.77 0.71 0.63 0.56 UA for
@@ -258,6 +268,7 @@ class WhisperAudioEncoder(AudioEncoder):
         device: str | torch.device = "cpu",
         pad_to_30s: bool = False,
         window_seconds: float = 30.0,
+        layer_pooling: str = "mean",
     ):
         if name not in WHISPER_FILES:
             raise ValueError(f"unknown Whisper preset {name!r}; known: {', '.join(WHISPER_FILES)}")
@@ -270,9 +281,12 @@ class WhisperAudioEncoder(AudioEncoder):
         self.config = whisper_config(read_whisper_weights(name, model_dir))
         self.frontend = WhisperLogMel(self.config.num_mel_bins).to(device)
         self.device = torch.device(device)
-        self.dim = self.config.d_model
         self.num_states = self.config.encoder_layers + 1
-        self.layers = resolve_layers(DEFAULT_LAYERS[name] if layers is None else layers, self.num_states)
+        self.layer_pooling = check_layer_pooling(layer_pooling)
+        if layers is None:
+            layers = default_layers(layer_pooling, DEFAULT_LAYERS[name], self.num_states)
+        self.layers = resolve_layers(layers, self.num_states)
+        self.dim = self.config.d_model * (len(self.layers) if layer_pooling == "learned" else 1)
         self.batch_size = batch_size
         self.pad_to_30s = pad_to_30s
         self.window = round(window_seconds * SAMPLE_RATE / SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
@@ -294,7 +308,7 @@ class WhisperAudioEncoder(AudioEncoder):
             "frame_rate": self.frame_rate,
             "layers": self.layers,
             "num_hidden_states": self.num_states,
-            "pooling": "mean of layers",
+            "pooling": LAYER_POOLINGS[self.layer_pooling],
             "frontend": "whisper-logmel-80",
             "context": "30s-padded" if self.pad_to_30s else "clip",
             "window_seconds": self.window / SAMPLE_RATE,
@@ -326,6 +340,6 @@ class WhisperAudioEncoder(AudioEncoder):
         mel = torch.zeros(len(mels), mels[0].shape[0], int(mel_lengths.max()), device=self.device)
         for row, m in enumerate(mels):
             mel[row, :, : m.shape[1]] = m
-        states, _ = whisper_hidden_states(self.model, mel, mel_lengths)
-        pooled = torch.stack([states[i] for i in self.layers]).mean(0)  # (B, T, D)
+        states, _ = whisper_hidden_states(self.model, mel, mel_lengths, layers_to_run(self.layers))
+        pooled = pool_layers(states, self.layers, self.layer_pooling)  # (B, T, dim)
         return [pooled[row, :n] for row, n in enumerate(num_out)]

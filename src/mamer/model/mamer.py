@@ -29,15 +29,28 @@ class MAMEROutput:
 class MAMER(nn.Module):
     """Frozen-feature projections + shared pre-norm transformer + one prediction head for every view."""
 
-    def __init__(self, config: ModelConfig, audio_dim: int, text_dim: int, num_classes: int, num_dims: int):
+    def __init__(
+        self,
+        config: ModelConfig,
+        audio_dim: int,
+        text_dim: int,
+        num_classes: int,
+        num_dims: int,
+        stacked_layers: tuple[int, int] = (1, 1),
+    ):
+        """`*_dim`: feature widths; `stacked_layers`: encoder hidden states side by side in each (audio, text)
+        feature vector, mixed by learned weights (1 = one state, or their mean, as cached)."""
         super().__init__()
         if config.audio_downsample < 1:
             raise ValueError("model.audio_downsample must be resolved to >= 1 before building the model")
         self.config = config
         w = config.width
         # A dedicated unimodal model has no projection for the modality it never reads (dim 0).
-        self.audio_in = AudioDownProjection(audio_dim, w, config.audio_downsample) if audio_dim else None
-        self.text_in = TextProjection(text_dim, w) if text_dim else None
+        audio_layers, text_layers = stacked_layers
+        self.audio_in = (
+            AudioDownProjection(audio_dim, w, config.audio_downsample, audio_layers) if audio_dim else None
+        )
+        self.text_in = TextProjection(text_dim, w, text_layers) if text_dim else None
         self.sequence = SequenceBuilder(w, config.max_audio_tokens, config.max_text_tokens)
         layer = nn.TransformerEncoderLayer(
             w,

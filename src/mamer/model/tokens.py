@@ -7,20 +7,67 @@ from torch import nn
 from torch.nn import functional as F
 
 
-class AudioDownProjection(nn.Module):
+class LayerMix(nn.Module):
+    """A learned weighted sum of an encoder's hidden states, cached side by side (as SUPERB's featurizer does).
+
+    `(..., L * D)` layer-major -> `(..., D)`: softmax weights over the L states, each state first normalised
+    (LayerNorm without parameters) so that the weights compare layers rather than their scales. The weights
+    start equal and train with the model; `weights` reads them.
+    """
+
+    def __init__(self, num_layers: int, dim: int):
+        super().__init__()
+        self.num_layers, self.dim = num_layers, dim
+        self.logits = nn.Parameter(torch.zeros(num_layers))
+
+    @property
+    def weights(self) -> torch.Tensor:
+        return self.logits.softmax(0)
+
+    def split(self, features: torch.Tensor) -> torch.Tensor:
+        """(..., L * D) -> (..., L, D)."""
+        return features.unflatten(-1, (self.num_layers, self.dim))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        states = F.layer_norm(self.split(features), (self.dim,))
+        return (states * self.weights.to(states.dtype)[:, None]).sum(-2)
+
+
+class FeatureProjection(nn.Module):
+    """What both projections share: frozen features `(..., layers * D)` -> normalised `(..., D)` (with several
+    stacked hidden states, their `LayerMix` first), and the masked autoencoder's target for them."""
+
+    def __init__(self, feature_dim: int, layers: int):
+        super().__init__()
+        if layers < 1 or feature_dim % layers:
+            raise ValueError(f"{feature_dim} feature dims do not split into {layers} stacked layers")
+        self.dim = feature_dim // layers
+        self.mix = LayerMix(layers, self.dim) if layers > 1 else None
+        self.norm = nn.LayerNorm(self.dim)
+
+    def normalised(self, features: torch.Tensor) -> torch.Tensor:
+        return self.norm(features if self.mix is None else self.mix(features))
+
+    def target(self, features: torch.Tensor) -> torch.Tensor:
+        """What the masked autoencoder rebuilds: the features, or with stacked layers their fixed mean `(..., D)`
+        (a learned mix would let the model choose an easy target)."""
+        return features if self.mix is None else self.mix.split(features).mean(-2)
+
+
+class AudioDownProjection(FeatureProjection):
     """Fold every `k` audio frames into one token of the model width (dimension and frame rate down)."""
 
-    def __init__(self, feature_dim: int, width: int, k: int):
-        super().__init__()
+    def __init__(self, feature_dim: int, width: int, k: int, layers: int = 1):
+        super().__init__(feature_dim, layers)
         self.k = k
-        self.norm = nn.LayerNorm(feature_dim)
-        self.proj = nn.Linear(k * feature_dim, width)
+        self.proj = nn.Linear(k * self.dim, width)
 
     def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """frames: (B, T, D), frame_mask: (B, T) bool -> tokens (B, ceil(T/k), width), token_mask (B, ceil(T/k))."""
+        """frames: (B, T, layers * D), frame_mask: (B, T) bool -> tokens (B, ceil(T/k), width), token_mask
+        (B, ceil(T/k))."""
+        frames = self.normalised(frames) * frame_mask[..., None]
         b, t, d = frames.shape
         pad = (-t) % self.k
-        frames = self.norm(frames) * frame_mask[..., None]
         frames = F.pad(frames, (0, 0, 0, pad))
         frame_mask = F.pad(frame_mask, (0, pad))
         n = (t + pad) // self.k
@@ -28,17 +75,16 @@ class AudioDownProjection(nn.Module):
         return tokens, frame_mask.reshape(b, n, self.k).any(dim=-1)
 
 
-class TextProjection(nn.Module):
+class TextProjection(FeatureProjection):
     """Project frozen text-encoder token features to the model width."""
 
-    def __init__(self, feature_dim: int, width: int):
-        super().__init__()
-        self.norm = nn.LayerNorm(feature_dim)
-        self.proj = nn.Linear(feature_dim, width)
+    def __init__(self, feature_dim: int, width: int, layers: int = 1):
+        super().__init__(feature_dim, layers)
+        self.proj = nn.Linear(self.dim, width)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """features: (B, T, D) -> (B, T, width)."""
-        return self.proj(self.norm(features))
+        """features: (B, T, layers * D) -> (B, T, width)."""
+        return self.proj(self.normalised(features))
 
 
 class SequenceBuilder(nn.Module):
