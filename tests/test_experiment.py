@@ -73,6 +73,7 @@ def test_rerun_reuses_finished_runs_and_refuses_a_changed_config(experiment, tin
     assert run_experiment(config)["systems"] == summary["systems"]
     assert done.stat().st_mtime_ns == before
     config.experiment.seeds = [0]  # the experiment section may change: the finished run is still reused
+    config.train.progress = not config.train.progress  # and so may the progress bar
     assert run_experiment(config)["systems"]["unified"]["runs"] == 1
     assert done.stat().st_mtime_ns == before
     config.train.lr = 0.123
@@ -85,11 +86,15 @@ def test_plan_runs_every_fold_seed_and_system():
         "emodb_categorical", ["experiment.seeds=[0,1]", "experiment.fold_manifest=m_fold{fold}.jsonl"]
     )
     runs = plan(config)
-    assert len(runs) == 5 * 2 * 2
+    assert len(runs) == 5 * 2 * 3  # folds x seeds x (unified, audio_only, unified_layer_mix)
     assert {r.config.data.manifest for r in runs} == {f"m_fold{k}.jsonl" for k in range(5)}
     audio = [r for r in runs if r.system == "audio_only" and r.fold == 3 and r.seed == 1][0]
     assert audio.config.model.views == ["audio"] and audio.config.loss.mae == 0
     assert audio.config.run_dir.endswith("audio_only/seed1/fold3") and audio.config.train.seed == 1
+    mix = [r for r in runs if r.system == "unified_layer_mix" and r.fold == 0 and r.seed == 0][0]
+    assert (
+        mix.config.data.audio_layer_pooling == "learned" and audio.config.data.audio_layer_pooling == "mean"
+    )
 
 
 @pytest.mark.parametrize(

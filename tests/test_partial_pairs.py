@@ -49,3 +49,15 @@ def test_partially_paired_manifest_trains_caches_and_evaluates(tiny_corpus, tiny
         "audio+text": sum(u.audio is not None and u.text is not None for u in test),
     }
     assert all(report["results"][view] for view in ("audio", "text", "audio+text"))
+
+
+def test_dev_score_leaves_out_views_without_rows(tiny_corpus, tiny_config, tmp_path):
+    """On a text-only corpus the unified model's dev score is the text view's macro-F1, not a third of it."""
+    utts, _ = read_manifest(tiny_corpus, strict=True)
+    manifest = tmp_path / "text_only.jsonl"
+    write_manifest([dataclasses.replace(u, audio=None) for u in utts], manifest)
+    run_dir = train(tiny_config(tmp_path, "quickstart", f"data.manifest={manifest}", "train.epochs=2"))
+    _, meta = load_model(run_dir)
+    report = evaluate_run(run_dir, split="dev", report_dir=tmp_path / "dev_report")
+    assert report["n"]["audio"] == report["n"]["audio+text"] == 0
+    assert meta.dev_score == report["results"]["text"]["macro_f1"] > 0

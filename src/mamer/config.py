@@ -83,6 +83,9 @@ class TrainConfig:
     progress: bool = True
     grad_accum_steps: int = 1  # batches per optimizer step (their mean loss); per rank under torchrun
     compile: bool = False  # torch.compile the shared model (in place: checkpoints keep their plain keys)
+    # learning rate of the learned layer weights (data.*_layer_pooling=learned), without weight decay: a few
+    # hundred steps at `lr` would leave them where they start
+    layer_mix_lr: float = 0.05
 
 
 @dataclass

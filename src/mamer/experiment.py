@@ -113,8 +113,11 @@ def _report_dir(run_dir: Path, split: str, main_split: str) -> Path | None:
 
 def _trained_with(config: RunConfig) -> dict:
     """What a run's result depends on: its config without the experiment section (seeds, systems and outputs
-    may change between invocations). Keys added to the config since a run was saved read as their defaults."""
-    return {k: v for k, v in config_to_dict(config).items() if k != "experiment"}
+    may change between invocations) or the progress bar. Keys added to the config since a run was saved read
+    as their defaults."""
+    trained = {k: v for k, v in config_to_dict(config).items() if k != "experiment"}
+    trained["train"] = {k: v for k, v in trained["train"].items() if k != "progress"}
+    return trained
 
 
 def finished(run: Run) -> dict | None:

@@ -222,8 +222,7 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     weights = class_weights(loaders.train.dataset, len(targets.labels)) if use_weights else None
     supervised = SupervisedLoss(weights, use_classes=task != "dimensional", use_dims=task != "categorical")
     objective = Objective(config.loss, m.views, supervised).to(device)
-    params = list(model.parameters()) + list(heads.parameters())
-    optimizer = torch.optim.AdamW(params, lr=config.train.lr, weight_decay=config.train.weight_decay)
+    optimizer = make_optimizer(config, model, heads)
     meta = make_meta(config, model, audio_dim, text_dim, targets, features, encoders)
     if config.train.compile:
         model.compile()  # in place, unlike torch.compile(model): the state_dict keys stay the plain model's
@@ -235,6 +234,18 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
         mask_rng=torch.Generator().manual_seed(config.train.seed + context.rank),
         state={"epoch": 0, "best": -math.inf, "bad_epochs": 0},
     )  # fmt: skip
+
+
+def make_optimizer(config: RunConfig, model: MAMER, heads: nn.Module) -> torch.optim.AdamW:
+    """AdamW over the model and the training-only heads; the learned layer weights, if any, in a group of
+    their own at `train.layer_mix_lr` without weight decay. Each group's `lr_scale` is its rate over `lr`."""
+    t = config.train
+    mix = [p for name, p in model.named_parameters() if name.endswith("mix.logits")]
+    rest = [p for p in [*model.parameters(), *heads.parameters()] if all(p is not m for m in mix)]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if mix:
+        groups.append({"params": mix, "lr_scale": t.layer_mix_lr / t.lr, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
 
 
 def save_last(s: Session, run_dir: Path) -> None:
@@ -300,7 +311,7 @@ def optimizer_step(s: Session, batches: list[Batch], step: int) -> dict[str, tor
     Under DDP the gradients are averaged over the ranks once, on the last batch's backward (`no_sync` before).
     """
     for group in s.optimizer.param_groups:
-        group["lr"] = learning_rate(s, step)
+        group["lr"] = learning_rate(s, step) * group.get("lr_scale", 1.0)  # none in states saved before it
     s.optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(batches):
         accumulate = isinstance(s.trainee, DistributedDataParallel) and i < len(batches) - 1
@@ -341,10 +352,12 @@ def dev_results(s: Session) -> dict[str, dict[str, float]]:
 
 
 def dev_score(s: Session, writer: SummaryWriter | None) -> float:
-    """Mean over the trained views of the task's main metric on the dev split (logged per view)."""
+    """Mean over the trained views of the task's main metric on the dev split (logged per view). A view with
+    no dev rows (audio on a text-only corpus) is left out rather than counted as 0."""
     task, epoch = s.config.data.task, s.state["epoch"]
     results = dev_results(s)
-    value = float(np.mean([main_score(results[v], task) for v in s.config.model.views]))
+    scores = [main_score(results[v], task) for v in s.config.model.views if results[v]]
+    value = float(np.mean(scores)) if scores else 0.0
     if writer is not None:
         for view, metrics in results.items():
             for name, number in metrics.items():
