@@ -26,7 +26,6 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,8 +283,8 @@ def _modalities(audio_encoder: AudioEncoder, text_encoder: TextEncoder) -> list[
     ]
 
 
-def _load_chunk(keys: list[str], sources: dict, modality: Modality) -> tuple[dict, dict]:
-    """Read `keys`' inputs -> (key -> waveform or text, key -> why it could not be read)."""
+def _encode_chunk(keys: list[str], sources: dict, modality: Modality, batch_size: int) -> tuple[dict, dict]:
+    """Load and encode `keys` (sorted by length, so batches pad little) -> (key -> features, key -> reason)."""
     inputs, failed = {}, {}
     for key in keys:
         try:
@@ -293,17 +292,12 @@ def _load_chunk(keys: list[str], sources: dict, modality: Modality) -> tuple[dic
         except AudioLoadError as err:
             failed[key] = str(err)
             log.warning("skipped: %s", err)
-    return inputs, failed
-
-
-def _encode_inputs(inputs: dict, modality: Modality, batch_size: int) -> dict:
-    """Encode the inputs of a chunk (sorted by length, so batches pad little) -> key -> features."""
     order, encoded = list(inputs), {}
     for begin in range(0, len(order), batch_size):
         batch = order[begin : begin + batch_size]
         with torch.inference_mode(), _precision(modality.encoder):
             encoded |= dict(zip(batch, modality.encoder.encode([inputs[k] for k in batch]), strict=True))
-    return encoded
+    return encoded, failed
 
 
 def _my_share(sources: dict, catalog: Catalog, modality: Modality) -> list[str]:
@@ -324,18 +318,12 @@ def _fill_store(
     shard_size: int,
     bar: tqdm,
 ) -> None:
-    """Encode `keys` into shards of `shard_size` items, each written as soon as it is done. A background
-    thread reads (decodes, resamples) the next chunk while this one is encoded: on a GPU, reading would
-    otherwise take about as long as encoding."""
-    chunks = [keys[begin : begin + shard_size] for begin in range(0, len(keys), shard_size)]
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mamer-read") as reader:
-        pending = reader.submit(_load_chunk, chunks[0], sources, modality) if chunks else None
-        for i, chunk in enumerate(chunks):
-            inputs, failed = pending.result()  # only this chunk and the next are held in memory
-            if i + 1 < len(chunks):
-                pending = reader.submit(_load_chunk, chunks[i + 1], sources, modality)
-            _write_shard(store, _encode_inputs(inputs, modality, batch_size), failed, modality.encoder.dim)
-            bar.update(len(chunk))
+    """Encode `keys` into shards of `shard_size` items, each written as soon as it is done."""
+    for begin in range(0, len(keys), shard_size):
+        chunk = keys[begin : begin + shard_size]
+        encoded, failed = _encode_chunk(chunk, sources, modality, batch_size)
+        _write_shard(store, encoded, failed, modality.encoder.dim)
+        bar.update(len(chunk))
 
 
 def _column_entry(store: Path, keys: list[str | None], catalog: Catalog) -> dict:
