@@ -39,7 +39,7 @@ def test_onnxruntime_matches_pytorch_on_every_view(exported):
     description = json.loads((folder / "model.json").read_text())
     assert description["views"] == {v: f"model.{v}.onnx" for v in ("audio", "text", "audio+text")}
     assert description["outputs"] == ["logits", "dims"]
-    dims = {"audio": model.audio_in.norm.normalized_shape[0], "text": model.text_in.norm.normalized_shape[0]}
+    dims = {"audio": model.audio_in.feature_dim, "text": model.text_in.feature_dim}
     targets = meta.label_space
     for view, name in description["views"].items():
         session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
@@ -59,7 +59,7 @@ def test_onnxruntime_matches_pytorch_on_every_view(exported):
 def test_exported_dims_are_on_the_corpus_scale(exported):
     run, folder = exported
     model, meta = load_model(run)
-    inputs = random_inputs("text", 2, {"text": 6}, {"text": model.text_in.norm.normalized_shape[0]}, 0)
+    inputs = random_inputs("text", 2, {"text": 6}, {"text": model.text_in.feature_dim}, 0)
     session = ort.InferenceSession(str(folder / "model.text.onnx"), providers=["CPUExecutionProvider"])
     _, dims = session.run(None, {k: v.numpy() for k, v in inputs.items()})
     with torch.inference_mode():

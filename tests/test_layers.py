@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -181,6 +182,24 @@ def test_learned_layer_sum_trains_saves_and_predicts(wavlm, tiny_bert, tiny_corp
     assert "differs" not in caplog.text
     assert result.view == "audio+text" and abs(sum(result.probabilities.values()) - 1) < 1e-5
     assert recognizer.encoder("audio").spec() == meta["encoders"]["audio"]
+
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # export mixes too
+        import onnxruntime
+
+        from mamer.export import ViewModel
+
+        assert main(["export", str(run), "--onnx", str(tmp_path / "onnx" / "model.onnx")]) == 0
+        session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.audio+text.onnx"))
+        features = recognizer.featurize([wave(0.8, 3)], ["I am so happy today!"])[0]
+        inputs = [features.audio[None], torch.ones(1, len(features.audio), dtype=torch.bool),
+                  features.text[None], torch.ones(1, len(features.text), dtype=torch.bool)]  # fmt: skip
+        assert features.audio.shape[-1] == 5 * 32 and features.text.shape[-1] == 2 * 24
+        with torch.inference_mode():
+            (expected,) = ViewModel(model, "audio+text", [], []).eval()(*inputs)
+        (got,) = session.run(
+            None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs, strict=True)}
+        )
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
 
 
 def test_config_rejects_unknown_layer_pooling(tiny_corpus):

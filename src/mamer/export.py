@@ -62,7 +62,7 @@ def example_inputs(model: MAMER, view: str, batch: int = 3) -> tuple[torch.Tenso
     inputs = []
     for modality in view.split("+"):
         projection = model.audio_in if modality == "audio" else model.text_in
-        dim = projection.norm.normalized_shape[0]
+        dim = projection.feature_dim
         length = 7 * k + 3 if modality == "audio" else 9
         features = torch.randn(batch, length, dim, generator=generator)
         mask = torch.arange(length)[None] < torch.tensor([length, length - 2, 3][:batch])[:, None]

@@ -58,7 +58,7 @@ def drop_unused_layers(model, layers: list[int]) -> None:
     `model.encoder.layer` (BERT, RoBERTa, DeBERTa, MiniLM, MPNet); a model with neither runs whole. With a
     final LayerNorm after the stack (`do_stable_layer_norm`, the large speech models) one more layer is kept,
     so no transformers version can hand the cut stack's last state through that norm. The kept states are
-    those of the whole model, bit for bit (tests/test_encoders.py).
+    those of the whole model, bit for bit (tests/test_layers.py).
     """
     encoder = getattr(model, "encoder", None)
     attribute = next((a for a in ("layers", "layer") if hasattr(encoder, a)), None)

@@ -41,6 +41,7 @@ class FeatureProjection(nn.Module):
         super().__init__()
         if layers < 1 or feature_dim % layers:
             raise ValueError(f"{feature_dim} feature dims do not split into {layers} stacked layers")
+        self.feature_dim = feature_dim  # the input width: `layers` hidden states of `dim` each
         self.dim = feature_dim // layers
         self.mix = LayerMix(layers, self.dim) if layers > 1 else None
         self.norm = nn.LayerNorm(self.dim)
