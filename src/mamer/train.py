@@ -46,6 +46,7 @@ from mamer.evaluate import evaluable_views, main_score, predict_view, score
 from mamer.losses import SupervisedLoss
 from mamer.model.heads import PretrainingHeads
 from mamer.model.mamer import MAMER
+from mamer.model.tokens import LayerMix
 from mamer.objective import Objective
 
 log = logging.getLogger(__name__)
@@ -240,7 +241,7 @@ def make_optimizer(config: RunConfig, model: MAMER, heads: nn.Module) -> torch.o
     """AdamW over the model and the training-only heads; the learned layer weights, if any, in a group of
     their own at `train.layer_mix_lr` without weight decay. Each group's `lr_scale` is its rate over `lr`."""
     t = config.train
-    mix = [p for name, p in model.named_parameters() if name.endswith("mix.logits")]
+    mix = [m.logits for m in model.modules() if isinstance(m, LayerMix)]
     rest = [p for p in [*model.parameters(), *heads.parameters()] if all(p is not m for m in mix)]
     groups = [{"params": rest, "lr_scale": 1.0}]
     if mix:
