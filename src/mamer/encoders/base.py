@@ -86,15 +86,21 @@ def resolve_layers(layers: int | Sequence[int], num_states: int) -> list[int]:
 LAYER_POOLINGS = {"mean": "mean of layers", "learned": "stacked layers for a learned weighted sum"}
 
 
-def check_layer_pooling(layer_pooling: str) -> str:
+def choose_layers(
+    layers: int | Sequence[int] | None, default: int | Sequence[int], num_states: int, layer_pooling: str
+) -> list[int]:
+    """The hidden states an encoder keeps (see `resolve_layers`): `layers`, or when None the encoder's
+    `default`, every state for "learned" pooling (to learn from). Checks `layer_pooling`."""
     if layer_pooling not in LAYER_POOLINGS:
         raise ValueError(f"layer_pooling must be one of {', '.join(LAYER_POOLINGS)}; got {layer_pooling!r}")
-    return layer_pooling
+    if layers is None:
+        layers = list(range(num_states)) if layer_pooling == "learned" else default
+    return resolve_layers(layers, num_states)
 
 
-def default_layers(layer_pooling: str, default: int | Sequence[int], num_states: int) -> int | Sequence[int]:
-    """The layer choice when the user gives none: the encoder's default, or every hidden state to learn from."""
-    return list(range(num_states)) if layer_pooling == "learned" else default
+def pooled_dim(hidden_size: int, layers: list[int], layer_pooling: str) -> int:
+    """Width of the features `pool_layers` gives: one hidden state, or for "learned" all `layers` side by side."""
+    return hidden_size * (len(layers) if layer_pooling == "learned" else 1)
 
 
 def pool_layers(states: Sequence[torch.Tensor], layers: list[int], layer_pooling: str) -> torch.Tensor:

@@ -20,12 +20,11 @@ from torch import nn
 from mamer.encoders.base import (
     LAYER_POOLINGS,
     AudioEncoder,
-    check_layer_pooling,
     check_waveforms,
-    default_layers,
+    choose_layers,
     encode_in_windows,
     pool_layers,
-    resolve_layers,
+    pooled_dim,
     split_windows,
 )
 from mamer.encoders.hf import drop_unused_layers, load_hf_config, load_hf_model, local_only
@@ -129,11 +128,9 @@ class HFAudioEncoder(AudioEncoder):
         self.name, self.batch_size = name, batch_size
         self.frame_rate = SAMPLE_RATE / self.samples_per_frame
         self.num_states = int(config.num_hidden_layers) + 1
-        self.layer_pooling = check_layer_pooling(layer_pooling)
-        if layers is None:
-            layers = default_layers(layer_pooling, -1, self.num_states)
-        self.layers = resolve_layers(layers, self.num_states)
-        self.dim = int(config.hidden_size) * (len(self.layers) if layer_pooling == "learned" else 1)
+        self.layer_pooling = layer_pooling
+        self.layers = choose_layers(layers, -1, self.num_states, layer_pooling)
+        self.dim = pooled_dim(int(config.hidden_size), self.layers, layer_pooling)
         self.window = self._frames(window_seconds) * self.samples_per_frame
         self.overlap = self._frames(overlap_seconds) * self.samples_per_frame
         if not 0 < self.overlap < self.window:

@@ -25,6 +25,9 @@ WEIGHT_PACKAGES = {
 }
 
 
+# openSMILE low-level descriptor sets (mamer.encoders.opensmile): an optional extra, non-commercial licence.
+OPENSMILE = ("egemaps", "compare")
+
 # Presets: short name -> Hugging Face hub name. No registry package carries these weights: they load from the
 # local Hugging Face cache, or from a local folder given as `path=DIR` (or as the encoder name itself).
 AUDIO_PRESETS = {
@@ -57,8 +60,8 @@ def available_audio_encoders() -> dict[str, bool]:
     """Registered audio encoder names and presets -> whether their weights are installed or cached."""
     presets = {name: in_hub_cache(hub) for name, hub in AUDIO_PRESETS.items()}
     whisper = {name: installed(name) for name in ("whisper-base", "whisper-tiny.en")}
-    opensmile = importlib.util.find_spec("opensmile") is not None  # an optional extra: non-commercial licence
-    return {**whisper, "logmel": True, **presets, "egemaps": opensmile, "compare": opensmile}
+    opensmile = dict.fromkeys(OPENSMILE, importlib.util.find_spec("opensmile") is not None)
+    return {**whisper, "logmel": True, **presets, **opensmile}
 
 
 def available_text_encoders() -> dict[str, bool]:
@@ -90,7 +93,7 @@ def load_audio_encoder(name: str, **options) -> AudioEncoder:
         from mamer.encoders.logmel import LogMelEncoder
 
         return LogMelEncoder(**options)
-    if name in ("egemaps", "compare"):
+    if name in OPENSMILE:
         from mamer.encoders.opensmile import OpenSmileEncoder
 
         return OpenSmileEncoder(name, **options)
@@ -141,7 +144,7 @@ def default_encoder_names() -> tuple[str, str, str]:
     )
 
 
-NO_LAYERS = ("logmel", "hashed", "egemaps", "compare")  # fallbacks and openSMILE: no device, no hidden states
+NO_LAYERS = ("logmel", "hashed", *OPENSMILE)  # fallbacks and openSMILE: no device, no hidden states
 
 
 def encoder_options(name: str, device: str, layers: Sequence[int], layer_pooling: str = "mean") -> dict:

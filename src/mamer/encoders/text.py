@@ -16,10 +16,9 @@ import torch
 from mamer.encoders.base import (
     LAYER_POOLINGS,
     TextEncoder,
-    check_layer_pooling,
-    default_layers,
+    choose_layers,
     pool_layers,
-    resolve_layers,
+    pooled_dim,
 )
 from mamer.encoders.hf import cannot_load, drop_unused_layers, load_hf_config, load_hf_model, local_only
 from mamer.encoders.registry import INSTALL_HINT, installed
@@ -60,12 +59,9 @@ class HFTextEncoder(TextEncoder):
             raise cannot_load(path, "text", local, err) from err
         self.device = torch.device(device)
         self.name = name
-        num_states = int(self.config.num_hidden_layers) + 1
-        self.layer_pooling = check_layer_pooling(layer_pooling)
-        if layers is None:
-            layers = default_layers(layer_pooling, -1, num_states)
-        self.layers = resolve_layers(layers, num_states)
-        self.dim = int(self.config.hidden_size) * (len(self.layers) if layer_pooling == "learned" else 1)
+        self.layer_pooling = layer_pooling
+        self.layers = choose_layers(layers, -1, int(self.config.num_hidden_layers) + 1, layer_pooling)
+        self.dim = pooled_dim(int(self.config.hidden_size), self.layers, layer_pooling)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
         self.source = source or {"path": str(path)}

@@ -31,13 +31,12 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder
 from mamer.encoders.base import (
     LAYER_POOLINGS,
     AudioEncoder,
-    check_layer_pooling,
     check_waveforms,
-    default_layers,
+    choose_layers,
     encode_in_windows,
     layers_to_run,
     pool_layers,
-    resolve_layers,
+    pooled_dim,
     shortest_first,
 )
 from mamer.encoders.base import split_windows as base_split_windows
@@ -282,11 +281,9 @@ class WhisperAudioEncoder(AudioEncoder):
         self.frontend = WhisperLogMel(self.config.num_mel_bins).to(device)
         self.device = torch.device(device)
         self.num_states = self.config.encoder_layers + 1
-        self.layer_pooling = check_layer_pooling(layer_pooling)
-        if layers is None:
-            layers = default_layers(layer_pooling, DEFAULT_LAYERS[name], self.num_states)
-        self.layers = resolve_layers(layers, self.num_states)
-        self.dim = self.config.d_model * (len(self.layers) if layer_pooling == "learned" else 1)
+        self.layer_pooling = layer_pooling
+        self.layers = choose_layers(layers, DEFAULT_LAYERS[name], self.num_states, layer_pooling)
+        self.dim = pooled_dim(self.config.d_model, self.layers, layer_pooling)
         self.batch_size = batch_size
         self.pad_to_30s = pad_to_30s
         self.window = round(window_seconds * SAMPLE_RATE / SAMPLES_PER_FRAME) * SAMPLES_PER_FRAME
