@@ -2,11 +2,14 @@
 
 import dataclasses
 
+import pytest
+import torch
+
 from mamer.checkpoint import load_model
 from mamer.data.features import load_split
 from mamer.data.manifest import read_manifest, splits, write_manifest
 from mamer.evaluate import evaluate_run
-from mamer.train import train
+from mamer.train import class_weights, make_loaders, prepare_features, train
 
 
 def _partial_manifest(tiny_corpus, folder):
@@ -61,3 +64,30 @@ def test_dev_score_leaves_out_views_without_rows(tiny_corpus, tiny_config, tmp_p
     report = evaluate_run(run_dir, split="dev", report_dir=tmp_path / "dev_report")
     assert report["n"]["audio"] == report["n"]["audio+text"] == 0
     assert meta.dev_score == report["results"]["text"]["macro_f1"] > 0
+
+
+def test_audio_oversample_repeats_audio_rows_in_the_train_loader(tiny_corpus, tiny_config, tmp_path):
+    """`train.audio_oversample=3`: each train row with audio is drawn 3 times an epoch, text-only rows once; the
+    class weights count the repeats; dev is left as it is."""
+    manifest = _partial_manifest(tiny_corpus, tmp_path)
+    by_split = splits(read_manifest(manifest, strict=True)[0])
+    config = tiny_config(tmp_path, "quickstart", f"data.manifest={manifest}", "train.audio_oversample=3")
+    features = prepare_features(config, progress=False)
+    loaders = make_loaders(config, features)
+
+    drawn = [i for batch in loaders.train for i in batch.ids]
+    expected = {u.id: 3 if u.audio is not None else 1 for u in by_split["train"]}
+    assert {i: drawn.count(i) for i in set(drawn)} == expected
+    assert [i for batch in loaders.dev for i in batch.ids] == [u.id for u in by_split["dev"]]
+    for batch in loaders.train:  # a repeated row carries its own features, not a neighbour's
+        for i, has_audio in zip(batch.ids, batch.has_audio.tolist(), strict=True):
+            assert has_audio == (expected[i] == 3)
+
+    dataset = loaders.train.dataset
+    labels = [dataset.targets.class_index(u) for u in dataset.utterances]
+    counts = torch.bincount(torch.tensor(labels), minlength=len(dataset.targets.labels)).float()
+    weights = class_weights(dataset, len(dataset.targets.labels))
+    assert torch.allclose(weights * counts / counts.sum(), (weights * counts / counts.sum())[0])
+
+    with pytest.raises(ValueError, match="train.audio_oversample must be an integer >= 1"):
+        tiny_config(tmp_path, "quickstart", "train.audio_oversample=0")

@@ -86,6 +86,9 @@ class TrainConfig:
     # learning rate of the learned layer weights (data.*_layer_pooling=learned), without weight decay: a few
     # hundred steps at `lr` would leave them where they start
     layer_mix_lr: float = 0.05
+    # each training row that has audio is drawn this many times an epoch (1 = once): for partially paired data
+    # whose audio rows are few, e.g. EmoDB beside MELD's text-only rows; class weights count the repeats
+    audio_oversample: int = 1
 
 
 @dataclass
@@ -145,9 +148,10 @@ class RunConfig:
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
         if self.train.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
-        accum = self.train.grad_accum_steps
-        if not isinstance(accum, int) or isinstance(accum, bool) or accum < 1:
-            raise ValueError(f"train.grad_accum_steps must be an integer >= 1, got {accum!r}")
+        for key in ("grad_accum_steps", "audio_oversample"):
+            value = getattr(self.train, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"train.{key} must be an integer >= 1, got {value!r}")
         if not isinstance(self.train.compile, bool):
             raise ValueError(f"train.compile must be true or false, got {self.train.compile!r}")
         if self.model.audio_downsample < 0:

@@ -97,12 +97,13 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     targets = Targets.fit(by_split[config.data.train_split], config.data.labels)
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
 
-    def dataset(split: str) -> EmotionDataset:
-        return EmotionDataset(load_split(features, split), by_split[split], targets, max_frames)
+    def dataset(split: str, audio_repeat: int = 1) -> EmotionDataset:
+        return EmotionDataset(load_split(features, split), by_split[split], targets, max_frames, audio_repeat)
 
     generator = torch.Generator().manual_seed(config.train.seed)
     t = config.train
-    train_set, dev_set = dataset(config.data.train_split), dataset(config.data.dev_split)
+    train_set = dataset(config.data.train_split, t.audio_oversample)
+    dev_set = dataset(config.data.dev_split)
     sampler = None
     if context.enabled:  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
         sampler = DistributedSampler(train_set, context.world_size, context.rank, seed=t.seed)

@@ -76,25 +76,34 @@ class Batch:
 
 
 class EmotionDataset(Dataset):
-    """Rows of one split's feature cache joined with their manifest labels."""
+    """Rows of one split's feature cache joined with their manifest labels; with `audio_repeat` k > 1, each row
+    that has audio appears k times (oversampling the audio rows of partially paired data)."""
 
     def __init__(
-        self, features: SplitFeatures, utterances: Sequence[Utterance], targets: Targets, max_frames: int
+        self,
+        features: SplitFeatures,
+        utterances: Sequence[Utterance],
+        targets: Targets,
+        max_frames: int,
+        audio_repeat: int = 1,
     ):
         by_id = {u.id: u for u in utterances}
         self.features, self.targets, self.max_frames = features, targets, max_frames
-        self.utterances = [by_id[i] for i in features.ids]
+        self.rows = [
+            i for i in range(len(features.ids)) for _ in range(audio_repeat if features.has_audio(i) else 1)
+        ]
+        self.utterances = [by_id[features.ids[i]] for i in self.rows]
 
     def __len__(self) -> int:
-        return len(self.utterances)
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
-        u = self.utterances[i]
-        audio = self.features.audio_of(i)
+        u, row = self.utterances[i], self.rows[i]
+        audio = self.features.audio_of(row)
         return {
             "id": u.id,
             "audio": None if audio is None else audio[: self.max_frames],
-            "text": self.features.text_of(i),
+            "text": self.features.text_of(row),
             "label": self.targets.class_index(u),
             "dims": self.targets.normalised_dims(u),
         }

@@ -144,6 +144,9 @@ class SplitFeatures:
     def text_of(self, i: int) -> torch.Tensor | None:
         return self.text[self._check(i)]
 
+    def has_audio(self, i: int) -> bool:
+        return bool(self.audio.rows[self._check(i)][0] >= 0)
+
     def _check(self, i: int) -> int:
         if not 0 <= i < len(self.ids):
             raise IndexError(f"row {i} out of range for {len(self.ids)} utterances")
