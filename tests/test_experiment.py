@@ -9,7 +9,7 @@ from mamer.cli import main
 from mamer.config import load_config
 from mamer.data.join import join_manifests, parse_pairs
 from mamer.data.manifest import read_manifest
-from mamer.experiment import RUN_FILE, experiment_table, plan, run_experiment, view_scores
+from mamer.experiment import RUN_FILE, experiment_table, plan, run_experiment, source_digest, view_scores
 from mamer.robustness import DroppedRows, drop_rows
 
 
@@ -64,6 +64,26 @@ def test_robustness_curves_are_written_per_system(experiment):
     assert curves["audio"]["scores"][0] == pytest.approx(
         summary["systems"]["unified"]["views"]["audio+text"]["macro_f1"]
     )
+
+
+def test_rerun_warns_about_runs_trained_by_other_code(experiment, caplog):
+    """A finished run made by other mamer source is reused, but named in a warning and in experiment.md."""
+    config, summary, out = experiment
+    assert summary["systems"]["unified"]["code"] == [source_digest()]
+    assert "more than one version" not in (out / "experiment.md").read_text()
+    done = out / "unified" / "seed1" / RUN_FILE
+    saved = done.read_text()
+    done.write_text(json.dumps({**json.loads(saved), "code": "0123456789ab"}))
+    try:
+        with caplog.at_level("WARNING", logger="mamer.experiment"):
+            rerun = run_experiment(config)
+    finally:
+        done.write_text(saved)
+    warned = [r.getMessage() for r in caplog.records if "other mamer code" in r.getMessage()]
+    assert len(warned) == 1 and str(done.parent) in warned[0] and "0123456789ab" in warned[0]
+    assert rerun["systems"]["unified"]["code"] == sorted(["0123456789ab", source_digest()])
+    assert rerun["systems"]["unified"]["views"] == summary["systems"]["unified"]["views"]
+    assert "unified: 0123456789ab" in (out / "experiment.md").read_text()
 
 
 def test_rerun_reuses_finished_runs_and_refuses_a_changed_config(experiment, tiny_config):

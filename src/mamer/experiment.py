@@ -7,11 +7,15 @@ features, scored on every view it can take, and the runs are averaged into `expe
 row for its scores with a modality missing) and robustness curves (`robustness.png`).
 
 Finished runs are kept (`experiment_run.json` in each run folder), so a rerun after a crash goes on with the first
-unfinished run, resuming its training from its last epoch.
+unfinished run, resuming its training from its last epoch. Each run records a digest of the mamer source that
+trained it; a reused run made by other code is reused all the same (a docstring edit should not cost a retrain),
+but the rerun warns and names it, and `experiment.json` / `experiment.md` list the code versions behind each system.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import time
@@ -53,6 +57,16 @@ class Run:
     seed: int
     fold: int | None
     config: RunConfig
+
+
+@functools.cache
+def source_digest() -> str:
+    """The first 12 hex digits of a sha256 over mamer's own source files (.py and built-in configs)."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.rglob("*.py"), *root.rglob("*.yaml")]):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def experiment_dir(config: RunConfig) -> Path:
@@ -130,6 +144,11 @@ def finished(run: Run) -> dict | None:
         raise ValueError(
             f"{done} was made with a different config; delete {run.config.run_dir} or set experiment.out elsewhere"
         )
+    if result.get("code") != source_digest():
+        log.warning(
+            "%s was trained by other mamer code (source %s, now %s); its result is reused: delete %s to retrain",
+            done, result.get("code", "unrecorded"), source_digest(), run.config.run_dir,
+        )  # fmt: skip
     return result
 
 
@@ -151,7 +170,7 @@ def run_one(run: Run, features: Path, config: RunConfig) -> dict:
     result = {
         "system": run.system, "seed": run.seed, "fold": run.fold, "params": next(iter(reports.values()))["params"],
         "train_s": trained - started, "eval_s": time.time() - trained, "reports": reports,
-        "robustness": robustness, "config": config_to_dict(run.config),
+        "robustness": robustness, "config": config_to_dict(run.config), "code": source_digest(),
     }  # fmt: skip
     (run_dir / RUN_FILE).write_text(json.dumps(result, indent=1))
     return result
@@ -221,6 +240,7 @@ def summarise(results: list[dict], config: RunConfig) -> dict:
             "robustness": robustness,
             "runs": len(mine),
             "wall_s": sum(r["train_s"] + r["eval_s"] for r in mine),
+            "code": sorted({r.get("code", "unrecorded") for r in mine}),
         }
     return {
         "name": config.name,
@@ -283,6 +303,10 @@ def write_outputs(summary: dict, out: Path) -> list[Path]:
         f"Mean ± std over {len(seeds)} seed(s) {seeds} x {folds} fold(s); wall = training + evaluation time of all"
         " runs of a system. A `modality missing` row scores a model on views it was not trained on.",
     ]
+    code = {name: s["code"] for name, s in summary["systems"].items()}
+    if len({v for versions in code.values() for v in versions}) > 1:
+        listed = "; ".join(f"{name}: {', '.join(versions)}" for name, versions in code.items())
+        text += ["", f"Runs were trained by more than one version of mamer's source code ({listed})."]
     paths = [out / "experiment.json", out / "experiment.md"]
     for k, split in enumerate(summary["test_splits"]):
         text += ["", f"## Split `{split}`", "", experiment_table(summary, split)]
