@@ -234,3 +234,25 @@ def test_checkpoint_spec_rebuilds_the_same_encoder(normalize):
 
     spec = json.loads(json.dumps(OpenSmileEncoder("compare", normalize=normalize).spec()))
     assert registry.load_audio_encoder(spec["name"], **encoder_options(spec)).spec() == spec
+
+
+def test_features_beyond_float16_are_skipped_and_reported(tiny_corpus, tmp_path):
+    """ComParE without normalisation reaches ~1e6 (spectral variance), beyond the float16 cache: each utterance is
+    skipped with the reason, named in skipped.jsonl, instead of being cached as inf."""
+    from mamer.data.features import extract_features
+    from mamer.data.manifest import splits
+
+    rows = splits(read_manifest(tiny_corpus)[0])
+    folder = extract_features(
+        rows, OpenSmileEncoder("compare", normalize=False), registry.load_text_encoder("hashed"), tmp_path,
+        progress=False,
+    )  # fmt: skip
+    train = load_split(folder, "train")
+    assert train.ids == [] and len(train.skipped) == len(rows["train"])
+    for item in train.skipped:  # the file, and why
+        assert (
+            item["reason"].startswith(item["audio"]) and "beyond the float16 cache's range" in item["reason"]
+        )
+    assert {item["audio"] for item in train.skipped} == {str(u.audio) for u in rows["train"]}
+    report = [json.loads(line) for line in (folder / "skipped.jsonl").read_text().splitlines()]
+    assert len(report) == sum(len(r) for r in rows.values())

@@ -236,6 +236,9 @@ def _write_json(path: Path, value) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1)))
 
 
+FLOAT16_MAX = float(torch.finfo(torch.float16).max)
+
+
 def _pack(blocks: list[torch.Tensor], dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     lengths = [len(b) for b in blocks]
     offsets = torch.tensor(np.concatenate([[0], np.cumsum(lengths)]), dtype=torch.int64)
@@ -300,7 +303,26 @@ def _encode_chunk(keys: list[str], sources: dict, modality: Modality, batch_size
         batch = order[begin : begin + batch_size]
         with torch.inference_mode(), _precision(modality.encoder):
             encoded |= dict(zip(batch, modality.encoder.encode([inputs[k] for k in batch]), strict=True))
+    for key in list(encoded):
+        problem = _unstorable(encoded[key])
+        if problem:
+            del encoded[key]
+            failed[key] = f"{sources[key]}: {problem}"
+            log.warning("skipped: %s", failed[key])
     return encoded, failed
+
+
+def _unstorable(block: torch.Tensor) -> str | None:
+    """Why features cannot go into the float16 cache (NaN/inf, or values beyond float16's range), or None."""
+    if not torch.isfinite(block).all():
+        return "the encoder's features hold NaN or inf values"
+    peak = float(block.abs().max()) if block.numel() else 0.0
+    if peak > FLOAT16_MAX:
+        return (
+            f"the encoder's features reach {peak:.3g}, beyond the float16 cache's range (65504): "
+            "normalise the encoder's output"
+        )
+    return None
 
 
 def _my_share(sources: dict, catalog: Catalog, modality: Modality) -> list[str]:
@@ -338,18 +360,21 @@ def _column_entry(store: Path, keys: list[str | None], catalog: Catalog) -> dict
 
 
 def _split_index(rows: list[Row], stores: dict[str, Path], catalogs: dict[str, Catalog]) -> dict:
-    """One split's index: utterances whose audio failed are skipped; the others are kept."""
+    """One split's index: utterances whose audio or text failed are skipped; the others are kept."""
     kept, skipped = [], []
     for r in rows:
+        reasons = []
         for modality in MODALITIES:
             key, catalog = getattr(r, modality), catalogs[modality]
             if key is not None and key not in catalog.rows and key not in catalog.failed:
                 raise RuntimeError(
                     f"{modality} features of {r.utterance.id} are missing: rerun the extraction"
                 )
-        if r.audio is not None and r.audio in catalogs["audio"].failed:
-            reason = catalogs["audio"].failed[r.audio]
-            skipped.append({"id": r.utterance.id, "audio": str(r.utterance.audio), "reason": reason})
+            if key is not None and key in catalog.failed:
+                reasons.append(catalog.failed[key] if modality == "audio" else f"text {catalog.failed[key]}")
+        if reasons:
+            audio = None if r.utterance.audio is None else str(r.utterance.audio)
+            skipped.append({"id": r.utterance.id, "audio": audio, "reason": "; ".join(reasons)})
         else:
             kept.append(r)
     index = {"ids": [r.utterance.id for r in kept], "skipped": skipped}

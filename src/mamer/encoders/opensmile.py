@@ -31,7 +31,8 @@ class OpenSmileEncoder(AudioEncoder):
     `compare`: ComParE_2016, 65 LLDs (energy, ZCR, 26 RASTA bands, spectral shape, F0, voicing, MFCC 1-14).
     `normalize=True` standardises each LLD per utterance (zero mean, unit variance over time; an LLD constant
     over the utterance, std under 1e-5, becomes 0), since their scales differ wildly (Hz, dB, ratios: ComParE's
-    spectral variance reaches 1e7, beyond the float16 feature cache). NaN/inf values become 0.
+    spectral variance reaches 1e7, beyond the float16 feature cache, which skips such clips and says why). NaN/inf
+    values become 0.
     """
 
     sample_rate = 16000
