@@ -69,6 +69,21 @@ def test_load_audio_stereo_to_mono_and_resampled(tmp_path):
     assert abs(peak_frequency(wave, SR) - 440.0) < 2.0
 
 
+@pytest.mark.parametrize("fmt, subtype", [("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
+def test_load_audio_reads_lossy_stereo_44k(tmp_path, fmt, subtype):
+    """Ogg Vorbis and MP3, stereo at 44.1 kHz: decoded to 16 kHz mono of the right length, close to the WAV."""
+    if subtype not in sf.available_subtypes(fmt.upper()):
+        pytest.skip(f"this libsndfile cannot write {fmt}")
+    wave = speechlike(2.0, sr=44100)
+    stereo = np.stack([wave, 0.5 * wave], axis=1)
+    sf.write(tmp_path / "clip.wav", stereo, 44100)
+    sf.write(tmp_path / f"clip.{fmt}", stereo, 44100, subtype=subtype)
+    reference, decoded = load_audio(tmp_path / "clip.wav", SR), load_audio(tmp_path / f"clip.{fmt}", SR)
+    assert decoded.dtype == np.float32 and decoded.shape == reference.shape == (2 * SR,)
+    error = np.sqrt(np.mean((decoded - reference) ** 2) / np.mean(reference**2))
+    assert error < 0.1, f"{fmt}: relative error {error:.3f}"  # lossy, not a different signal
+
+
 def test_load_audio_errors_name_the_file(tmp_path):
     with pytest.raises(AudioLoadError, match="missing.wav: no such audio file"):
         load_audio(tmp_path / "missing.wav", SR)
