@@ -145,7 +145,7 @@ class SplitFeatures:
         return self.text[self._check(i)]
 
     def has_audio(self, i: int) -> bool:
-        return bool(self.audio.rows[self._check(i)][0] >= 0)
+        return self.audio_of(i) is not None
 
     def _check(self, i: int) -> int:
         if not 0 <= i < len(self.ids):
@@ -319,7 +319,7 @@ def _unstorable(block: torch.Tensor) -> str | None:
     peak = float(block.abs().max()) if block.numel() else 0.0
     if peak > FLOAT16_MAX:
         return (
-            f"the encoder's features reach {peak:.3g}, beyond the float16 cache's range (65504): "
+            f"the encoder's features reach {peak:.3g}, beyond the float16 cache's range ({FLOAT16_MAX:.0f}): "
             "normalise the encoder's output"
         )
     return None
