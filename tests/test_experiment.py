@@ -6,10 +6,19 @@ import pytest
 import torch
 
 from mamer.cli import main
-from mamer.config import load_config
+from mamer.config import builtin_configs, load_config
 from mamer.data.join import join_manifests, parse_pairs
 from mamer.data.manifest import read_manifest
-from mamer.experiment import RUN_FILE, experiment_table, plan, run_experiment, source_digest, view_scores
+from mamer.experiment import (
+    RUN_FILE,
+    claim_folder,
+    experiment_dir,
+    experiment_table,
+    plan,
+    run_experiment,
+    source_digest,
+    view_scores,
+)
 from mamer.robustness import DroppedRows, drop_rows
 
 
@@ -96,9 +105,37 @@ def test_rerun_reuses_finished_runs_and_refuses_a_changed_config(experiment, tin
     config.train.progress = not config.train.progress  # and so may the progress bar
     assert run_experiment(config)["systems"]["unified"]["runs"] == 1
     assert done.stat().st_mtime_ns == before
-    config.train.lr = 0.123
-    with pytest.raises(ValueError, match="different config"):
+    # a system redefined under the same name: its finished runs name what changed
+    config.experiment.custom = {"audio_only": ["model.views=[audio]", "train.lr=0.123"]}
+    with pytest.raises(ValueError, match=r"audio_only/seed0/experiment_run.json was made with a different "
+                       r"config \(in loss.contrastive, loss.mae, train.lr\)"):  # fmt: skip
         run_experiment(config)
+    config.experiment.custom = {}
+    config.train.lr = 0.123  # what every system is built on: the folder is another config's
+    with pytest.raises(ValueError, match=r"holds the experiment of config 'unified', .* in train.lr"):
+        run_experiment(config)
+
+
+def test_an_experiment_folder_refuses_a_config_its_runs_are_not_built_on(tmp_path):
+    claim_folder(load_config("emodb_categorical"), tmp_path)
+    assert (tmp_path / "experiment_config.json").is_file()
+    # more seeds, other systems: the same experiment
+    claim_folder(
+        load_config("emodb_categorical", ["experiment.seeds=[0,1,2]", "experiment.systems=[unified]"]),
+        tmp_path,
+    )
+    # the audio-only baseline inherits the experiment section: its `unified` would be audio-only
+    baseline = load_config("emodb_audio_only", [f"experiment.out={tmp_path}"])
+    with pytest.raises(ValueError, match=r"'emodb_unified', which differs from this one \('emodb_audio_only'\) in "
+                       r"loss.contrastive, loss.mae, model.views"):  # fmt: skip
+        claim_folder(baseline, tmp_path)
+
+
+def test_builtin_configs_that_share_an_experiment_folder_are_one_experiment(tmp_path):
+    for name in builtin_configs():
+        config = load_config(name)
+        assert plan(config), name
+        claim_folder(config, tmp_path / experiment_dir(config))  # raises for a second config in one folder
 
 
 def test_plan_runs_every_fold_seed_and_system():

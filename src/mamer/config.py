@@ -252,6 +252,18 @@ def config_to_dict(config: RunConfig) -> dict[str, Any]:
     return asdict(config)
 
 
+def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys (`loss.mae`) whose values differ between two config dicts; a key in one only counts."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            keys += differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            keys.append(prefix + key)
+    return keys
+
+
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, json.loads(json.dumps(raw)), "")
 

@@ -10,6 +10,8 @@ Finished runs are kept (`experiment_run.json` in each run folder), so a rerun af
 unfinished run, resuming its training from its last epoch. Each run records a digest of the mamer source that
 trained it; a reused run made by other code is reused all the same (a docstring edit should not cost a retrain),
 but the rerun warns and names it, and `experiment.json` / `experiment.md` list the code versions behind each system.
+An experiment folder belongs to the config its systems are built on (`experiment_config.json`): another config is
+refused, naming the keys that differ.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mamer.atomic import atomic_write
 from mamer.checkpoint import LAST_DIR
-from mamer.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+from mamer.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, differing_keys
 from mamer.data.manifest import read_manifest, splits
 from mamer.data.synthetic import quickstart_corpus
 from mamer.evaluate import evaluable_views, evaluate_run
@@ -47,6 +50,7 @@ SYSTEMS: dict[str, list[str]] = {
     "no_mae": ["loss.mae=0"],
 }
 RUN_FILE = "experiment_run.json"
+CONFIG_FILE = "experiment_config.json"  # in the experiment folder: the config whose systems its runs are
 
 
 @dataclass
@@ -134,15 +138,44 @@ def _trained_with(config: RunConfig) -> dict:
     return trained
 
 
+def _systems_base(config: RunConfig) -> dict:
+    """What every system of an experiment is built on: what its runs are trained with, less the name and the run
+    folder, which each system's run replaces."""
+    base = _trained_with(config)
+    del base["name"], base["run_dir"]
+    return base
+
+
+def claim_folder(config: RunConfig, out: Path) -> None:
+    """An experiment folder holds the systems of one config: record it on first use, refuse a config that differs.
+
+    Without this, a config that inherits its experiment section through `base:` (an audio-only baseline of the
+    unified model, say) would train its own `unified` system, in fact audio-only, into its parent's folder."""
+    path = out / CONFIG_FILE
+    if not path.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(config_to_dict(config), indent=1) + "\n"))
+        return
+    saved = json.loads(path.read_text())
+    differs = differing_keys(_systems_base(config_from_dict(saved)), _systems_base(config))
+    if differs:
+        raise ValueError(
+            f"{out} holds the experiment of config {saved['name']!r}, which differs from this one ({config.name!r})"
+            f" in {', '.join(differs)}: set experiment.out to another folder, or delete {out}"
+        )
+
+
 def finished(run: Run) -> dict | None:
     """The saved result of a run an earlier invocation finished, or None; a different config is an error."""
     done = Path(run.config.run_dir) / RUN_FILE
     if not done.is_file():
         return None
     result = json.loads(done.read_text())
-    if _trained_with(config_from_dict(result["config"])) != _trained_with(run.config):
+    differs = differing_keys(_trained_with(config_from_dict(result["config"])), _trained_with(run.config))
+    if differs:
         raise ValueError(
-            f"{done} was made with a different config; delete {run.config.run_dir} or set experiment.out elsewhere"
+            f"{done} was made with a different config (in {', '.join(differs)}); delete {run.config.run_dir} or"
+            " set experiment.out elsewhere"
         )
     if result.get("code") != source_digest():
         log.warning(
@@ -329,6 +362,7 @@ def run_experiment(config: RunConfig) -> dict:
     """Run (or finish) every run of the experiment, then write and return its summary."""
     runs = plan(config)
     out = experiment_dir(config)
+    claim_folder(config, out)
     if config.experiment.corpus == "quickstart":
         quickstart_corpus(Path(config.data.manifest).parent, progress=config.train.progress)
     features: dict[str, Path] = {}
