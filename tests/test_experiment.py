@@ -154,6 +154,14 @@ def test_plan_runs_every_fold_seed_and_system():
     )
 
 
+def test_a_system_can_name_its_own_manifest_per_fold():
+    runs = plan(load_config("emodb_meld_joint_folds"))
+    manifests = {(r.system, r.fold): r.config.data.manifest for r in runs}
+    assert len(runs) == 5 * 3
+    assert manifests["audio_only", 3] == "mamer_runs/joint/manifest_fold3_emodb.jsonl"
+    assert manifests["unified_oversampled", 3] == "mamer_runs/joint/manifest_fold3.jsonl"
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

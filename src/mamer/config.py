@@ -98,7 +98,8 @@ class ExperimentConfig:
     A system is this run config with a set of `section.key=value` overrides: a standard name (`SYSTEMS` in
     mamer/experiment.py: unified, audio_only, text_only, multimodal_only, no_contrastive, no_mae) or one defined
     in `custom`. With `folds` > 0 every fold (`fold_manifest`) is one run per system and seed; `data.manifest`
-    stays the manifest `mamer train` uses on its own.
+    stays the manifest `mamer train` uses on its own. A custom system may name its own `data.manifest` per fold,
+    "{fold}" standing for k (e.g. a dedicated model trained on one part of a joined manifest).
     """
 
     systems: list[str] = field(default_factory=lambda: ["unified"])

@@ -102,9 +102,9 @@ def system_config(config: RunConfig, system: str, seed: int, fold: int | None) -
     """The run config of one system, seed and fold, with its own run folder under the experiment folder."""
     e = config.experiment
     overrides = e.custom[system] if system in e.custom else SYSTEMS[system]
+    if fold is not None:  # the fold's manifest, unless the system names its own; "{fold}" stands for the fold
+        overrides = [o.replace("{fold}", str(fold)) for o in [f"data.manifest={e.fold_manifest}", *overrides]]
     extra = [f"train.seed={seed}", f"name={system}"]
-    if fold is not None:
-        extra.append(f"data.manifest={e.fold_manifest.replace('{fold}', str(fold))}")
     run = config_from_dict(apply_overrides(config_to_dict(config), [*overrides, *extra]))
     folder = experiment_dir(config) / system / f"seed{seed}"
     run.run_dir = str(folder / f"fold{fold}" if fold is not None else folder)
