@@ -50,7 +50,7 @@ SYSTEMS: dict[str, list[str]] = {
     "no_mae": ["loss.mae=0"],
 }
 RUN_FILE = "experiment_run.json"
-CONFIG_FILE = "experiment_config.json"  # in the experiment folder: the config whose systems its runs are
+CONFIG_FILE = "experiment_config.json"  # in the experiment folder: the config its systems are built on
 
 
 @dataclass
