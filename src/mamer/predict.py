@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from mamer.checkpoint import ModelMeta, load_model
+from mamer.config import differing_keys
 from mamer.data.dataset import DIMENSIONS
 from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
 from mamer.encoders.base import LAYER_POOLINGS, AudioEncoder, TextEncoder
@@ -112,7 +113,7 @@ def encoder_from_spec(spec: dict, kind: str) -> AudioEncoder | TextEncoder:
             f"the model was trained on {kind} features of the {name!r} encoder, which cannot be built here: {err}"
         ) from err
     rebuilt = encoder.spec()
-    differs = sorted(k for k in set(spec) | set(rebuilt) if spec.get(k) != rebuilt.get(k))
+    differs = differing_keys(spec, rebuilt)
     if differs:
         log.warning(
             "%s encoder %r differs from the one the model was trained with in: %s", kind, name, differs
