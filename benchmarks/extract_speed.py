@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
+from mamer.data.audio import load_audio
 from mamer.data.dataset import EmotionDataset, Targets, collate
 from mamer.data.features import Column, Shard, SplitFeatures, extract_features, load_split
 from mamer.data.manifest import read_manifest, splits
 from mamer.data.synthetic import generate_corpus
-from mamer.encoders.audio_io import load_audio
 from mamer.encoders.registry import installed, load_audio_encoder, load_text_encoder
 
 

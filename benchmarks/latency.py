@@ -15,7 +15,7 @@ import time
 import numpy as np
 import torch
 
-from mamer.predict import EmotionRecognizer
+from mamer.workflows.inference.recognizer import EmotionRecognizer
 
 TEXT = "I honestly did not expect the meeting to go this way, and I am still thinking about it."
 

@@ -6,7 +6,7 @@ import torch
 
 from mamer.config import RunConfig, load_config
 from mamer.data.synthetic import generate_corpus
-from mamer.train import train
+from mamer.workflows.training.loop import train
 
 # A tiny wav2vec2-style speech encoder (2 layers, 32-d, 80 samples per frame: 200 frames/s) for random weights.
 TINY_SPEECH = dict(

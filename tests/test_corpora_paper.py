@@ -9,12 +9,12 @@ import pytest
 import soundfile as sf
 
 from mamer.cli import main
+from mamer.data.audio import AudioLoadError, load_audio
 from mamer.data.corpora import CorpusError, prepare_corpus
 from mamer.data.corpora.iemocap import read_iemocap
 from mamer.data.corpora.meld import read_meld
 from mamer.data.corpora.msp_podcast import read_msp_podcast
 from mamer.data.manifest import read_manifest
-from mamer.encoders.audio_io import AudioLoadError, load_audio
 
 
 def _sine(path: Path, seconds: float = 0.1) -> None:

@@ -86,7 +86,7 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process_with_the_global_ba
 @pytest.fixture(scope="module")
 def features(tiny_config, tmp_path_factory) -> Path:
     """The tiny corpus's feature cache, shared by the tests below."""
-    from mamer.train import prepare_features
+    from mamer.workflows.training.loop import prepare_features
 
     return prepare_features(tiny_config(tmp_path_factory.mktemp("features")), progress=False)
 
@@ -120,7 +120,7 @@ def optimizer_steps(run: Path) -> int:
 def run_dir(tiny_config, features, tmp_path_factory) -> Path:
     """One epoch in 1 process, then a second one resumed by `torchrun --nproc_per_node 2 -m mamer train`."""
     from mamer.config import load_config
-    from mamer.train import train
+    from mamer.workflows.training.loop import train
 
     folder = tmp_path_factory.mktemp("ddp")
     run = train(load_config(config_file(tiny_config, folder, features, "train.epochs=1")))
@@ -131,7 +131,7 @@ def run_dir(tiny_config, features, tmp_path_factory) -> Path:
 
 
 def test_torchrun_resumes_a_one_process_run_and_only_rank_0_writes(run_dir):
-    from mamer.evaluate import evaluate_run
+    from mamer.workflows.evaluation.evaluate import evaluate_run
 
     assert len(list((run_dir / "tensorboard").iterdir())) == 2  # one event file per run: none from rank 1
     state = trainer_state(run_dir)
@@ -146,7 +146,7 @@ def test_torchrun_resumes_a_one_process_run_and_only_rank_0_writes(run_dir):
 
 def test_a_two_process_run_resumes_in_one_process(run_dir, tiny_config, features):
     from mamer.config import load_config
-    from mamer.train import train
+    from mamer.workflows.training.loop import train
 
     before = load_file(str(run_dir / "last/model.safetensors"))
     train(
@@ -162,7 +162,7 @@ def test_a_two_process_run_resumes_in_one_process(run_dir, tiny_config, features
 
 def test_two_accumulated_batches_make_the_step_of_one_double_batch(tiny_config, features, tmp_path):
     from mamer.data.dataset import collate
-    from mamer.train import optimizer_step, seed_everything, start_session
+    from mamer.workflows.training.loop import optimizer_step, seed_everything, start_session
 
     config = tiny_config(tmp_path, "quickstart", f"data.features={features.parent}", "model.dropout=0",
                          "loss.mask_ratio=0", "loss.contrastive=0", "loss.mae=0", "loss.class_weighted=false",
@@ -186,7 +186,7 @@ def test_two_accumulated_batches_make_the_step_of_one_double_batch(tiny_config, 
 
 
 def test_a_compiled_model_saves_the_keys_of_the_plain_one(tiny_config, features, tmp_path):
-    from mamer.train import save_last, start_session
+    from mamer.workflows.training.loop import save_last, start_session
 
     config = tiny_config(tmp_path, "quickstart", f"data.features={features.parent}", "train.compile=true")
     compiled = start_session(config, features)

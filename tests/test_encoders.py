@@ -11,8 +11,9 @@ import soundfile as sf
 import torch
 
 from conftest import TINY_SPEECH, speechlike
+from mamer.data.audio import AudioLoadError, load_audio, resample
 from mamer.encoders import registry
-from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
+from mamer.encoders.choice import EncoderChoice
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
 from mamer.encoders.logmel import LogMelEncoder
 from mamer.encoders.text import HashedTextEncoder, hashed_vector
@@ -459,9 +460,8 @@ def test_hub_names_fail_fast_offline(kind, name, monkeypatch, tmp_path):
 
 def test_weights_load_on_first_encode(tiny_wavlm, tiny_bert):
     """Building an encoder and reading its spec (the cache key) loads no weights; encoding does."""
-    audio, text = registry.build_encoders(
-        str(tiny_wavlm), str(tiny_bert), audio_layers=[1], text_layers=[0, 1]
-    )
+    audio = EncoderChoice("audio", str(tiny_wavlm), (1,)).build()
+    text = EncoderChoice("text", str(tiny_bert), (0, 1)).build()
     specs = audio.spec(), text.spec()
     assert "model" not in vars(audio) and "model" not in vars(text)
     assert (specs[0]["layers"], specs[1]["layers"]) == ([1], [0, 1])
@@ -472,6 +472,6 @@ def test_weights_load_on_first_encode(tiny_wavlm, tiny_bert):
 
 def test_fallback_encoders_have_no_layers():
     with pytest.raises(ValueError, match="logmel encoder has no layers"):
-        registry.build_encoders("logmel", "hashed", audio_layers=[2])
+        EncoderChoice("audio", "logmel", (2,)).build()
     with pytest.raises(ValueError, match="hashed encoder has no layers"):
-        registry.build_encoders("logmel", "hashed", text_layers=[-1])
+        EncoderChoice("text", "hashed", (-1,)).build()

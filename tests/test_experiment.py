@@ -9,7 +9,8 @@ from mamer.cli import main
 from mamer.config import builtin_configs, load_config
 from mamer.data.join import join_manifests, parse_pairs
 from mamer.data.manifest import read_manifest
-from mamer.experiment import (
+from mamer.workflows.evaluation.robustness import DroppedRows, drop_rows
+from mamer.workflows.experiments.experiment import (
     RUN_FILE,
     claim_folder,
     experiment_dir,
@@ -19,7 +20,6 @@ from mamer.experiment import (
     source_digest,
     view_scores,
 )
-from mamer.robustness import DroppedRows, drop_rows
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def test_rerun_warns_about_runs_trained_by_other_code(experiment, caplog):
     saved = done.read_text()
     done.write_text(json.dumps({**json.loads(saved), "code": "0123456789ab"}))
     try:
-        with caplog.at_level("WARNING", logger="mamer.experiment"):
+        with caplog.at_level("WARNING", logger="mamer.workflows.experiments.experiment"):
             rerun = run_experiment(config)
     finally:
         done.write_text(saved)

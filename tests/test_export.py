@@ -7,7 +7,7 @@ import torch
 
 from mamer.checkpoint import load_model
 from mamer.cli import main
-from mamer.export import ViewModel
+from mamer.workflows.export import ViewModel
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

@@ -12,6 +12,9 @@ from safetensors import safe_open
 
 from mamer.data.features import extract_manifest, load_split
 from mamer.data.manifest import read_manifest, splits
+from mamer.encoders.choice import EncoderChoice
+
+LOGMEL, HASHED = EncoderChoice("audio", "logmel"), EncoderChoice("text", "hashed")
 
 
 def torchrun_extract(manifest, out, nproc: int = 2) -> subprocess.CompletedProcess:
@@ -34,13 +37,13 @@ def shard_metadata(root) -> dict[str, dict]:
 
 
 def test_two_ranks_equal_one_process_and_resume_per_rank(tiny_corpus, tmp_path):
-    single = extract_manifest(tiny_corpus, tmp_path / "one", "logmel", "hashed", progress=False, shard_size=4)
+    single = extract_manifest(tiny_corpus, tmp_path / "one", LOGMEL, HASHED, progress=False, shard_size=4)
 
     rows, _ = read_manifest(tiny_corpus)
     test_only = tmp_path / "test_only.jsonl"  # an earlier run that got through the test split only
     test_only.write_text("".join(json.dumps({"id": u.id, "audio": str(u.audio), "text": u.text,
                                              "split": u.split}) + "\n" for u in splits(rows)["test"]))  # fmt: skip
-    extract_manifest(test_only, tmp_path / "two", "logmel", "hashed", progress=False, shard_size=4)
+    extract_manifest(test_only, tmp_path / "two", LOGMEL, HASHED, progress=False, shard_size=4)
     before = shard_metadata(tmp_path / "two")
 
     result = torchrun_extract(tiny_corpus, tmp_path / "two")

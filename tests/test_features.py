@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from mamer.data.audio import load_audio
 from mamer.data.features import (
     audio_key,
     cache_summary,
@@ -24,7 +25,6 @@ from mamer.data.features import (
     store_name,
 )
 from mamer.data.manifest import read_manifest, splits
-from mamer.encoders.audio_io import load_audio
 from mamer.encoders.logmel import LogMelEncoder
 from mamer.encoders.text import HashedTextEncoder
 

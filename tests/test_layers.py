@@ -19,8 +19,9 @@ from mamer.cli import main
 from mamer.config import load_config
 from mamer.encoders import registry
 from mamer.encoders.base import LAYER_POOLINGS, stacked_layers
+from mamer.encoders.choice import EncoderChoice
 from mamer.model.tokens import AudioDownProjection, LayerMix, TextProjection
-from mamer.train import train
+from mamer.workflows.training.loop import train
 
 transformers = pytest.importorskip("transformers")
 
@@ -119,7 +120,7 @@ def test_learned_pooling_keeps_every_state_side_by_side(wavlm, tiny_bert):
     with pytest.raises(ValueError, match="layer_pooling must be one of mean, learned"):
         registry.load_audio_encoder(folder, layer_pooling="sum")
     with pytest.raises(ValueError, match="no layers to choose or pool"):
-        registry.build_encoders("logmel", "hashed", audio_layer_pooling="learned")
+        EncoderChoice("audio", "logmel", layer_pooling="learned").build()
 
 
 def test_layer_mix_weighs_normalised_states():
@@ -186,7 +187,7 @@ def test_learned_layer_sum_trains_saves_and_predicts(wavlm, tiny_bert, tiny_corp
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # export mixes too
         import onnxruntime
 
-        from mamer.export import ViewModel
+        from mamer.workflows.export import ViewModel
 
         assert main(["export", str(run), "--onnx", str(tmp_path / "onnx" / "model.onnx")]) == 0
         session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.audio+text.onnx"))
@@ -211,7 +212,7 @@ def test_layer_weights_learn_at_their_own_rate(tiny_corpus):
     from mamer.checkpoint import build_model
     from mamer.data.dataset import Targets
     from mamer.model.heads import PretrainingHeads
-    from mamer.train import make_optimizer
+    from mamer.workflows.training.loop import make_optimizer
 
     overrides = [f"data.manifest={tiny_corpus}", "train.lr=0.001", "model.audio_downsample=4", *TINY]
     config = load_config("quickstart", overrides)

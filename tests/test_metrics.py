@@ -4,14 +4,13 @@ import numpy as np
 import pytest
 
 from mamer.metrics import (
-    DIMENSIONS,
-    VIEWS,
     categorical_metrics,
     ccc,
     confusion,
     dimensional_metrics,
     main_metrics,
 )
+from mamer.modality import DIMENSIONS, VIEWS
 
 # 3 classes, 6 utterances. Confusion (rows = true): [[2, 1, 0], [0, 1, 1], [0, 0, 1]].
 Y_TRUE = np.array([0, 0, 0, 1, 1, 2])

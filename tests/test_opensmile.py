@@ -16,10 +16,11 @@ import torch
 opensmile = pytest.importorskip("opensmile")
 
 from conftest import speechlike  # noqa: E402
+from mamer.data.audio import load_audio  # noqa: E402
 from mamer.data.features import load_spec, load_split, store_name  # noqa: E402
 from mamer.data.manifest import read_manifest  # noqa: E402
 from mamer.encoders import registry  # noqa: E402
-from mamer.encoders.audio_io import load_audio  # noqa: E402
+from mamer.encoders.choice import EncoderChoice  # noqa: E402
 from mamer.encoders.opensmile import OpenSmileEncoder  # noqa: E402
 
 SR = 16000
@@ -58,9 +59,13 @@ def test_shapes_and_dims_on_real_speech(name, encoders, emodb_waves):
     encoder = encoders[name, True]
     assert (encoder.dim, encoder.frame_rate, encoder.sample_rate) == (DIMS[name], 100.0, SR)
     features = encoder.encode(emodb_waves)
-    assert len(features) == 3 and all(len(w) == SR for w in emodb_waves)  # EmoDB here: 1.0 s clips
+    assert len(features) == 3 and all(len(w) == 2 * SR for w in emodb_waves)  # EmoDB here: 2.0 s clips
     for f in features:
-        assert f.shape == (96, DIMS[name]) and f.dtype == torch.float32 and f.device.type == "cpu"
+        assert (
+            f.shape == ((2 * SR - 800) // 160 + 1, DIMS[name])
+            and f.dtype == torch.float32
+            and f.device.type == "cpu"
+        )
         assert f.is_contiguous() and torch.isfinite(f).all()
     assert not torch.equal(features[0], features[1])  # different utterances, different features
 
@@ -167,10 +172,10 @@ def test_registry_and_encoders_command(capsys):
         encoder = registry.load_audio_encoder(name)
         assert isinstance(encoder, OpenSmileEncoder) and (encoder.name, encoder.dim) == (name, dim)
     assert registry.load_audio_encoder("egemaps", normalize=False).spec()["normalize"] is False
-    audio, _ = registry.build_encoders("compare", "hashed", device="cuda")  # no device option reaches it
+    audio = EncoderChoice("audio", "compare").build("cuda")  # no device option reaches it
     assert audio.name == "compare"
     with pytest.raises(ValueError, match="egemaps encoder has no layers"):
-        registry.build_encoders("egemaps", "hashed", audio_layers=[2])
+        EncoderChoice("audio", "egemaps", (2,)).build()
 
     from mamer.cli import main
 
@@ -230,10 +235,8 @@ def test_extract_command_with_egemaps(tiny_corpus, tmp_path, capsys):
 @pytest.mark.parametrize("normalize", [True, False])
 def test_checkpoint_spec_rebuilds_the_same_encoder(normalize):
     """`predict` rebuilds the encoder a checkpoint recorded, normalisation included."""
-    from mamer.predict import encoder_options
-
     spec = json.loads(json.dumps(OpenSmileEncoder("compare", normalize=normalize).spec()))
-    assert registry.load_audio_encoder(spec["name"], **encoder_options(spec)).spec() == spec
+    assert EncoderChoice.from_spec(spec, "audio").build().spec() == spec
 
 
 def test_features_beyond_float16_are_skipped_and_reported(tiny_corpus, tmp_path):

@@ -8,8 +8,8 @@ import torch
 from mamer.checkpoint import load_model
 from mamer.data.features import load_split
 from mamer.data.manifest import read_manifest, splits, write_manifest
-from mamer.evaluate import evaluate_run
-from mamer.train import class_weights, make_loaders, prepare_features, train
+from mamer.workflows.evaluation.evaluate import evaluate_run
+from mamer.workflows.training.loop import class_weights, make_loaders, prepare_features, train
 
 
 def _partial_manifest(tiny_corpus, folder):

@@ -11,11 +11,11 @@ from mamer import EmotionRecognizer, Prediction
 from mamer.checkpoint import load_model
 from mamer.cli import main
 from mamer.config import load_config
-from mamer.data.dataset import DIMENSIONS
 from mamer.data.features import load_split
 from mamer.data.manifest import read_manifest
-from mamer.evaluate import evaluate_run
-from mamer.predict import encoder_options
+from mamer.encoders.choice import EncoderChoice
+from mamer.modality import DIMENSIONS
+from mamer.workflows.evaluation.evaluate import evaluate_run
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +141,8 @@ def test_encoder_options_rebuild_the_recorded_spec():
         load_text_encoder("hashed", dim=16),
     ):
         spec = json.loads(json.dumps(encoder.spec()))
-        build = load_audio_encoder if encoder.name == "logmel" else load_text_encoder
-        assert build(spec["name"], **encoder_options(spec)).spec() == spec
+        kind = "audio" if encoder.name == "logmel" else "text"
+        assert EncoderChoice.from_spec(spec, kind).build().spec() == spec
     whisper = {
         "name": "whisper-base",
         "layers": [2, 3],
@@ -150,7 +150,8 @@ def test_encoder_options_rebuild_the_recorded_spec():
         "window_seconds": 30.0,
         "weights": {},
     }
-    assert encoder_options(whisper) == {"layers": [2, 3], "window_seconds": 30.0, "pad_to_30s": False}
+    options = EncoderChoice.from_spec(whisper, "audio").constructor_options()
+    assert options == {"layers": [2, 3], "window_seconds": 30.0, "pad_to_30s": False}
 
 
 def test_cli_predict_folder_skips_bad_files_and_writes_rows(runs, test_rows, tmp_path, capsys):
@@ -242,4 +243,5 @@ def test_whisper_tiny_checkpoints_rebuild_their_encoder_options():
         "context": "clip",
         "weights": {},
     }
-    assert encoder_options(spec) == {"layers": [1], "window_seconds": 30.0, "pad_to_30s": False}
+    options = EncoderChoice.from_spec(spec, "audio").constructor_options()
+    assert options == {"layers": [1], "window_seconds": 30.0, "pad_to_30s": False}

@@ -5,7 +5,13 @@ import json
 import numpy as np
 import pytest
 
-from mamer.report import build_report, compare_table, format_params, format_table, write_report
+from mamer.workflows.evaluation.report import (
+    build_report,
+    compare_table,
+    format_params,
+    format_table,
+    write_report,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LABELS = ["neutral", "happy", "sad", "angry"]

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 
 import mamer
 from mamer.data.manifest import read_manifest
-from mamer.predict import EmotionRecognizer
-from mamer.serve import create_app
+from mamer.workflows.inference.recognizer import EmotionRecognizer
+from mamer.workflows.service.app import create_app
 
 
 @pytest.fixture(scope="module")

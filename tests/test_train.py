@@ -4,11 +4,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mamer.train as train_module
+import mamer.workflows.training.loop as train_module
 from conftest import TINY
 from mamer.cli import main
-from mamer.quickstart import run_quickstart
-from mamer.train import train
+from mamer.workflows.experiments.quickstart import run_quickstart
+from mamer.workflows.training.loop import train
 
 
 def test_quickstart_path_end_to_end(tmp_path, capsys):
@@ -105,7 +105,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
 
 
 def test_dimensional_and_categorical_together(tiny_config, tmp_path):
-    from mamer.evaluate import evaluate_run
+    from mamer.workflows.evaluation.evaluate import evaluate_run
 
     run = train(tiny_config(tmp_path, "quickstart", "data.task=both", "train.epochs=1"))
     report = evaluate_run(run, "test")

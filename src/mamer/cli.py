@@ -12,7 +12,7 @@ from pathlib import Path
 def _train(args: argparse.Namespace) -> None:
     from mamer import distributed
     from mamer.config import load_config
-    from mamer.train import train
+    from mamer.workflows.training.loop import train
 
     config = load_config(args.config, args.overrides)
     try:  # under torchrun: every rank trains; the process group is left once all are done
@@ -24,8 +24,8 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from mamer.evaluate import evaluate_run
-    from mamer.report import format_table
+    from mamer.workflows.evaluation.evaluate import evaluate_run
+    from mamer.workflows.evaluation.report import format_table
 
     report = evaluate_run(args.run_dir, args.split, args.device)
     print(format_table(report))
@@ -33,8 +33,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
 
 def _compare(args: argparse.Namespace) -> None:
-    from mamer.evaluate import load_report
-    from mamer.report import compare_table
+    from mamer.workflows.evaluation.evaluate import load_report
+    from mamer.workflows.evaluation.report import compare_table
 
     reports = {Path(d).name: load_report(d) for d in args.run_dirs}
     table = compare_table(reports, {name: r.get("params") for name, r in reports.items()})
@@ -45,7 +45,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _experiment(args: argparse.Namespace) -> None:
     from mamer.config import load_config
-    from mamer.experiment import experiment_dir, experiment_table, run_experiment
+    from mamer.workflows.experiments.experiment import experiment_dir, experiment_table, run_experiment
 
     config = load_config(args.config, args.overrides)
     summary = run_experiment(config)
@@ -68,13 +68,13 @@ def _join(args: argparse.Namespace) -> None:
 
 
 def _quickstart(args: argparse.Namespace) -> None:
-    from mamer.quickstart import run_quickstart
+    from mamer.workflows.experiments.quickstart import run_quickstart
 
     run_quickstart(Path(args.out), baselines=args.baselines, overrides=args.overrides)
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from mamer.predict import EmotionRecognizer, make_jobs, predict_jobs, write_rows
+    from mamer.workflows.inference.recognizer import EmotionRecognizer, make_jobs, predict_jobs, write_rows
 
     if args.out and Path(args.out).suffix.lower() not in (".jsonl", ".json", ".csv"):
         raise ValueError(f"--out {args.out}: use a .jsonl or .csv file name")
@@ -102,7 +102,7 @@ def _predict(args: argparse.Namespace) -> None:
 
 def _serve(args: argparse.Namespace) -> None:
     try:
-        from mamer.serve import serve
+        from mamer.workflows.service.app import serve
     except ModuleNotFoundError as err:
         raise ValueError(f"serving needs {err.name}: pip install 'mamer[serve]'") from err
 
@@ -119,7 +119,7 @@ def _serve(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     import importlib.util
 
-    from mamer.export import export_onnx
+    from mamer.workflows.export import export_onnx
 
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
@@ -151,21 +151,18 @@ def _prepare(args: argparse.Namespace) -> None:
 def _extract(args: argparse.Namespace) -> None:
     from mamer import distributed
     from mamer.data.features import cache_summary, extract_manifest
+    from mamer.encoders.choice import EncoderChoice
 
     context = distributed.setup()  # under torchrun each rank encodes its share; otherwise one process
     try:
         folder = extract_manifest(
             Path(args.manifest),
             Path(args.out),
-            args.audio_encoder,
-            args.text_encoder,
+            EncoderChoice("audio", args.audio_encoder, args.audio_layers, args.audio_layer_pooling),
+            EncoderChoice("text", args.text_encoder, args.text_layers, args.text_layer_pooling),
             args.batch_size,
             args.device,
-            audio_layers=args.audio_layers,
-            text_layers=args.text_layers,
             shard_size=args.shard_size,
-            audio_layer_pooling=args.audio_layer_pooling,
-            text_layer_pooling=args.text_layer_pooling,
         )
     finally:
         distributed.teardown()
@@ -190,11 +187,11 @@ def _layer_list(text: str) -> list[int]:
 
 
 def _encoders(args: argparse.Namespace) -> None:
+    from mamer.encoders.packages import WEIGHT_PACKAGES
     from mamer.encoders.registry import (
         AUDIO_PRESETS,
         OPENSMILE,
         TEXT_PRESETS,
-        WEIGHT_PACKAGES,
         available_audio_encoders,
         available_text_encoders,
     )

@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-TASKS = ("categorical", "dimensional", "both")
+from mamer.modality import TASKS
+
 LAYER_POOLINGS = ("mean", "learned")  # the keys of mamer.encoders.base.LAYER_POOLINGS
 
 

@@ -6,8 +6,8 @@ import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 from sklearn.metrics import confusion_matrix as _sk_confusion
 
-VIEWS = ("audio", "text", "audio+text")
-DIMENSIONS = ("arousal", "valence", "dominance")
+from mamer.modality import DIMENSIONS
+
 # Headline metrics per task, in display order.
 MAIN_METRICS = {
     "categorical": ("macro_f1", "uar"),

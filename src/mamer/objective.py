@@ -15,11 +15,10 @@ from torch import nn
 from mamer.config import LossConfig
 from mamer.data.dataset import Batch
 from mamer.losses import ContrastiveLoss, ReconstructionLoss, SupervisedLoss
+from mamer.modality import VIEWS
 from mamer.model.heads import PretrainingHeads
 from mamer.model.mamer import MAMER, MAMEROutput
 from mamer.model.masking import random_token_mask
-
-VIEWS = ("audio", "text", "audio+text")
 
 
 def view_rows(batch: Batch, view: str) -> torch.Tensor:

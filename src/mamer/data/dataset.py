@@ -11,11 +11,10 @@ import torch
 from torch.utils.data import Dataset
 
 from mamer.data.manifest import Utterance
+from mamer.modality import DIMENSIONS
 
 if TYPE_CHECKING:  # keeps audio I/O out of the import path of the model-side code
     from mamer.data.features import SplitFeatures
-
-DIMENSIONS = ("arousal", "valence", "dominance")
 
 
 @dataclass

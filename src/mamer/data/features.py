@@ -37,17 +37,17 @@ from safetensors.torch import save_file
 from tqdm import tqdm
 
 from mamer.atomic import atomic_write
+from mamer.data.audio import AudioLoadError, load_audio
 from mamer.data.manifest import Utterance, read_manifest, splits
 from mamer.distributed import barrier, rank_device, rank_world
-from mamer.encoders.audio_io import AudioLoadError, load_audio
 from mamer.encoders.base import AudioEncoder, TextEncoder
-from mamer.encoders.registry import build_encoders
+from mamer.encoders.choice import EncoderChoice
+from mamer.modality import MODALITIES
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 3  # bump when the layout changes: old caches then get new keys instead of being misread
 SHARD_SIZE = 128
-MODALITIES = ("audio", "text")
 
 
 def _digest(value) -> str:
@@ -464,32 +464,18 @@ def _spec(audio_encoder: AudioEncoder, text_encoder: TextEncoder, stores: dict[s
 def extract_manifest(
     manifest: Path,
     root: Path,
-    audio_encoder: str = "auto",
-    text_encoder: str = "auto",
+    audio: EncoderChoice,
+    text: EncoderChoice,
     batch_size: int = 16,
     device: str = "cpu",
     progress: bool = True,
-    audio_layers: Sequence[int] = (),
-    text_layers: Sequence[int] = (),
     shard_size: int = SHARD_SIZE,
-    audio_layer_pooling: str = "mean",
-    text_layer_pooling: str = "mean",
 ) -> Path:
-    """Read a manifest (bad rows skipped with a warning) and extract or resume its feature cache under `root`.
-
-    `audio_layers` / `text_layers`: hidden states to use (empty = the encoder's default); `*_layer_pooling`:
-    "mean" of them, or "learned" (kept side by side for the model's learned weighted sum).
-    """
+    """Read a manifest (bad rows skipped with a warning) and extract or resume its feature cache under `root`
+    with the `audio` and `text` encoders chosen."""
     utterances, problems = read_manifest(manifest)
     for problem in problems:
         log.warning(problem)
-    audio, text = build_encoders(
-        audio_encoder,
-        text_encoder,
-        str(rank_device(device)),
-        audio_layers,
-        text_layers,
-        audio_layer_pooling,
-        text_layer_pooling,
-    )
-    return extract_features(splits(utterances), audio, text, root, batch_size, progress, shard_size)
+    device = str(rank_device(device))
+    encoders = audio.build(device), text.build(device)
+    return extract_features(splits(utterances), *encoders, root, batch_size, progress, shard_size)

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mamer.modality import DIMENSIONS
+
 FIELDS = ("id", "audio", "text", "label", "arousal", "valence", "dominance", "speaker", "split")
-DIMENSIONS = ("arousal", "valence", "dominance")
 
 
 class ManifestError(ValueError):

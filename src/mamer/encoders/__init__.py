@@ -7,7 +7,6 @@ Importing this package is cheap: transformers loads only when an encoder that ne
 weights only when it first encodes.
 """
 
-from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.registry import (
     available_audio_encoders,
@@ -19,13 +18,10 @@ from mamer.encoders.registry import (
 
 __all__ = [
     "AudioEncoder",
-    "AudioLoadError",
     "TextEncoder",
     "available_audio_encoders",
     "available_text_encoders",
     "default_encoder_names",
-    "load_audio",
     "load_audio_encoder",
     "load_text_encoder",
-    "resample",
 ]

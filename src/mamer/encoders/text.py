@@ -21,7 +21,7 @@ from mamer.encoders.base import (
     pooled_dim,
 )
 from mamer.encoders.hf import cannot_load, drop_unused_layers, load_hf_config, load_hf_model, local_only
-from mamer.encoders.registry import INSTALL_HINT, installed
+from mamer.encoders.packages import INSTALL_HINT, installed
 
 
 class HFTextEncoder(TextEncoder):

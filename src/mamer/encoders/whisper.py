@@ -41,7 +41,7 @@ from mamer.encoders.base import (
 )
 from mamer.encoders.base import split_windows as base_split_windows
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
-from mamer.encoders.registry import INSTALL_HINT, WEIGHT_PACKAGES
+from mamer.encoders.packages import INSTALL_HINT, WEIGHT_PACKAGES
 
 SAMPLE_RATE, HOP, N_FFT, N_MELS = 16000, 160, 400, 80
 SAMPLES_PER_FRAME = 2 * HOP  # conv2 has stride 2: one output frame per 20 ms

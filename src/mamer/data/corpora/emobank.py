@@ -13,7 +13,7 @@ from mamer.data.manifest import Utterance
 
 SPLITS = ("train", "dev", "test")
 SCALE = (1.0, 5.0)
-DIMENSIONS = {"A": "arousal", "V": "valence", "D": "dominance"}
+DIMENSION_COLUMNS = {"A": "arousal", "V": "valence", "D": "dominance"}
 
 
 def read_emobank(root: Path) -> Prepared:
@@ -21,7 +21,7 @@ def read_emobank(root: Path) -> Prepared:
     root = Path(root)
     table = root if root.suffix.lower() == ".csv" else root / "emobank.csv"
     out = Prepared()
-    for line, row in csv_rows(table, ("id", "split", *DIMENSIONS, "text")):
+    for line, row in csv_rows(table, ("id", "split", *DIMENSION_COLUMNS, "text")):
         utt = _row(row, f"{table}:{line}", out.problems)
         if utt is not None:
             out.rows.append(utt)
@@ -38,7 +38,7 @@ def _row(row: dict[str, str], where: str, problems: list[str]) -> Utterance | No
     if not row["text"]:
         errors.append("empty transcript")
     dims: dict[str, float | None] = {}
-    for column, name in DIMENSIONS.items():
+    for column, name in DIMENSION_COLUMNS.items():
         dims[name], error = number_in(row[column], *SCALE)
         if error:
             errors.append(f"{column} ({name}) {error}")

@@ -8,7 +8,7 @@ Expected layout under ``root``::
 Audio is attached when ``dia{D}_utt{U}.wav`` (or ``.flac``, or the MELD.Raw ``.mp4``) exists in
 ``<root>/<split>/`` or in a MELD.Raw folder (``train_splits``, ``dev_splits_complete``,
 ``output_repeated_splits_test``, directly under ``root`` or under ``<root>/<split>/``). A wav/flac is preferred;
-an mp4 is attached only when ffmpeg is on PATH (`mamer.encoders.audio_io` decodes it through ffmpeg), otherwise
+an mp4 is attached only when ffmpeg is on PATH (`mamer.data.audio` decodes it through ffmpeg), otherwise
 the row is text-only and a note names the file and the conversion command. Rows without media are text-only;
 an empty transcript gives an audio-only row (a note), or a problem when there is no audio either.
 """

@@ -37,8 +37,8 @@ EMOTIONS = {
 NO_CLASS = {"O": "other", "X": "no agreement"}  # excluded from the categorical task, kept for the dimensional
 SPLITS = {"Train": "train", "Development": "dev", "Test1": "test", "Test2": "test2", "Test3": "test3"}
 SCALE = (1.0, 7.0)
-DIMENSIONS = {"EmoAct": "arousal", "EmoVal": "valence", "EmoDom": "dominance"}
-COLUMNS = ("FileName", "EmoClass", *DIMENSIONS, "SpkrID", "Split_Set")
+DIMENSION_COLUMNS = {"EmoAct": "arousal", "EmoVal": "valence", "EmoDom": "dominance"}
+COLUMNS = ("FileName", "EmoClass", *DIMENSION_COLUMNS, "SpkrID", "Split_Set")
 
 
 @dataclass
@@ -61,7 +61,7 @@ def read_msp_podcast(root: Path) -> Prepared:
     no_text: dict[str, list[str]] = {"no transcript file": [], "an empty transcript": []}
     for line, row in csv_rows(layout.table, COLUMNS):
         where = f"{layout.table}:{line}"
-        if not row["EmoClass"] and not any(row[c] for c in DIMENSIONS):
+        if not row["EmoClass"] and not any(row[c] for c in DIMENSION_COLUMNS):
             unlabelled[row["Split_Set"] or "(no Split_Set)"] += 1
             continue
         name = row["FileName"]
@@ -111,7 +111,7 @@ def _row(row: dict[str, str], where: str, layout: _Layout, problems: list[str]) 
         known = ", ".join(f"{k}={v}" for k, v in {**EMOTIONS, **NO_CLASS}.items())
         errors.append(f"unknown EmoClass {code!r} (expected one of {known})")
     dims: dict[str, float | None] = {}
-    for column, name in DIMENSIONS.items():
+    for column, name in DIMENSION_COLUMNS.items():
         dims[name], error = number_in(row[column], *SCALE) if row[column] else (None, None)
         if error:
             errors.append(f"{column} ({name}) {error}")

@@ -24,11 +24,10 @@ import torch
 from tqdm import tqdm
 
 from mamer.checkpoint import ModelMeta, load_model
-from mamer.config import differing_keys
-from mamer.data.dataset import DIMENSIONS
-from mamer.encoders.audio_io import AudioLoadError, load_audio, resample
-from mamer.encoders.base import LAYER_POOLINGS, AudioEncoder, TextEncoder
-from mamer.encoders.registry import load_audio_encoder, load_text_encoder
+from mamer.data.audio import AudioLoadError, load_audio, resample
+from mamer.encoders.base import AudioEncoder, TextEncoder
+from mamer.encoders.choice import rebuild_encoder
+from mamer.modality import DIMENSIONS
 from mamer.model.mamer import MAMER
 
 log = logging.getLogger(__name__)
@@ -62,63 +61,6 @@ class Features:
     @property
     def view(self) -> str:
         return "+".join(m for m, x in (("audio", self.audio), ("text", self.text)) if x is not None)
-
-
-# ---------------------------------------------------------------- encoders from their recorded specs
-
-_OPTIONS = {  # spec key -> constructor option, per built-in encoder
-    "whisper-base": {"layers": "layers", "window_seconds": "window_seconds"},
-    "whisper-tiny.en": {"layers": "layers", "window_seconds": "window_seconds"},
-    "logmel": {"dim": "n_mels", "sample_rate": "sample_rate", "normalize": "normalize"},
-    "minilm": {"layers": "layers", "max_tokens": "max_tokens"},
-    "hashed": {"dim": "dim", "max_tokens": "max_tokens", "seed": "seed"},
-    "egemaps": {"normalize": "normalize"},
-    "compare": {"normalize": "normalize"},
-}
-# Encoders on transformers models (presets, "hf", a folder or hub name): these keys, and weights.path if any.
-_HF_OPTIONS = ("layers", "max_tokens", "window_seconds", "overlap_seconds")
-
-
-def encoder_options(spec: dict) -> dict[str, Any]:
-    """Constructor options that rebuild the encoder a `spec()` dict describes."""
-    name, weights = spec["name"], spec.get("weights") or {}
-    pooling = {"layer_pooling": "learned"} if spec.get("pooling") == LAYER_POOLINGS["learned"] else {}
-    if name not in _OPTIONS:
-        options = {key: spec[key] for key in _HF_OPTIONS if key in spec}
-        options.update(pooling)
-        if "path" in weights:
-            options["path"] = weights["path"]
-        elif name == "hf":
-            raise ValueError(
-                "the 'hf' encoder spec records no model folder (weights.path); cannot rebuild it"
-            )
-        return options
-    options = {option: spec[key] for key, option in _OPTIONS[name].items() if key in spec}
-    options.update(pooling)
-    if name.startswith("whisper"):
-        options["pad_to_30s"] = spec.get("context") == "30s-padded"
-        if "model_dir" in weights:
-            options["model_dir"] = weights["model_dir"]
-    return options
-
-
-def encoder_from_spec(spec: dict, kind: str) -> AudioEncoder | TextEncoder:
-    """Rebuild the frozen `kind` ("audio"/"text") encoder recorded in a checkpoint; warns if it differs."""
-    name = spec["name"]
-    build = load_audio_encoder if kind == "audio" else load_text_encoder
-    try:
-        encoder = build(name, **encoder_options(spec))
-    except (ImportError, OSError) as err:  # ModuleNotFoundError is an ImportError
-        raise ModuleNotFoundError(
-            f"the model was trained on {kind} features of the {name!r} encoder, which cannot be built here: {err}"
-        ) from err
-    rebuilt = encoder.spec()
-    differs = differing_keys(spec, rebuilt)
-    if differs:
-        log.warning(
-            "%s encoder %r differs from the one the model was trained with in: %s", kind, name, differs
-        )
-    return encoder
 
 
 # ---------------------------------------------------------------- audio input
@@ -192,7 +134,7 @@ class EmotionRecognizer:
         """The frozen encoder of `modality`, built on first use from the spec in model.json."""
         self.require(modality)
         if modality not in self._encoders:
-            self._encoders[modality] = encoder_from_spec(self.meta.encoders[modality], modality)
+            self._encoders[modality] = rebuild_encoder(self.meta.encoders[modality], modality)
         return self._encoders[modality]
 
     def require(self, modality: str) -> None:

@@ -10,7 +10,8 @@ import numpy as np
 # so figures need no explicit close: they are freed when they go out of scope.
 from matplotlib.figure import Figure
 
-from mamer.metrics import VIEWS, main_metrics
+from mamer.metrics import main_metrics
+from mamer.modality import VIEWS
 
 
 def plot_confusion(matrix: np.ndarray, labels: list[str] | None, title: str, path: str | Path) -> Path:
@@ -86,7 +87,7 @@ def plot_views(report: dict, path: str | Path, chance: dict[str, float] | None =
 def plot_robustness(curves: dict[str, dict[str, dict]], metric: str, path: str | Path) -> Path:
     """Save one panel per modality: score vs fraction of its frames/tokens dropped, a line (+- std band) per system.
 
-    `curves` maps system -> modality -> {"view", "fractions", "scores", "scores_std"} (see mamer.robustness).
+    `curves` maps system -> modality -> {"view", "fractions", "scores", "scores_std"} (see mamer.workflows.evaluation.robustness).
     A system keeps its colour across panels; one legend lists them all.
     """
     modalities = [m for m in ("audio", "text") if any(m in c for c in curves.values())]

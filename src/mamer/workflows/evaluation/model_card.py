@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from mamer.checkpoint import META_FILE, ModelMeta
-from mamer.report import format_table
+from mamer.workflows.evaluation.report import format_table
 
 CARD_FILE = "MODEL_CARD.md"
 

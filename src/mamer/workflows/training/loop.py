@@ -42,12 +42,13 @@ from mamer.data.features import extract_manifest, load_spec, load_split
 from mamer.data.manifest import read_manifest, splits
 from mamer.distributed import SINGLE_PROCESS, DistContext
 from mamer.encoders.base import stacked_layers
-from mamer.evaluate import evaluable_views, main_score, predict_view, score
+from mamer.encoders.choice import EncoderChoice
 from mamer.losses import SupervisedLoss
 from mamer.model.heads import PretrainingHeads
 from mamer.model.mamer import MAMER
 from mamer.model.tokens import LayerMix
 from mamer.objective import Objective
+from mamer.workflows.evaluation.evaluate import evaluable_views, main_score, predict_view, score
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,10 @@ def prepare_features(config: RunConfig, progress: bool = True) -> Path:
     return extract_manifest(
         Path(config.data.manifest),
         root,
-        config.data.audio_encoder,
-        config.data.text_encoder,
+        EncoderChoice.from_config(config.data, "audio"),
+        EncoderChoice.from_config(config.data, "text"),
         device=str(resolve_device(config.train.device)),
         progress=progress,
-        audio_layers=config.data.audio_layers,
-        text_layers=config.data.text_layers,
-        audio_layer_pooling=config.data.audio_layer_pooling,
-        text_layer_pooling=config.data.text_layer_pooling,
     )
 
 

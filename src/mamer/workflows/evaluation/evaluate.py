@@ -14,10 +14,11 @@ from mamer.data.dataset import EmotionDataset, Targets, collate
 from mamer.data.features import load_split
 from mamer.data.manifest import read_manifest, splits
 from mamer.metrics import categorical_metrics, confusion, dimensional_metrics
+from mamer.modality import VIEWS
 from mamer.model.mamer import MAMER
-from mamer.model_card import write_model_card
-from mamer.objective import VIEWS, run_view, view_rows
-from mamer.report import build_report, write_report
+from mamer.objective import run_view, view_rows
+from mamer.workflows.evaluation.model_card import write_model_card
+from mamer.workflows.evaluation.report import build_report, write_report
 
 
 def evaluable_views(trained_views: list[str]) -> list[str]:

@@ -31,12 +31,13 @@ from mamer.checkpoint import LAST_DIR
 from mamer.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, differing_keys
 from mamer.data.manifest import read_manifest, splits
 from mamer.data.synthetic import quickstart_corpus
-from mamer.evaluate import evaluable_views, evaluate_run
-from mamer.metrics import VIEWS, main_metrics
-from mamer.plots import plot_robustness
-from mamer.report import format_params
-from mamer.robustness import MODALITIES, robustness_curves
-from mamer.train import prepare_features, resolve_device, train
+from mamer.metrics import main_metrics
+from mamer.modality import MODALITIES, VIEWS
+from mamer.workflows.evaluation.evaluate import evaluable_views, evaluate_run
+from mamer.workflows.evaluation.plots import plot_robustness
+from mamer.workflows.evaluation.report import format_params
+from mamer.workflows.evaluation.robustness import robustness_curves
+from mamer.workflows.training.loop import prepare_features, resolve_device, train
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 import mamer
-from mamer.encoders.audio_io import AudioLoadError
-from mamer.predict import EmotionRecognizer, Prediction, decode_audio
+from mamer.data.audio import AudioLoadError
+from mamer.workflows.inference.recognizer import EmotionRecognizer, Prediction, decode_audio
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the text field, on top of the audio limit
 

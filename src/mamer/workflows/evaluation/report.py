@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mamer.metrics import MAIN_METRICS, VIEWS, main_metrics
-from mamer.plots import plot_confusion, plot_views
+from mamer.metrics import MAIN_METRICS, main_metrics
+from mamer.modality import VIEWS
+from mamer.workflows.evaluation.plots import plot_confusion, plot_views
 
 
 def build_report(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from mamer.config import load_config
 from mamer.data.synthetic import quickstart_corpus
-from mamer.evaluate import evaluate_run
-from mamer.experiment import experiment_dir, experiment_table, run_experiment
-from mamer.report import format_table
-from mamer.train import train
+from mamer.workflows.evaluation.evaluate import evaluate_run
+from mamer.workflows.evaluation.report import format_table
+from mamer.workflows.experiments.experiment import experiment_dir, experiment_table, run_experiment
+from mamer.workflows.training.loop import train
 
 
 def run_quickstart(

@@ -1,0 +1,44 @@
+"""The corpus adapters by name: each reads a corpus as its owners distribute it and yields manifest rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mamer.data.corpora.base import Prepared
+from mamer.data.corpora.emobank import read_emobank
+from mamer.data.corpora.emodb import read_emodb
+from mamer.data.corpora.folds import speaker_of
+from mamer.data.corpora.iemocap import read_iemocap, session_of
+from mamer.data.corpora.meld import read_meld
+from mamer.data.corpora.msp_podcast import read_msp_podcast
+from mamer.data.manifest import Utterance, read_manifest
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """An adapter: ``read(root)`` gives rows and problems; ``default_folds`` > 0 when it has no official
+    split; ``folds`` says whether folds make sense for it at all, and ``fold_unit`` what they hold out."""
+
+    read: Callable[[Path], Prepared]
+    default_folds: int = 0
+    folds: bool = False
+    fold_unit: tuple[str, Callable[[Utterance], str | None]] = ("speaker", speaker_of)
+
+
+def read_generic(path: Path) -> Prepared:
+    """A generic CSV/JSONL manifest, validated by `read_manifest`."""
+    rows, problems = read_manifest(Path(path))
+    return Prepared(rows=rows, problems=problems)
+
+
+CORPORA: dict[str, Corpus] = {
+    "msp-podcast": Corpus(read_msp_podcast),
+    "iemocap": Corpus(read_iemocap, default_folds=5, folds=True, fold_unit=("session", session_of)),
+    "emodb": Corpus(read_emodb, default_folds=5, folds=True),
+    "meld": Corpus(read_meld),
+    "emobank": Corpus(read_emobank),
+    "manifest": Corpus(read_generic, folds=True),
+}
+ALIASES = {"msp_podcast": "msp-podcast"}

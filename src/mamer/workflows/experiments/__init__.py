@@ -1,0 +1,1 @@
+"""Experiments: the paper's comparison (systems x seeds x folds) and the quickstart."""

@@ -1,0 +1,1 @@
+"""Training: one run of the unified (or a dedicated) model, on one process or under torchrun."""
