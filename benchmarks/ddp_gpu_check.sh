@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mamer.config import load_config
 from mamer.data.synthetic import generate_corpus
-from mamer.workflows.training.loop import prepare_features
+from mamer.data.extract import prepare_features
 
 work = Path(sys.argv[1])
 manifest = generate_corpus(work / "corpus", 8, 32, seed=0, split_speakers=(6, 1, 1), progress=False)

@@ -16,11 +16,13 @@ from pathlib import Path
 import torch
 
 from mamer.data.audio import load_audio
+from mamer.data.cache import Column, Shard, SplitFeatures, load_split
 from mamer.data.dataset import EmotionDataset, Targets, collate
-from mamer.data.features import Column, Shard, SplitFeatures, extract_features, load_split
+from mamer.data.extract import extract_features
 from mamer.data.manifest import read_manifest, splits
 from mamer.data.synthetic import generate_corpus
-from mamer.encoders.registry import installed, load_audio_encoder, load_text_encoder
+from mamer.encoders.packages import installed
+from mamer.encoders.registry import load_audio_encoder, load_text_encoder
 
 
 def naive_whisper(name: str, utterances, device) -> None:

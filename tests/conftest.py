@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mamer.config import RunConfig, load_config
+from mamer.config import load_experiment
 from mamer.data.synthetic import generate_corpus
 from mamer.workflows.training.loop import train
 
@@ -46,10 +46,12 @@ def tiny_corpus(tmp_path_factory) -> Path:
 def tiny_config(tiny_corpus):
     """Factory: a small logmel + hashed config on the tiny corpus, run in `folder / name`."""
 
-    def make(folder: Path, name: str = "quickstart", *extra: str) -> RunConfig:
-        return load_config(name, [f"data.manifest={tiny_corpus}", f"data.features={folder / 'features'}",
-                                  f"run_dir={folder / name}", "data.audio_encoder=logmel",
-                                  "data.text_encoder=hashed", *TINY, *extra])  # fmt: skip
+    def make(folder: Path, name: str = "quickstart", *extra: str, experiment: bool = False):
+        """The run config; with `experiment`, (run config, experiment section)."""
+        loaded = load_experiment(name, [f"data.manifest={tiny_corpus}", f"data.features={folder / 'features'}",
+                                        f"run_dir={folder / name}", "data.audio_encoder=logmel",
+                                        "data.text_encoder=hashed", *TINY, *extra])  # fmt: skip
+        return loaded if experiment else loaded[0]
 
     return make
 

@@ -86,7 +86,7 @@ def test_two_ranks_give_the_loss_and_gradients_of_one_process_with_the_global_ba
 @pytest.fixture(scope="module")
 def features(tiny_config, tmp_path_factory) -> Path:
     """The tiny corpus's feature cache, shared by the tests below."""
-    from mamer.workflows.training.loop import prepare_features
+    from mamer.data.extract import prepare_features
 
     return prepare_features(tiny_config(tmp_path_factory.mktemp("features")), progress=False)
 
@@ -162,7 +162,8 @@ def test_a_two_process_run_resumes_in_one_process(run_dir, tiny_config, features
 
 def test_two_accumulated_batches_make_the_step_of_one_double_batch(tiny_config, features, tmp_path):
     from mamer.data.dataset import collate
-    from mamer.workflows.training.loop import optimizer_step, seed_everything, start_session
+    from mamer.workflows.training.loop import optimizer_step
+    from mamer.workflows.training.session import seed_everything, start_session
 
     config = tiny_config(tmp_path, "quickstart", f"data.features={features.parent}", "model.dropout=0",
                          "loss.mask_ratio=0", "loss.contrastive=0", "loss.mae=0", "loss.class_weighted=false",
@@ -186,7 +187,8 @@ def test_two_accumulated_batches_make_the_step_of_one_double_batch(tiny_config, 
 
 
 def test_a_compiled_model_saves_the_keys_of_the_plain_one(tiny_config, features, tmp_path):
-    from mamer.workflows.training.loop import save_last, start_session
+    from mamer.workflows.training.resume import save_last
+    from mamer.workflows.training.session import start_session
 
     config = tiny_config(tmp_path, "quickstart", f"data.features={features.parent}", "train.compile=true")
     compiled = start_session(config, features)

@@ -179,10 +179,10 @@ def whisper(request):
 
 
 def test_whisper_weights_equal_ctranslate2_arrays(whisper):
-    from mamer.encoders.whisper import whisper_weight_files
+    from mamer.encoders.packages import weight_files
 
     dim, num_layers, _ = WHISPER_SHAPES[whisper.name]
-    data = b"".join(p.read_bytes() for p in whisper_weight_files(whisper.name))
+    data = b"".join(p.read_bytes() for p in weight_files(whisper.name))
     header, arrays = read_ctranslate2_model(data, prefix="encoder/")
     assert header["spec_name"] == "WhisperSpec"
     state = whisper.model.state_dict()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mamer.cli import main
-from mamer.config import builtin_configs, load_config
+from mamer.config import builtin_configs, load_config, load_experiment
 from mamer.data.join import join_manifests, parse_pairs
 from mamer.data.manifest import read_manifest
 from mamer.workflows.evaluation.robustness import DroppedRows, drop_rows
@@ -14,28 +14,27 @@ from mamer.workflows.experiments.experiment import (
     RUN_FILE,
     claim_folder,
     experiment_dir,
-    experiment_table,
     plan,
     run_experiment,
     source_digest,
-    view_scores,
 )
+from mamer.workflows.experiments.summary import experiment_table, view_scores
 
 
 @pytest.fixture(scope="module")
 def experiment(tiny_config, tmp_path_factory):
     """A real 2-seed experiment of three systems on the tiny corpus (1 epoch each)."""
     folder = tmp_path_factory.mktemp("experiment")
-    config = tiny_config(
+    config, e = tiny_config(
         folder, "quickstart", "train.epochs=1", f"experiment.out={folder / 'exp'}",
         "experiment.systems=[unified,audio_only,multimodal_only]", "experiment.seeds=[0,1]",
-        "experiment.robustness=[0.0,0.5]",
+        "experiment.robustness=[0.0,0.5]", experiment=True,
     )  # fmt: skip
-    return config, run_experiment(config), folder / "exp"
+    return (config, e), run_experiment(config, e), folder / "exp"
 
 
 def test_experiment_json_has_the_issue_schema_and_averages_the_runs(experiment):
-    config, summary, out = experiment
+    (config, e), summary, out = experiment
     saved = json.loads((out / "experiment.json").read_text())
     assert saved["folds"] == 1 and saved["seeds"] == [0, 1]
     assert set(saved["systems"]) == {"unified", "audio_only", "multimodal_only"}
@@ -77,7 +76,7 @@ def test_robustness_curves_are_written_per_system(experiment):
 
 def test_rerun_warns_about_runs_trained_by_other_code(experiment, caplog):
     """A finished run made by other mamer source is reused, but named in a warning and in experiment.md."""
-    config, summary, out = experiment
+    (config, e), summary, out = experiment
     assert summary["systems"]["unified"]["code"] == [source_digest()]
     assert "more than one version" not in (out / "experiment.md").read_text()
     done = out / "unified" / "seed1" / RUN_FILE
@@ -85,7 +84,7 @@ def test_rerun_warns_about_runs_trained_by_other_code(experiment, caplog):
     done.write_text(json.dumps({**json.loads(saved), "code": "0123456789ab"}))
     try:
         with caplog.at_level("WARNING", logger="mamer.workflows.experiments.experiment"):
-            rerun = run_experiment(config)
+            rerun = run_experiment(config, e)
     finally:
         done.write_text(saved)
     warned = [r.getMessage() for r in caplog.records if "other mamer code" in r.getMessage()]
@@ -96,24 +95,24 @@ def test_rerun_warns_about_runs_trained_by_other_code(experiment, caplog):
 
 
 def test_rerun_reuses_finished_runs_and_refuses_a_changed_config(experiment, tiny_config):
-    config, summary, out = experiment
+    (config, e), summary, out = experiment
     done = out / "unified" / "seed0" / RUN_FILE
     before = done.stat().st_mtime_ns
-    assert run_experiment(config)["systems"] == summary["systems"]
+    assert run_experiment(config, e)["systems"] == summary["systems"]
     assert done.stat().st_mtime_ns == before
-    config.experiment.seeds = [0]  # the experiment section may change: the finished run is still reused
+    e.seeds = [0]  # the experiment section may change: the finished run is still reused
     config.train.progress = not config.train.progress  # and so may the progress bar
-    assert run_experiment(config)["systems"]["unified"]["runs"] == 1
+    assert run_experiment(config, e)["systems"]["unified"]["runs"] == 1
     assert done.stat().st_mtime_ns == before
     # a system redefined under the same name: its finished runs name what changed
-    config.experiment.custom = {"audio_only": ["model.views=[audio]", "train.lr=0.123"]}
+    e.custom = {"audio_only": ["model.views=[audio]", "train.lr=0.123"]}
     with pytest.raises(ValueError, match=r"audio_only/seed0/experiment_run.json was made with a different "
                        r"config \(in loss.contrastive, loss.mae, train.lr\)"):  # fmt: skip
-        run_experiment(config)
-    config.experiment.custom = {}
+        run_experiment(config, e)
+    e.custom = {}
     config.train.lr = 0.123  # what every system is built on: the folder is another config's
     with pytest.raises(ValueError, match=r"holds the experiment of config 'unified', .* in train.lr"):
-        run_experiment(config)
+        run_experiment(config, e)
 
 
 def test_an_experiment_folder_refuses_a_config_its_runs_are_not_built_on(tmp_path):
@@ -133,16 +132,17 @@ def test_an_experiment_folder_refuses_a_config_its_runs_are_not_built_on(tmp_pat
 
 def test_builtin_configs_that_share_an_experiment_folder_are_one_experiment(tmp_path):
     for name in builtin_configs():
-        config = load_config(name)
-        assert plan(config), name
-        claim_folder(config, tmp_path / experiment_dir(config))  # raises for a second config in one folder
+        config, e = load_experiment(name)
+        assert plan(config, e), name
+        claim_folder(config, tmp_path / experiment_dir(config, e))  # raises for a second config in one folder
 
 
 def test_plan_runs_every_fold_seed_and_system():
-    config = load_config(
-        "emodb_categorical", ["experiment.seeds=[0,1]", "experiment.fold_manifest=m_fold{fold}.jsonl"]
+    runs = plan(
+        *load_experiment(
+            "emodb_categorical", ["experiment.seeds=[0,1]", "experiment.fold_manifest=m_fold{fold}.jsonl"]
+        )
     )
-    runs = plan(config)
     assert len(runs) == 5 * 2 * 3  # folds x seeds x (unified, audio_only, unified_layer_mix)
     assert {r.config.data.manifest for r in runs} == {f"m_fold{k}.jsonl" for k in range(5)}
     audio = [r for r in runs if r.system == "audio_only" and r.fold == 3 and r.seed == 1][0]
@@ -155,7 +155,7 @@ def test_plan_runs_every_fold_seed_and_system():
 
 
 def test_a_system_can_name_its_own_manifest_per_fold():
-    runs = plan(load_config("emodb_meld_joint_folds"))
+    runs = plan(*load_experiment("emodb_meld_joint_folds"))
     manifests = {(r.system, r.fold): r.config.data.manifest for r in runs}
     assert len(runs) == 5 * 3
     assert manifests["audio_only", 3] == "mamer_runs/joint/manifest_fold3_emodb.jsonl"
@@ -174,7 +174,7 @@ def test_a_system_can_name_its_own_manifest_per_fold():
 )
 def test_bad_experiment_sections_fail_clearly(override, message):
     with pytest.raises(ValueError, match=message):
-        plan(load_config("quickstart", [override]))
+        plan(*load_experiment("quickstart", [override]))
 
 
 def test_drop_rows_keeps_order_and_a_fraction():

@@ -10,7 +10,8 @@ import sys
 import torch
 from safetensors import safe_open
 
-from mamer.data.features import extract_manifest, load_split
+from mamer.data.cache import load_split
+from mamer.data.extract import extract_manifest
 from mamer.data.manifest import read_manifest, splits
 from mamer.encoders.choice import EncoderChoice
 

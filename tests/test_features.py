@@ -13,10 +13,9 @@ import soundfile as sf
 import torch
 
 from mamer.data.audio import load_audio
-from mamer.data.features import (
+from mamer.data.cache import (
     audio_key,
     cache_summary,
-    extract_features,
     load_spec,
     load_split,
     manifest_rows,
@@ -24,6 +23,7 @@ from mamer.data.features import (
     set_key,
     store_name,
 )
+from mamer.data.extract import extract_features
 from mamer.data.manifest import read_manifest, splits
 from mamer.encoders.logmel import LogMelEncoder
 from mamer.encoders.text import HashedTextEncoder

@@ -212,7 +212,7 @@ def test_layer_weights_learn_at_their_own_rate(tiny_corpus):
     from mamer.checkpoint import build_model
     from mamer.data.dataset import Targets
     from mamer.model.heads import PretrainingHeads
-    from mamer.workflows.training.loop import make_optimizer
+    from mamer.workflows.training.session import make_optimizer
 
     overrides = [f"data.manifest={tiny_corpus}", "train.lr=0.001", "model.audio_downsample=4", *TINY]
     config = load_config("quickstart", overrides)

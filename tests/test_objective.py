@@ -4,10 +4,11 @@ import torch
 
 from mamer.config import LossConfig, ModelConfig
 from mamer.data.dataset import Batch
+from mamer.forward import view_rows
 from mamer.losses import SupervisedLoss
 from mamer.model.heads import PretrainingHeads
 from mamer.model.mamer import MAMER
-from mamer.objective import Objective, view_rows
+from mamer.objective import Objective
 
 A_DIM, T_DIM, K = 12, 10, 2
 

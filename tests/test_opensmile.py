@@ -17,7 +17,7 @@ opensmile = pytest.importorskip("opensmile")
 
 from conftest import speechlike  # noqa: E402
 from mamer.data.audio import load_audio  # noqa: E402
-from mamer.data.features import load_spec, load_split, store_name  # noqa: E402
+from mamer.data.cache import load_spec, load_split, store_name  # noqa: E402
 from mamer.data.manifest import read_manifest  # noqa: E402
 from mamer.encoders import registry  # noqa: E402
 from mamer.encoders.choice import EncoderChoice  # noqa: E402
@@ -242,7 +242,7 @@ def test_checkpoint_spec_rebuilds_the_same_encoder(normalize):
 def test_features_beyond_float16_are_skipped_and_reported(tiny_corpus, tmp_path):
     """ComParE without normalisation reaches ~1e6 (spectral variance), beyond the float16 cache: each utterance is
     skipped with the reason, named in skipped.jsonl, instead of being cached as inf."""
-    from mamer.data.features import extract_features
+    from mamer.data.extract import extract_features
     from mamer.data.manifest import splits
 
     rows = splits(read_manifest(tiny_corpus)[0])

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from mamer.checkpoint import load_model
-from mamer.data.features import load_split
+from mamer.data.cache import load_split
+from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, splits, write_manifest
 from mamer.workflows.evaluation.evaluate import evaluate_run
-from mamer.workflows.training.loop import class_weights, make_loaders, prepare_features, train
+from mamer.workflows.training.loop import train
+from mamer.workflows.training.session import class_weights, make_loaders
 
 
 def _partial_manifest(tiny_corpus, folder):

@@ -11,11 +11,12 @@ from mamer import EmotionRecognizer, Prediction
 from mamer.checkpoint import load_model
 from mamer.cli import main
 from mamer.config import load_config
-from mamer.data.features import load_split
+from mamer.data.cache import load_split
 from mamer.data.manifest import read_manifest
 from mamer.encoders.choice import EncoderChoice
 from mamer.modality import DIMENSIONS
 from mamer.workflows.evaluation.evaluate import evaluate_run
+from mamer.workflows.evaluation.model_card import write_model_card
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +191,7 @@ def test_cli_predict_text_and_errors(runs, capsys):
 
 def test_evaluate_writes_a_model_card(runs):
     report = evaluate_run(runs["unified"])
-    card = (runs["unified"] / "MODEL_CARD.md").read_text()
+    card = write_model_card(runs["unified"], report).read_text()
     assert "synthetic quickstart corpus" in card and "Do not use this model on real people" in card
     assert "`logmel`" in card and "`hashed`" in card
     assert f"{report['params']:,} parameters" in card

@@ -4,9 +4,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mamer.workflows.training.loop as train_module
+import mamer.workflows.training.resume as resume_module
 from conftest import TINY
 from mamer.cli import main
+from mamer.data.extract import prepare_features
 from mamer.workflows.experiments.quickstart import run_quickstart
 from mamer.workflows.training.loop import train
 
@@ -40,7 +41,7 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
 def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path, monkeypatch):
     whole = train(tiny_config(tmp_path / "a", "quickstart", "train.epochs=3", "train.patience=9"))
 
-    real_save = train_module.save_training_state
+    real_save = resume_module.save_training_state
 
     def save_then_crash(folder, model, heads, state):
         real_save(folder, model, heads, state)
@@ -48,10 +49,10 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_config, 
             raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
 
     config = tiny_config(tmp_path / "b", "quickstart", "train.epochs=3", "train.patience=9")
-    monkeypatch.setattr(train_module, "save_training_state", save_then_crash)
+    monkeypatch.setattr(resume_module, "save_training_state", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(config)
-    monkeypatch.setattr(train_module, "save_training_state", real_save)
+    monkeypatch.setattr(resume_module, "save_training_state", real_save)
     resumed = train(config, resume=True)
     a, b = (
         load_file(str(whole / "last/model.safetensors")),
@@ -118,4 +119,4 @@ def test_dimensional_and_categorical_together(tiny_config, tmp_path):
 def test_configured_layers_reach_the_feature_extractor(tiny_config, tmp_path):
     config = tiny_config(tmp_path, "quickstart", "data.audio_layers=[1]")
     with pytest.raises(ValueError, match="layer"):  # logmel has no layers: the option got through
-        train_module.prepare_features(config, progress=False)
+        prepare_features(config, progress=False)

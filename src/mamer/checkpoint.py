@@ -14,9 +14,11 @@ from mamer.atomic import atomic_write
 from mamer.config import RunConfig, config_from_dict, config_to_dict
 from mamer.data.dataset import Targets
 from mamer.encoders.base import stacked_layers
+from mamer.modality import DIMENSIONS, has_categories, has_dimensions, modalities_in
 from mamer.model.mamer import MAMER, count_parameters
 
 MODEL_FILE, META_FILE, LAST_DIR = "model.safetensors", "model.json", "last"
+HUB_META_FILE = "config.json"  # the same description, in a released model's folder (the Hugging Face layout)
 
 
 @dataclass
@@ -48,9 +50,9 @@ def build_model(
     """The inference model for features of `encoders` (their specs by modality; None = one hidden state or a
     mean each) and `targets`' label space."""
     task = config.data.task
-    num_classes = len(targets.labels) if task in ("categorical", "both") else 0
-    num_dims = 3 if task in ("dimensional", "both") else 0
-    modalities = {m for view in config.model.views for m in view.split("+")}
+    num_classes = len(targets.labels) if has_categories(task) else 0
+    num_dims = len(DIMENSIONS) if has_dimensions(task) else 0
+    modalities = modalities_in(config.model.views)
     audio_dim = audio_dim if "audio" in modalities else 0
     text_dim = text_dim if "text" in modalities else 0
     encoders = encoders or {}
@@ -90,14 +92,21 @@ def save_model(folder: Path, model: MAMER, meta: ModelMeta) -> None:
     atomic_write(folder / META_FILE, lambda p: p.write_text(json.dumps(asdict(meta), indent=2)))
 
 
+def read_meta(folder: str | Path) -> ModelMeta:
+    """The description of the model in a run directory (model.json) or a released model's folder (config.json)."""
+    folder = Path(folder)
+    for name in (META_FILE, HUB_META_FILE):
+        if (folder / name).is_file() and (folder / MODEL_FILE).is_file():
+            return ModelMeta(**json.loads((folder / name).read_text()))
+    raise FileNotFoundError(
+        f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE} or {HUB_META_FILE}); is it a run directory?"
+    )
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MAMER, ModelMeta]:
-    """Rebuild a trained model from a run directory (or any folder with model.safetensors + model.json)."""
+    """Rebuild a trained model from a run directory or a released model's folder."""
     folder = Path(path)
-    if not (folder / MODEL_FILE).exists() or not (folder / META_FILE).exists():
-        raise FileNotFoundError(
-            f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE}); is it a run directory?"
-        )
-    meta = ModelMeta(**json.loads((folder / META_FILE).read_text()))
+    meta = read_meta(folder)
     model = build_model(meta.run_config, meta.audio_dim, meta.text_dim, meta.label_space, meta.encoders)
     model.load_state_dict(load_file(str(folder / MODEL_FILE)))
     return model.to(device).eval(), meta

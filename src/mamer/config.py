@@ -18,18 +18,20 @@ LAYER_POOLINGS = ("mean", "learned")  # the keys of mamer.encoders.base.LAYER_PO
 class ModelConfig:
     """The shared transformer and its projections (sizes default to CPU-friendly values)."""
 
-    width: int = 128
-    depth: int = 3
-    heads: int = 4
-    ffn_ratio: float = 4.0
-    dropout: float = 0.1
-    audio_downsample: int = 0  # audio frames folded into one token; 0 = from the features, to ~12.5 tokens/s
+    width: int = 128  # width of the shared pre-norm transformer (and of every token)
+    depth: int = 3  # transformer layers
+    heads: int = 4  # attention heads; must divide the width
+    ffn_ratio: float = 4.0  # feed-forward width over the model width
+    dropout: float = 0.1  # dropout in the transformer and projections
+    audio_downsample: int = (
+        0  # audio frames folded into one token; 0 = from the features' frame rate, to ~12.5/s
+    )
+    # learned audio positions: 512 tokens = 41 s at 12.5 tokens/s; longer audio is cut into segments by `predict`
     max_audio_tokens: int = 512
-    max_text_tokens: int = 256
+    max_text_tokens: int = 256  # learned text positions
     contrastive_dim: int = 128  # output size of the training-only contrastive ffn heads
-    views: list[str] = field(
-        default_factory=lambda: ["audio", "text", "audio+text"]
-    )  # views it is trained on
+    # the views trained with the supervised loss: a subset of audio, text, audio+text (a dedicated model lists one)
+    views: list[str] = field(default_factory=lambda: ["audio", "text", "audio+text"])
 
 
 @dataclass
@@ -38,50 +40,61 @@ class LossConfig:
 
     view_weights: dict[str, float] = field(
         default_factory=lambda: {"audio+text": 1.0, "audio": 1.0, "text": 1.0}
-    )
-    contrastive: float = 0.1  # lambda_C
-    mae: float = 0.1  # lambda_MAE
+    )  # weight of each view's supervised loss L_S
+    contrastive: float = 0.1  # lambda_C, weight of the contrastive loss L_C
+    mae: float = 0.1  # lambda_MAE, weight of the masked-autoencoding losses L_MAE (audio + text)
     mae_kind: str = "mse"  # "mse" on per-frame normalised targets, or "cosine"
     mask_ratio: float = 0.15  # fraction of tokens per modality replaced by [MASK] in training
     temperature: float = 0.07  # initial InfoNCE temperature (learnable)
-    class_weighted: bool = True
+    class_weighted: bool = True  # inverse-frequency class weights in the cross-entropy
 
 
 @dataclass
 class DataConfig:
     """Where the corpus and its cached features live and which encoders make them."""
 
+    # JSONL/CSV manifest: id, audio, text, label, arousal, valence, dominance, speaker, split
     manifest: str = ""
-    features: str = ""  # feature cache folder; default: <run_dir>/../features
-    audio_encoder: str = "auto"  # registry name; "auto" = offline default if installed, else logmel
-    text_encoder: str = "auto"
-    audio_layers: list[int] = field(default_factory=list)  # hidden states used; empty = encoder default
-    text_layers: list[int] = field(default_factory=list)
+    # feature cache root (default: <manifest dir>/features): one store per encoder, keyed per utterance, so folds
+    # and manifests that share utterances share features; one index folder per manifest
+    features: str = ""
+    # registry name, preset or model folder (`mamer encoders` lists them); "auto" = whisper-base when its
+    # weight packages are installed, else the no-download logmel
+    audio_encoder: str = "auto"
+    text_encoder: str = "auto"  # as audio_encoder: "auto" = minilm when installed, else hashed
+    audio_layers: list[int] = field(
+        default_factory=list
+    )  # hidden states used, e.g. [2, 3]; empty = encoder default
+    text_layers: list[int] = field(default_factory=list)  # as audio_layers; -1 = the last
     # "mean": the chosen hidden states averaged in the cache; "learned": cached side by side and mixed by
     # learned softmax weights in the model (no layers given = all of them; the cache grows with their number)
     audio_layer_pooling: str = "mean"
-    text_layer_pooling: str = "mean"
-    task: str = "categorical"
+    text_layer_pooling: str = "mean"  # as audio_layer_pooling
+    task: str = "categorical"  # "categorical", "dimensional" (arousal/valence/dominance) or "both"
     labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
-    train_split: str = "train"
-    dev_split: str = "dev"
-    test_split: str = "test"
+    train_split: str = "train"  # manifest split trained on
+    dev_split: str = "dev"  # manifest split early stopping and selection read
+    test_split: str = "test"  # manifest split `mamer evaluate` scores by default
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 50
-    grad_clip: float = 1.0
-    patience: int = 8  # epochs without dev improvement before stopping
-    num_workers: int = 0
+    """The optimiser, its schedule, early stopping and where training runs."""
+
+    seed: int = 0  # seeds weights, shuffling, dropout and masks
+    epochs: int = 30  # most epochs
+    batch_size: int = 32  # per rank under torchrun
+    lr: float = 5e-4  # AdamW peak learning rate: linear warm-up, then cosine to 0 over the run
+    weight_decay: float = 0.01  # AdamW weight decay
+    warmup_steps: int = 50  # optimizer steps of linear warm-up
+    grad_clip: float = 1.0  # gradient norm clip
+    # epochs without dev improvement before stopping; the dev score is the mean, over the trained views with dev
+    # rows, of macro-F1 (categorical), mean CCC (dimensional) or their mean (both)
+    patience: int = 8
+    num_workers: int = 0  # DataLoader worker processes
     device: str = "auto"  # "auto" = cuda when available, else cpu
     precision: str = "auto"  # "auto" = bf16 autocast on cuda, fp32 on cpu; or "fp32" / "bf16"
-    progress: bool = True
+    progress: bool = True  # show a progress bar
     grad_accum_steps: int = 1  # batches per optimizer step (their mean loss); per rank under torchrun
     compile: bool = False  # torch.compile the shared model (in place: checkpoints keep their plain keys)
     # learning rate of the learned layer weights (data.*_layer_pooling=learned), without weight decay: a few
@@ -90,6 +103,10 @@ class TrainConfig:
     # each training row that has audio is drawn this many times an epoch (1 = once): for partially paired data
     # whose audio rows are few, e.g. EmoDB beside MELD's text-only rows; class weights count the repeats
     audio_oversample: int = 1
+    # fine-tune from a trained model: a built-in name (mamer-base), a run or release folder, or a hub id; the run
+    # takes its architecture and encoders, copies its weights, and gets a new head if the labels differ
+    init_from: str = ""
+    init_lr_scale: float = 0.1  # with init_from: learning rate of the copied weights, relative to `lr`
 
 
 @dataclass
@@ -97,33 +114,37 @@ class ExperimentConfig:
     """`mamer experiment`: which systems to train on the same features, how often, and what to score.
 
     A system is this run config with a set of `section.key=value` overrides: a standard name (`SYSTEMS` in
-    mamer/experiment.py: unified, audio_only, text_only, multimodal_only, no_contrastive, no_mae) or one defined
+    mamer/workflows/experiments/experiment.py: unified, audio_only, text_only, multimodal_only, no_contrastive, no_mae) or one defined
     in `custom`. With `folds` > 0 every fold (`fold_manifest`) is one run per system and seed; `data.manifest`
     stays the manifest `mamer train` uses on its own. A custom system may name its own `data.manifest` per fold,
     "{fold}" standing for k (e.g. a dedicated model trained on one part of a joined manifest).
     """
 
-    systems: list[str] = field(default_factory=lambda: ["unified"])
+    systems: list[str] = field(default_factory=lambda: ["unified"])  # standard or custom system names
     custom: dict[str, list[str]] = field(default_factory=dict)  # system name -> overrides
-    seeds: list[int] = field(default_factory=lambda: [0])
-    folds: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])  # every system is trained once per seed (and fold)
+    folds: int = 0  # K > 0: every fold is a run per system and seed
     fold_manifest: str = ""  # with folds > 0: the manifest of fold k, "{fold}" standing for k
     corpus: str = ""  # "quickstart": synthesise the quickstart corpus at data.manifest if it is missing
-    test_splits: list[str] = field(default_factory=lambda: ["test"])
+    test_splits: list[str] = field(
+        default_factory=lambda: ["test"]
+    )  # splits scored (a joint corpus: one each)
     metrics: list[str] = field(default_factory=list)  # table columns; empty = the task's headline metrics
-    robustness: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])  # fractions dropped
-    out: str = ""  # default: the run_dir's parent / <name>_experiment
+    # fractions of audio frames / text tokens dropped at random at test time for the robustness curves
+    robustness: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
+    out: str = ""  # output folder; default: the run_dir's parent / <name>_experiment
 
 
 @dataclass
 class RunConfig:
-    name: str = "unified"
-    run_dir: str = "runs/unified"
+    """One training run: its name and folder, and the model, loss, data and training sections."""
+
+    name: str = "unified"  # run name (reports, experiment systems)
+    run_dir: str = "runs/unified"  # output folder: checkpoint, config, reports, TensorBoard
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
     def validate(self) -> None:
         if self.data.task not in TASKS:
@@ -183,7 +204,6 @@ _SECTIONS = {
     "loss": LossConfig,
     "data": DataConfig,
     "train": TrainConfig,
-    "experiment": ExperimentConfig,
 }
 
 
@@ -242,12 +262,22 @@ def read_config_file(name: str | Path, relative_to: Path | None = None) -> dict[
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML config (a path or a built-in name; or start from defaults), apply overrides, validate."""
+    """Read a YAML config (a path or a built-in name; or start from defaults), apply overrides, validate.
+
+    A file's `experiment` section, if any, is for `load_experiment`: a run does not read it."""
+    return load_experiment(path, overrides)[0]
+
+
+def load_experiment(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> tuple[RunConfig, ExperimentConfig]:
+    """The run config a YAML file describes and its `experiment` section, overrides applied to either."""
     raw = read_config_file(path) if path is not None else {}
     raw = apply_overrides(raw, overrides or [])
+    experiment = _build(ExperimentConfig, raw.pop("experiment", None) or {}, "experiment.")
     config = _build(RunConfig, raw, "")
     config.validate()
-    return config
+    return config, experiment
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:
@@ -267,7 +297,9 @@ def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> li
 
 
 def config_from_dict(raw: dict[str, Any]) -> RunConfig:
-    return _build(RunConfig, json.loads(json.dumps(raw)), "")
+    """A run config from its dict form; the `experiment` section that runs saved before 0.2 carried is dropped."""
+    raw = {k: v for k, v in json.loads(json.dumps(raw)).items() if k != "experiment"}
+    return _build(RunConfig, raw, "")
 
 
 def save_config(config: RunConfig, path: Path) -> None:

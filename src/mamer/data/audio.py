@@ -1,17 +1,31 @@
-"""Read audio files into mono float32 waveforms at the rate an encoder expects."""
+"""Read audio of any common container into mono float32 waveforms at the rate an encoder expects.
+
+PyAV (FFmpeg inside its wheel; no ffmpeg program needed) decodes WAV, FLAC, OGG, MP3, M4A/AAC, WebM/Opus and
+the audio track of MP4 video. Each frame goes through one stateful `av.AudioResampler` (FFmpeg's swresample)
+per file, so a file read block by block (`stream_audio`) has no seams. Channels are averaged to mono after
+resampling (swresample's own downmix sums stereo at 0.707 each and can clip). WAV and FLAC files are read
+with libsndfile and `scipy.signal.resample_poly` instead, which is faster for them (see `load_audio`).
+"""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
+import errno
+import io
+import logging
+from collections.abc import Iterator
 from math import gcd
 from pathlib import Path
 
+import av
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-VIA_FFMPEG = (".mp4", ".m4a")  # containers libsndfile cannot read
+log = logging.getLogger(__name__)
+
+# File suffixes worth offering to load_audio (FFmpeg reads more; these are the common ones, video included).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".mp4", ".mov")
+VIA_SOUNDFILE = (".wav", ".flac")  # libsndfile + resample_poly read these faster than PyAV (measured)
 
 
 class AudioLoadError(ValueError):
@@ -29,45 +43,195 @@ def resample(wave: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     return resample_poly(wave, target_sr // g, sr // g, axis=0).astype(np.float32)
 
 
-def load_audio(path: str | Path, target_sr: int) -> np.ndarray:
-    """Load `path` (wav/flac/ogg/mp3; mp4/m4a through ffmpeg) as a mono float32 waveform `(N,)` at `target_sr` Hz.
+def load_audio(path: str | Path, target_sr: int, max_seconds: float | None = None) -> np.ndarray:
+    """Load `path` (any container PyAV reads) as a mono float32 waveform `(N,)` at `target_sr` Hz.
 
-    Stereo is averaged to mono. Raises AudioLoadError for a missing, unreadable, empty or non-finite file.
+    Channels are averaged. `max_seconds` refuses longer audio: from the header before decoding when it states
+    a duration, else once decoding passes the limit. Raises AudioLoadError (naming the file) for a missing,
+    empty, unreadable, corrupt, over-long or non-finite file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioLoadError(f"{path}: no such audio file")
-    if path.suffix.lower() in VIA_FFMPEG:
-        wave, sr = decode_with_ffmpeg(path, target_sr), target_sr
-    else:
-        wave, sr = _read_soundfile(path)
-    if wave.shape[0] == 0:
+    _check_file(path)
+    _refuse_long(path, str(path), max_seconds)
+    if path.suffix.lower() in VIA_SOUNDFILE:
+        read = _read_soundfile(path)
+        if read is not None:
+            wave, sr = read
+            _check_wave(wave, str(path))
+            _check_length(wave.shape[0] / sr, str(path), max_seconds)
+            return np.ascontiguousarray(resample(wave, sr, target_sr))
+    return _decode(path, str(path), target_sr, max_seconds)
+
+
+def decode_bytes(
+    data: bytes, target_sr: int, what: str = "upload", max_seconds: float | None = None
+) -> np.ndarray:
+    """Decode an in-memory file (an upload) to mono float32 `(N,)` at `target_sr` Hz; errors name `what`."""
+    if len(data) == 0:
+        raise AudioLoadError(f"{what}: empty file (0 bytes)")
+    _refuse_long(data, what, max_seconds)
+    return _decode(data, what, target_sr, max_seconds)
+
+
+def audio_duration(path_or_bytes: str | Path | bytes) -> float | None:
+    """Duration in seconds stated by the container header (nothing is decoded), or None when it states none."""
+    if isinstance(path_or_bytes, bytes):
+        return _header_duration(path_or_bytes, "upload")
+    _check_file(Path(path_or_bytes))
+    return _header_duration(Path(path_or_bytes), str(path_or_bytes))
+
+
+def stream_audio(path: str | Path, target_sr: int, block_seconds: float = 30.0) -> Iterator[np.ndarray]:
+    """Yield consecutive mono float32 blocks `(block_seconds * target_sr,)` of `path` (the last may be shorter).
+
+    Memory stays at about one block whatever the file's length; the blocks concatenate to the whole file at
+    `target_sr` with no seams (one resampler runs across them).
+    """
+    path = Path(path)
+    _check_file(path)
+    block = max(1, round(block_seconds * target_sr))
+    pending: list[np.ndarray] = []
+    held = total = 0
+    for chunk in _decoded_chunks(path, str(path), target_sr):
+        pending.append(chunk)
+        held += chunk.shape[0]
+        total += chunk.shape[0]
+        while held >= block:
+            joined = np.concatenate(pending)
+            yield joined[:block]
+            pending, held = [joined[block:]], held - block
+    if held:
+        yield np.concatenate(pending)
+    if total == 0:
         raise AudioLoadError(f"{path}: zero-length audio (no samples)")
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_file(path: Path) -> None:
+    """Raise AudioLoadError unless `path` is a readable, non-empty regular file."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise AudioLoadError(f"{path}: no such audio file") from None
+    except OSError as err:
+        reason = "symlink loop" if err.errno == errno.ELOOP else err.strerror
+        raise AudioLoadError(f"{path}: cannot open the audio file ({reason})") from err
+    if path.is_dir():
+        raise AudioLoadError(f"{path}: is a folder, not an audio file")
+    if size == 0:
+        raise AudioLoadError(f"{path}: empty file (0 bytes)")
+
+
+def _check_wave(wave: np.ndarray, what: str) -> None:
+    """Raise AudioLoadError for a waveform with no samples or with NaN/inf samples."""
+    if wave.shape[0] == 0:
+        raise AudioLoadError(f"{what}: zero-length audio (no samples)")
     if not np.isfinite(wave).all():
-        raise AudioLoadError(f"{path}: audio contains NaN or infinite samples")
-    return np.ascontiguousarray(resample(wave, sr, target_sr))
+        raise AudioLoadError(f"{what}: audio contains NaN or infinite samples")
 
 
-def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
-    """Mono float32 `(N,)` and its sample rate, through libsndfile."""
+def _check_length(seconds: float, what: str, max_seconds: float | None) -> None:
+    """Raise AudioLoadError when `seconds` exceeds `max_seconds`."""
+    if max_seconds is not None and seconds > max_seconds:
+        raise AudioLoadError(f"{what}: audio is longer than the limit of {max_seconds:g} s")
+
+
+def _refuse_long(source: Path | bytes, what: str, max_seconds: float | None) -> None:
+    """Refuse from the header alone audio whose stated duration exceeds `max_seconds`."""
+    if max_seconds is None:
+        return
+    seconds = _header_duration(source, what)
+    if seconds is not None and seconds > max_seconds:
+        raise AudioLoadError(
+            f"{what}: audio is longer than the limit of {max_seconds:g} s ({seconds:.1f} s stated by its header)"
+        )
+
+
+def _header_duration(source: Path | bytes, what: str) -> float | None:
+    """Seconds stated by the header of `source` (a path or bytes), or None; AudioLoadError naming `what`."""
+    with _open(source, what) as container:
+        stream = _audio_stream(container, what)
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / av.time_base
+    return None
+
+
+# ---------------------------------------------------------------- decoding
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
+    """Mono float32 `(N,)` and its sample rate through libsndfile, or None when libsndfile cannot read it."""
     try:
         wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
-        raise AudioLoadError(f"{path}: unreadable audio ({type(err).__name__}: {err})") from err
+        log.debug("%s: libsndfile could not read it (%s); trying PyAV", path, err)
+        return None
     return wave.mean(axis=1), sr
 
 
-def decode_with_ffmpeg(path: Path, sr: int) -> np.ndarray:
-    """Mono float32 `(N,)` at `sr` Hz of a container libsndfile cannot read (MELD's mp4), via the ffmpeg program."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudioLoadError(
-            f"{path}: {path.suffix} files are decoded by ffmpeg, which is not on PATH; install ffmpeg or convert "
-            f"to wav first: ffmpeg -i {path.name} -vn -ac 1 -ar 16000 {path.stem}.wav"
-        )
-    command = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-vn", "-ac", "1", "-ar", str(sr)]
-    result = subprocess.run([*command, "-f", "f32le", "-"], capture_output=True, check=False)
-    if result.returncode != 0:
-        reason = result.stderr.decode(errors="replace").strip()[-300:]
-        raise AudioLoadError(f"{path}: ffmpeg could not decode it (exit {result.returncode}: {reason})")
-    return np.frombuffer(result.stdout, dtype="<f4").copy()
+def _open(source: Path | str | bytes, what: str) -> av.container.InputContainer:
+    """An input container for a path or in-memory bytes; AudioLoadError naming `what` if FFmpeg cannot."""
+    try:
+        return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), mode="r")
+    except (av.FFmpegError, OSError, ValueError) as err:
+        raise AudioLoadError(f"{what}: not a readable audio or video file ({_reason(err)})") from err
+
+
+def _audio_stream(container: av.container.InputContainer, what: str) -> av.audio.stream.AudioStream:
+    """The first audio stream of `container`, or AudioLoadError naming `what`."""
+    if not container.streams.audio:
+        raise AudioLoadError(f"{what}: the file has no audio track")
+    return container.streams.audio[0]
+
+
+def _decode(source: Path | bytes, what: str, target_sr: int, max_seconds: float | None) -> np.ndarray:
+    """Decode all of `source` to mono float32 `(N,)` at `target_sr`, stopping past `max_seconds`."""
+    limit = None if max_seconds is None else max_seconds * target_sr
+    chunks, total = [], 0
+    for chunk in _decoded_chunks(source, what, target_sr):
+        chunks.append(chunk)
+        total += chunk.shape[0]
+        if limit is not None and total > limit:
+            raise AudioLoadError(f"{what}: audio is longer than the limit of {max_seconds:g} s")
+    wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    _check_wave(wave, what)
+    return wave
+
+
+def _decoded_chunks(source: Path | bytes, what: str, target_sr: int) -> Iterator[np.ndarray]:
+    """Mono float32 chunks at `target_sr`, frame by frame, through one stateful resampler; checks each."""
+    with _open(source, what) as container:
+        stream = _audio_stream(container, what)
+        resampler, setup = None, None
+        try:
+            for frame in container.decode(stream):
+                # A stream may change its layout or rate midway (some AAC/MP3): start a new resampler.
+                if setup != (frame.format.name, frame.layout.name, frame.sample_rate):
+                    if resampler is not None:
+                        yield from _mono_chunks(resampler.resample(None), what)
+                    setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=target_sr)
+                yield from _mono_chunks(resampler.resample(frame), what)
+            if resampler is not None:
+                yield from _mono_chunks(resampler.resample(None), what)
+        except (av.FFmpegError, OSError) as err:
+            raise AudioLoadError(f"{what}: corrupt or truncated audio ({_reason(err)})") from err
+
+
+def _mono_chunks(frames: list[av.AudioFrame], what: str) -> Iterator[np.ndarray]:
+    """Each planar float frame averaged over channels to `(n,)` float32; AudioLoadError on NaN/inf."""
+    for frame in frames:
+        chunk = frame.to_ndarray().mean(axis=0, dtype=np.float32)
+        if not np.isfinite(chunk).all():
+            raise AudioLoadError(f"{what}: audio contains NaN or infinite samples")
+        yield chunk
+
+
+def _reason(err: Exception) -> str:
+    """A short reason from an FFmpeg/OS error, without the file name FFmpeg repeats."""
+    text = getattr(err, "strerror", None) or str(err)
+    return f"{type(err).__name__}: {text}"

@@ -14,7 +14,7 @@ from mamer.data.manifest import Utterance
 from mamer.modality import DIMENSIONS
 
 if TYPE_CHECKING:  # keeps audio I/O out of the import path of the model-side code
-    from mamer.data.features import SplitFeatures
+    from mamer.data.cache import SplitFeatures
 
 
 @dataclass

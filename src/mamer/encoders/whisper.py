@@ -41,7 +41,7 @@ from mamer.encoders.base import (
 )
 from mamer.encoders.base import split_windows as base_split_windows
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
-from mamer.encoders.packages import INSTALL_HINT, WEIGHT_PACKAGES
+from mamer.encoders.packages import WEIGHT_PACKAGES, WHISPER_FILES, weight_files
 
 SAMPLE_RATE, HOP, N_FFT, N_MELS = 16000, 160, 400, 80
 SAMPLES_PER_FRAME = 2 * HOP  # conv2 has stride 2: one output frame per 20 ms
@@ -52,24 +52,7 @@ OVERLAP_SAMPLES = 2 * SAMPLE_RATE
 # ---------------------------------------------------------------- weights
 
 
-# Per preset: the files inside its weight packages (WEIGHT_PACKAGES) that, joined, make `model.bin`, and the
-# default hidden states (see WhisperAudioEncoder).
-WHISPER_FILES = {
-    "whisper-base": ("data/model.bin.part1", "data/model.bin.part2"),
-    "whisper-tiny.en": ("model/model.bin",),
-}
-DEFAULT_LAYERS = {"whisper-base": (2, 3), "whisper-tiny.en": (1,)}
-
-
-def whisper_weight_files(name: str = "whisper-base") -> list[Path]:
-    """Paths of the files that make preset `name`'s `model.bin` inside its installed packages, in order."""
-    paths = []
-    for package, file in zip(WEIGHT_PACKAGES[name], WHISPER_FILES[name], strict=True):
-        found = importlib.util.find_spec(package)
-        if found is None or not found.submodule_search_locations:
-            raise ModuleNotFoundError(f"{name} weights need the package {package}: {INSTALL_HINT}")
-        paths.append(Path(next(iter(found.submodule_search_locations))) / file)
-    return paths
+DEFAULT_LAYERS = {"whisper-base": (2, 3), "whisper-tiny.en": (1,)}  # see WhisperAudioEncoder
 
 
 def read_whisper_weights(
@@ -77,7 +60,7 @@ def read_whisper_weights(
 ) -> dict[str, np.ndarray]:
     """CTranslate2 `encoder/...` variables from `model_dir/model.bin`, else from preset `name`'s packages."""
     if model_dir is None:
-        data = b"".join(path.read_bytes() for path in whisper_weight_files(name))
+        data = b"".join(path.read_bytes() for path in weight_files(name))
     else:
         data = (Path(model_dir) / "model.bin").read_bytes()
     header, variables = read_ctranslate2_model(data, prefix="encoder/")

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mamer.checkpoint import load_model
+from mamer.modality import modalities_of, views_within
 from mamer.model.mamer import MAMER
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def example_inputs(model: MAMER, view: str, batch: int = 3) -> tuple[torch.Tenso
     generator = torch.Generator().manual_seed(0)
     k = model.config.audio_downsample
     inputs = []
-    for modality in view.split("+"):
+    for modality in modalities_of(view):
         projection = model.audio_in if modality == "audio" else model.text_in
         dim = projection.feature_dim
         length = 7 * k + 3 if modality == "audio" else 9
@@ -78,7 +79,7 @@ def dynamic_shapes(model: MAMER, view: str) -> tuple[dict, ...]:
     )
     tokens = torch.export.Dim("text_tokens", min=1, max=model.config.max_text_tokens)
     shapes = []
-    for modality in view.split("+"):
+    for modality in modalities_of(view):
         length = frames if modality == "audio" else tokens
         shapes += [{0: batch, 1: length}, {0: batch, 1: length}]
     return tuple(shapes)
@@ -129,7 +130,7 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> dict[str, Path]:
     """Export every view the run's model can take; returns {view: path} and writes `<out stem>.json`."""
     model, meta = load_model(run_dir, "cpu")
     modalities = {m for m, p in (("audio", model.audio_in), ("text", model.text_in)) if p is not None}
-    views = [v for v in VIEW_INPUTS if set(v.split("+")) <= modalities]
+    views = [v for v in views_within(modalities) if v in VIEW_INPUTS]
     paths = view_paths(out, views)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     targets = meta.label_space

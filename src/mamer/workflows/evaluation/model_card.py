@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mamer.checkpoint import META_FILE, ModelMeta
+from mamer.checkpoint import read_meta
+from mamer.modality import has_dimensions, modalities_in
 from mamer.workflows.evaluation.report import format_table
 
 CARD_FILE = "MODEL_CARD.md"
@@ -43,7 +44,7 @@ def _limits(synthetic: bool, task: str) -> list[str]:
         "speaker feels. Do not use it for decisions about individuals (hiring, health, policing, credit).",
         "- Audio longer than the model's learned positions is cropped; a text transcript should be what was said.",
     ]
-    if task != "categorical":
+    if has_dimensions(task):
         lines.append("- Arousal/valence/dominance are on the training corpus's own scale.")
     return lines
 
@@ -51,11 +52,11 @@ def _limits(synthetic: bool, task: str) -> list[str]:
 def model_card(run_dir: str | Path, report: dict | None = None) -> str:
     """The card's markdown for a run directory (report: its report.json, read from the run if None)."""
     run_dir = Path(run_dir)
-    meta = ModelMeta(**json.loads((run_dir / META_FILE).read_text()))
+    meta = read_meta(run_dir)
     config = meta.run_config
     if report is None and (run_dir / "report.json").is_file():
         report = json.loads((run_dir / "report.json").read_text())
-    modalities = {m for v in config.model.views for m in v.split("+")}
+    modalities = modalities_in(config.model.views)
     synthetic = is_synthetic(config.data.manifest)
     labels = ", ".join(meta.label_space.labels) or "-"
     lines = [

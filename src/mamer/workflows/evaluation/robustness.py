@@ -15,13 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 from mamer.checkpoint import load_model
 from mamer.data.dataset import collate
 from mamer.modality import MODALITIES
-from mamer.workflows.evaluation.evaluate import (
-    evaluable_views,
-    main_score,
-    predict_view,
-    score,
-    split_dataset,
-)
+from mamer.scoring import evaluable_views, main_score, predict_view, score
+from mamer.workflows.evaluation.evaluate import split_dataset
 
 
 def drop_rows(block: torch.Tensor, fraction: float, generator: torch.Generator) -> torch.Tensor:

@@ -24,20 +24,26 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
+import mamer
 from mamer.atomic import atomic_write
 from mamer.checkpoint import LAST_DIR
-from mamer.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, differing_keys
+from mamer.config import (
+    ExperimentConfig,
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+    differing_keys,
+)
+from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, splits
 from mamer.data.synthetic import quickstart_corpus
-from mamer.metrics import main_metrics
-from mamer.modality import MODALITIES, VIEWS
-from mamer.workflows.evaluation.evaluate import evaluable_views, evaluate_run
-from mamer.workflows.evaluation.plots import plot_robustness
-from mamer.workflows.evaluation.report import format_params
+from mamer.device import resolve_device
+from mamer.workflows.evaluation.evaluate import evaluate_run
+from mamer.workflows.evaluation.model_card import write_model_card
 from mamer.workflows.evaluation.robustness import robustness_curves
-from mamer.workflows.training.loop import prepare_features, resolve_device, train
+from mamer.workflows.experiments.summary import summarise, write_outputs
+from mamer.workflows.training.loop import train
 
 log = logging.getLogger(__name__)
 
@@ -67,20 +73,19 @@ class Run:
 @functools.cache
 def source_digest() -> str:
     """The first 12 hex digits of a sha256 over mamer's own source files (.py and built-in configs)."""
-    root = Path(__file__).parent
+    root = Path(mamer.__file__).parent
     digest = hashlib.sha256()
     for path in sorted([*root.rglob("*.py"), *root.rglob("*.yaml")]):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
 
 
-def experiment_dir(config: RunConfig) -> Path:
-    return Path(config.experiment.out or Path(config.run_dir).parent / f"{config.name}_experiment")
+def experiment_dir(config: RunConfig, e: ExperimentConfig) -> Path:
+    return Path(e.out or Path(config.run_dir).parent / f"{config.name}_experiment")
 
 
-def validate_experiment(config: RunConfig) -> None:
+def validate_experiment(e: ExperimentConfig) -> None:
     """Reject an experiment section that cannot run, naming the key to fix."""
-    e = config.experiment
     unknown = [s for s in e.systems if s not in SYSTEMS and s not in e.custom]
     if unknown or not e.systems:
         raise ValueError(
@@ -99,27 +104,27 @@ def validate_experiment(config: RunConfig) -> None:
         raise ValueError(f"experiment.corpus: only 'quickstart' is built here, got {e.corpus!r}")
 
 
-def system_config(config: RunConfig, system: str, seed: int, fold: int | None) -> RunConfig:
+def system_config(
+    config: RunConfig, e: ExperimentConfig, system: str, seed: int, fold: int | None
+) -> RunConfig:
     """The run config of one system, seed and fold, with its own run folder under the experiment folder."""
-    e = config.experiment
     overrides = e.custom[system] if system in e.custom else SYSTEMS[system]
     if fold is not None:  # the fold's manifest, unless the system names its own; "{fold}" stands for the fold
         overrides = [o.replace("{fold}", str(fold)) for o in [f"data.manifest={e.fold_manifest}", *overrides]]
     extra = [f"train.seed={seed}", f"name={system}"]
     run = config_from_dict(apply_overrides(config_to_dict(config), [*overrides, *extra]))
-    folder = experiment_dir(config) / system / f"seed{seed}"
+    folder = experiment_dir(config, e) / system / f"seed{seed}"
     run.run_dir = str(folder / f"fold{fold}" if fold is not None else folder)
     run.validate()
     return run
 
 
-def plan(config: RunConfig) -> list[Run]:
+def plan(config: RunConfig, e: ExperimentConfig) -> list[Run]:
     """Every run, fold by fold and seed by seed, all systems of a fold together (they share its features)."""
-    validate_experiment(config)
-    e = config.experiment
+    validate_experiment(e)
     folds = list(range(e.folds)) if e.folds else [None]
     return [
-        Run(system, seed, fold, system_config(config, system, seed, fold))
+        Run(system, seed, fold, system_config(config, e, system, seed, fold))
         for fold in folds
         for seed in e.seeds
         for system in e.systems
@@ -131,10 +136,9 @@ def _report_dir(run_dir: Path, split: str, main_split: str) -> Path | None:
 
 
 def _trained_with(config: RunConfig) -> dict:
-    """What a run's result depends on: its config without the experiment section (seeds, systems and outputs
-    may change between invocations) or the progress bar. Keys added to the config since a run was saved read
-    as their defaults."""
-    trained = {k: v for k, v in config_to_dict(config).items() if k != "experiment"}
+    """What a run's result depends on: its config without the progress bar. Keys added to the config since a run
+    was saved read as their defaults."""
+    trained = config_to_dict(config)
     trained["train"] = {k: v for k, v in trained["train"].items() if k != "progress"}
     return trained
 
@@ -186,19 +190,20 @@ def finished(run: Run) -> dict | None:
     return result
 
 
-def run_one(run: Run, features: Path, config: RunConfig) -> dict:
+def run_one(run: Run, features: Path, e: ExperimentConfig) -> dict:
     """Train, evaluate on each test split the run's manifest has, and measure robustness."""
     run_dir = Path(run.config.run_dir)
     started = time.time()
     train(run.config, resume=(run_dir / LAST_DIR).exists(), features=features)
     trained = time.time()
-    e, device = config.experiment, str(resolve_device(run.config.train.device))
+    device = str(resolve_device(run.config.train.device))
     have = splits(read_manifest(Path(run.config.data.manifest))[0])
     reports, robustness = {}, {}
     for split in [s for s in e.test_splits if s in have]:
-        reports[split] = evaluate_run(
-            run_dir, split, device, report_dir=_report_dir(run_dir, split, e.test_splits[0])
-        )
+        report_dir = _report_dir(run_dir, split, e.test_splits[0])
+        reports[split] = evaluate_run(run_dir, split, device, report_dir=report_dir)
+        if report_dir is None:  # the model card describes the run on its main test split
+            write_model_card(run_dir, reports[split])
         if e.robustness:
             robustness[split] = robustness_curves(run_dir, split, e.robustness, device)
     result = {
@@ -210,161 +215,12 @@ def run_one(run: Run, features: Path, config: RunConfig) -> dict:
     return result
 
 
-def _mean_std(values) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample std over runs (axis 0) of scalars or equal-length curves; std 0 for a single run."""
-    values = np.asarray(values, dtype=np.float64)
-    std = values.std(0, ddof=1) if len(values) > 1 else np.zeros_like(values[0])
-    return values.mean(0), std
-
-
-def mean_curves(runs: list[dict[str, dict]]) -> dict[str, dict]:
-    """Per modality, the mean and std over runs of `robustness_curves` results with the same fractions."""
-    merged = {}
-    for modality in MODALITIES:
-        present = [r[modality] for r in runs if modality in r]
-        if present:
-            mean, std = _mean_std([c["scores"] for c in present])
-            merged[modality] = {
-                "view": present[0]["view"],
-                "fractions": present[0]["fractions"],
-                "scores": mean.tolist(),
-                "scores_std": std.tolist(),
-            }
-    return merged
-
-
-def view_scores(reports: list[dict]) -> dict[str, dict[str, float]]:
-    """Mean and std over runs of every metric of every view: {view: {metric: mean, metric_std: std}}."""
-    out = {}
-    for view in VIEWS:
-        per_run = [r["results"][view] for r in reports if r["results"].get(view)]
-        if not per_run:  # no run had rows for this view (e.g. audio views on a text-only corpus)
-            continue
-        scores = {}
-        for metric in per_run[0]:
-            mean, std = _mean_std([p[metric] for p in per_run])
-            scores[metric], scores[f"{metric}_std"] = float(mean), float(std)
-        out[view] = scores
-    return out
-
-
-def summarise(results: list[dict], config: RunConfig) -> dict:
-    """experiment.json: {"systems": {name: {"params", "views": {view: {metric, metric_std}}, ...}}, "folds", ...}."""
-    e = config.experiment
-    systems = {}
-    for name in e.systems:
-        mine = [r for r in results if r["system"] == name]
-        trained_views = mine[0]["config"]["model"]["views"]
-        by_split = {}
-        for split in e.test_splits:
-            reports = [r["reports"][split] for r in mine if split in r["reports"]]
-            if reports:
-                by_split[split] = view_scores(reports)
-        robustness = {
-            split: mean_curves([r["robustness"][split] for r in mine if split in r["robustness"]])
-            for split in by_split
-            if e.robustness
-        }
-        systems[name] = {
-            "params": mine[0]["params"],
-            "trained_views": trained_views,
-            "missing_modality_views": [v for v in evaluable_views(trained_views) if v not in trained_views],
-            "views": next(iter(by_split.values()), {}),
-            "splits": by_split,
-            "robustness": robustness,
-            "runs": len(mine),
-            "wall_s": sum(r["train_s"] + r["eval_s"] for r in mine),
-            "code": sorted({r.get("code", "unrecorded") for r in mine}),
-        }
-    return {
-        "name": config.name,
-        "task": config.data.task,
-        "systems": systems,
-        "folds": e.folds or 1,
-        "seeds": list(e.seeds),
-        "test_splits": list(e.test_splits),
-        "metrics": table_metrics(config),
-    }
-
-
-def table_metrics(config: RunConfig) -> list[str]:
-    if config.experiment.metrics:
-        return list(config.experiment.metrics)
-    if config.data.task == "dimensional":
-        return ["ccc_arousal", "ccc_valence", "ccc_dominance"]
-    return list(main_metrics(config.data.task))
-
-
-def _cell(scores: dict[str, float] | None, metric: str) -> str:
-    if not scores or metric not in scores:
-        return "–"
-    std = scores.get(f"{metric}_std", 0.0)
-    return f"{scores[metric]:.3f} ± {std:.3f}" if std else f"{scores[metric]:.3f}"
-
-
-def experiment_table(summary: dict, split: str) -> str:
-    """Markdown: rows = systems (and a "modality missing" row for systems scored on views they were not
-    trained on), columns = views x metrics, then parameters, runs and wall time."""
-    metrics, systems = summary["metrics"], summary["systems"]
-    views = [v for v in VIEWS if any(v in s["splits"].get(split, {}) for s in systems.values())]
-    columns = [(v, m) for v in views for m in metrics]
-    lines = [
-        "| system | " + " | ".join(f"{v} {m}" for v, m in columns) + " | params | runs | wall |",
-        "|---" * (len(columns) + 4) + "|",
-    ]
-    for name, s in systems.items():
-        scores = s["splits"].get(split)
-        if scores is None:
-            continue
-        rows = [(name, s["trained_views"])]
-        if s["missing_modality_views"]:
-            rows.append((f"{name}, modality missing", s["missing_modality_views"]))
-        for label, shown in rows:
-            cells = [_cell(scores.get(v), m) if v in shown else "–" for v, m in columns]
-            tail = f"{format_params(s['params'])} | {s['runs']} | {s['wall_s'] / 60:.1f} min"
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {tail} |")
-    return "\n".join(lines)
-
-
-def write_outputs(summary: dict, out: Path) -> list[Path]:
-    """experiment.json, experiment.md (one table per test split) and robustness[_<split>].png."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "experiment.json").write_text(json.dumps(summary, indent=1) + "\n")
-    seeds, folds = summary["seeds"], summary["folds"]
-    text = [
-        f"# Experiment `{summary['name']}` ({summary['task']})",
-        "",
-        f"Mean ± std over {len(seeds)} seed(s) {seeds} x {folds} fold(s); wall = training + evaluation time of all"
-        " runs of a system. A `modality missing` row scores a model on views it was not trained on.",
-    ]
-    code = {name: s["code"] for name, s in summary["systems"].items()}
-    if len({v for versions in code.values() for v in versions}) > 1:
-        listed = "; ".join(f"{name}: {', '.join(versions)}" for name, versions in code.items())
-        text += ["", f"Runs were trained by more than one version of mamer's source code ({listed})."]
-    paths = [out / "experiment.json", out / "experiment.md"]
-    for k, split in enumerate(summary["test_splits"]):
-        text += ["", f"## Split `{split}`", "", experiment_table(summary, split)]
-        curves = {
-            n: s["robustness"][split] for n, s in summary["systems"].items() if split in s["robustness"]
-        }
-        if any(curves.values()):
-            png = out / ("robustness.png" if k == 0 else f"robustness_{split}.png")
-            metric = "mean CCC" if summary["task"] == "dimensional" else "macro-F1"
-            paths.append(plot_robustness(curves, metric, png))
-            text += [
-                "",
-                f"Robustness (score vs fraction of frames/tokens dropped at test time): `{png.name}`",
-            ]
-    (out / "experiment.md").write_text("\n".join(text) + "\n")
-    return paths
-
-
-def run_experiment(config: RunConfig) -> dict:
+def run_experiment(config: RunConfig, e: ExperimentConfig) -> dict:
     """Run (or finish) every run of the experiment, then write and return its summary."""
-    runs = plan(config)
-    out = experiment_dir(config)
+    runs = plan(config, e)
+    out = experiment_dir(config, e)
     claim_folder(config, out)
-    if config.experiment.corpus == "quickstart":
+    if e.corpus == "quickstart":
         quickstart_corpus(Path(config.data.manifest).parent, progress=config.train.progress)
     features: dict[str, Path] = {}
     results = []
@@ -374,11 +230,11 @@ def run_experiment(config: RunConfig) -> dict:
             source = json.dumps(config_to_dict(run.config)["data"], sort_keys=True)  # what makes the features
             if source not in features:
                 features[source] = prepare_features(run.config, run.config.train.progress)
-            result = run_one(run, features[source], config)
+            result = run_one(run, features[source], e)
         results.append(result)
         fold = "" if run.fold is None else f" fold {run.fold}"
         log.info("[%d/%d] %s seed %d%s done (%.0f s)", k, len(runs), run.system, run.seed, fold,
                  result["train_s"] + result["eval_s"])  # fmt: skip
-    summary = summarise(results, config)
+    summary = summarise(results, config, e)
     write_outputs(summary, out)
     return summary

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from mamer.config import load_config
+from mamer.config import load_config, load_experiment
 from mamer.data.synthetic import quickstart_corpus
 from mamer.workflows.evaluation.evaluate import evaluate_run
+from mamer.workflows.evaluation.model_card import write_model_card
 from mamer.workflows.evaluation.report import format_table
-from mamer.workflows.experiments.experiment import experiment_dir, experiment_table, run_experiment
+from mamer.workflows.experiments.experiment import experiment_dir, run_experiment
+from mamer.workflows.experiments.summary import experiment_table
 from mamer.workflows.training.loop import train
 
 
@@ -28,7 +30,7 @@ def run_quickstart(
     manifest = quickstart_corpus(out / "corpus", speakers, utterances_per_speaker, progress)
     common = [f"data.manifest={manifest}", f"data.features={out / 'features'}", f"train.progress={progress}"]
     if baselines:
-        config = load_config(
+        config, experiment = load_experiment(
             "quickstart_categorical",
             [
                 *common,
@@ -38,12 +40,15 @@ def run_quickstart(
                 *(overrides or []),
             ],
         )
-        result = run_experiment(config)
-        print(f"\n{experiment_table(result, 'test')}\n\ntables and plots in {experiment_dir(config)}/")
+        result = run_experiment(config, experiment)
+        print(
+            f"\n{experiment_table(result, 'test')}\n\ntables and plots in {experiment_dir(config, experiment)}/"
+        )
     else:
         config = load_config("quickstart", [*common, f"run_dir={out / 'unified'}", *(overrides or [])])
         run_dir = train(config)
         result = {"unified": evaluate_run(run_dir, "test")}
+        write_model_card(run_dir, result["unified"])
         chance = result["unified"].get("chance") or {}
         print(
             f"\nunified: test split, held-out speakers (chance: macro_f1/uar {chance.get('uar', 0):.2f})\n"

@@ -1,0 +1,124 @@
+"""`mamer` subcommands: using a trained model: predictions, the HTTP service, export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def model_of(args: argparse.Namespace) -> str:
+    """The model named by the positional RUN_DIR or by --model (not both); mamer-base when neither is."""
+    from mamer.workflows.inference.pretrained import DEFAULT_MODEL
+
+    if args.run_dir and args.model and args.run_dir != args.model:
+        raise ValueError(f"two models named: {args.run_dir} and --model {args.model}; give one")
+    return args.run_dir or args.model or DEFAULT_MODEL
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model a command uses: a positional RUN_DIR (kept for old scripts) or --model."""
+    p.add_argument("run_dir", nargs="?", help="a run or model folder (or use --model)")
+    p.add_argument(
+        "--model", help="built-in name (mamer-base, the default), run or model folder, or Hugging Face Hub id"
+    )
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from mamer.workflows.inference.batch import make_jobs, predict_jobs, write_rows
+    from mamer.workflows.inference.recognizer import EmotionRecognizer
+
+    if args.out and Path(args.out).suffix.lower() not in (".jsonl", ".json", ".csv"):
+        raise ValueError(f"--out {args.out}: use a .jsonl or .csv file name")
+    jobs = make_jobs(args.audio, args.text, args.transcripts)
+    recognizer = EmotionRecognizer.load(model_of(args), args.device)
+    needed = {"audio" for job in jobs if job.audio} | {"text" for job in jobs if job.text}
+    for modality in sorted(needed):  # fail once, before the loop, if the model or its encoders cannot
+        try:
+            recognizer.encoder(modality)
+        except ModuleNotFoundError as err:
+            raise ValueError(str(err)) from err
+    rows, skipped = predict_jobs(recognizer, jobs, args.batch_size, progress=len(jobs) > 1)
+    for source, reason in skipped:
+        print(f"skipped {source}: {reason}", file=sys.stderr)
+    if args.out:
+        write_rows(rows, args.out)
+        print(f"{len(rows)} predictions in {args.out}")
+    else:
+        print("\n".join(json.dumps(row) for row in rows))
+    if skipped:
+        print(f"{len(skipped)} of {len(jobs)} inputs skipped (reasons above)", file=sys.stderr)
+    if not rows:
+        raise ValueError("no input could be predicted")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    try:
+        from mamer.workflows.service.app import serve
+    except ModuleNotFoundError as err:
+        raise ValueError(f"serving needs {err.name}: pip install 'mamer[serve]'") from err
+
+    serve(
+        model_of(args),
+        args.host,
+        args.port,
+        max_upload_mb=args.max_upload_mb,
+        max_seconds=args.max_seconds,
+        workers=args.workers,
+    )
+
+
+def _export(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    from mamer.workflows.export import export_onnx
+
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing and args.onnx:
+        raise ValueError(f"ONNX export needs {', '.join(missing)}: pip install 'mamer[export]'")
+
+    if not (args.onnx or args.pretrained):
+        raise ValueError("give --onnx OUT.onnx and/or --pretrained DIR")
+    if args.pretrained:
+        from mamer.workflows.inference.pretrained import push_to_hub, resolve_model, save_pretrained
+
+        folder = save_pretrained(resolve_model(args.run_dir), args.pretrained)
+        print(f"config.json, model.safetensors and README.md in {folder}")
+        if args.push_to_hub:
+            print(push_to_hub(folder, args.push_to_hub))
+    if args.onnx:
+        for view, path in export_onnx(args.run_dir, args.onnx).items():
+            print(f"{view:10s} {path}")
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    """Register this module's subcommands."""
+    p = sub.add_parser("predict", help="emotion of audio files and/or texts (default model: mamer-base)")
+    add_model_arguments(p)
+    p.add_argument("--audio", help="an audio file, or a folder of them (wav, flac, ogg, mp3)")
+    text = p.add_mutually_exclusive_group()
+    text.add_argument("--text", help="the transcript of --audio FILE, or a text alone")
+    text.add_argument("--transcripts", help="CSV/JSONL: a `text` and an `id`, `file` or `audio` column")
+    p.add_argument("--out", help="write rows to .jsonl or .csv (default: JSON lines on stdout)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_predict)
+
+    p = sub.add_parser("serve", help="HTTP service: POST /predict, GET /health, GET /info, /docs")
+    add_model_arguments(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
+    p.add_argument("--max-seconds", type=float, default=60.0, help="longer audio gets 422")
+    p.add_argument("--workers", type=int, default=2, help="requests handled at once; the rest wait")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("export", help="ONNX files of the shared model, or a model folder in the Hub layout")
+    p.add_argument("run_dir", help="a run folder (or a model name or folder, for --pretrained)")
+    p.add_argument("--onnx", help="out.onnx: writes out.<view>.onnx and out.json")
+    p.add_argument(
+        "--pretrained", help="DIR: config.json + model.safetensors + README.md, as the Hub expects"
+    )
+    p.add_argument("--push-to-hub", help="with --pretrained: also upload DIR to this Hub repository id")
+    p.set_defaults(func=_export)

@@ -1,0 +1,80 @@
+"""Scores of a model per view: predictions over a loader, the task's metrics, and the number runs rank by."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from mamer.data.dataset import Targets
+from mamer.forward import run_view, view_rows
+from mamer.metrics import categorical_metrics, confusion, dimensional_metrics
+from mamer.modality import has_categories, has_dimensions, modalities_in, views_within
+from mamer.model.mamer import MAMER
+
+
+def evaluable_views(trained_views: list[str]) -> list[str]:
+    """Every view whose modalities the model saw in training: a multimodal-only model also gets the unimodal
+    views (its missing-modality scores); a dedicated audio-only model gets only audio."""
+    return views_within(modalities_in(trained_views))
+
+
+@torch.inference_mode()
+def predict_view(model: MAMER, loader: DataLoader, view: str, device: torch.device) -> dict[str, np.ndarray]:
+    """Run one view over a loader; keeps the rows that have the view's modalities."""
+    model.eval()
+    keep: dict[str, list] = {"ids": [], "logits": [], "dims": [], "labels": [], "dims_true": []}
+    for batch in loader:
+        batch = batch.to(device)
+        out, rows = run_view(model, batch, view), view_rows(batch, view)
+        if out is None or not rows.any():
+            continue
+        keep["ids"].extend(i for i, r in zip(batch.ids, rows.tolist(), strict=True) if r)
+        if out.logits is not None:
+            keep["logits"].append(out.logits[rows].float().cpu())
+        if out.dims is not None:
+            keep["dims"].append(out.dims[rows].float().cpu())
+        keep["labels"].append(batch.labels[rows].cpu())
+        keep["dims_true"].append(batch.dims[rows].cpu())
+    return {k: (np.asarray(v) if k == "ids" else torch.cat(v).numpy()) for k, v in keep.items() if v}
+
+
+def score(
+    pred: dict[str, np.ndarray], task: str, targets: Targets
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """Metrics of one view's predictions, and its confusion matrix for categorical tasks."""
+    metrics: dict[str, float] = {}
+    matrix = None
+    if has_categories(task) and "logits" in pred:
+        labelled = pred["labels"] != -100
+        y_true, y_pred = pred["labels"][labelled], pred["logits"][labelled].argmax(1)
+        metrics.update(categorical_metrics(y_true, y_pred, len(targets.labels)))
+        matrix = confusion(y_true, y_pred, len(targets.labels))
+    if has_dimensions(task) and "dims" in pred:
+        known = ~np.isnan(pred["dims_true"]).any(1)
+        scale = targets.denormalise
+        true = scale(torch.from_numpy(pred["dims_true"][known])).numpy()
+        metrics.update(dimensional_metrics(scale(torch.from_numpy(pred["dims"][known])).numpy(), true))
+    return metrics, matrix
+
+
+def main_score(metrics: dict[str, float], task: str) -> float:
+    """The number early stopping and comparisons rank by: macro-F1, mean CCC, or their mean for both."""
+    parts = []
+    if has_categories(task):
+        parts.append(metrics.get("macro_f1", 0.0))
+    if has_dimensions(task):
+        parts.append(metrics.get("ccc_mean", 0.0))
+    return float(np.mean(parts))
+
+
+def evaluate_views(model, loader, views, task, targets, device) -> tuple[dict, dict, dict]:
+    """Metrics, confusion matrices and utterance counts per view."""
+    results, confusions, counts = {}, {}, {}
+    for view in views:
+        pred = predict_view(model, loader, view, device)
+        results[view], matrix = score(pred, task, targets)
+        counts[view] = len(pred.get("ids", []))
+        if matrix is not None:
+            confusions[view] = matrix
+    return results, confusions, counts

@@ -1,0 +1,104 @@
+"""Released models by name, folder or hub id, in the layout the Hugging Face Hub expects.
+
+A released model is a folder with `config.json` (the model's description: config, label space, encoder specs),
+`model.safetensors` and a `README.md` model card whose YAML header carries the model-index metadata. Built-in
+names (`mamer-base`) are folders shipped inside the package, so they work offline right after install.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from mamer.atomic import atomic_write
+from mamer.checkpoint import HUB_META_FILE, MODEL_FILE, load_model
+
+log = logging.getLogger(__name__)
+
+CARD_FILE = "README.md"
+PACKAGE_MODELS = Path(__file__).resolve().parents[2] / "pretrained"
+BUILTIN = ("mamer-base",)
+DEFAULT_MODEL = "mamer-base"
+
+
+def builtin_folder(name: str) -> Path:
+    """The folder of a built-in model inside the installed package; FileNotFoundError if it is not shipped."""
+    folder = PACKAGE_MODELS / name
+    if not (folder / MODEL_FILE).is_file():
+        raise FileNotFoundError(
+            f"the built-in model {name!r} is not in this install ({folder}); reinstall mamer"
+        )
+    return folder
+
+
+def is_hub_id(name: str) -> bool:
+    """Shaped like a Hugging Face Hub repository id ("org/name"), and not an existing local path."""
+    parts = name.split("/")
+    return len(parts) == 2 and all(parts) and not Path(name).exists() and not name.startswith((".", "~"))
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A folder holding a trained model: a built-in name, a local folder (a release or a run directory), or a
+    hub id downloaded into the Hugging Face cache. A hub id without network fails at once, naming the options."""
+    name = str(name_or_path)
+    if name in BUILTIN:
+        return builtin_folder(name)
+    if Path(name).is_dir():
+        return Path(name)
+    if is_hub_id(name):
+        return download(name)
+    raise FileNotFoundError(
+        f"{name}: no such model; give a built-in name ({', '.join(BUILTIN)}), a model or run folder, or a "
+        "Hugging Face Hub id (org/name)"
+    )
+
+
+def download(repo_id: str) -> Path:
+    """The files of a released model from the Hugging Face Hub (or its local cache)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=[HUB_META_FILE, MODEL_FILE, CARD_FILE]))
+    except Exception as err:  # offline, unknown repo, no access: hub errors have many types
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise FileNotFoundError(
+            f"{repo_id}: could not fetch this model from the Hugging Face Hub{offline}: {type(err).__name__}; "
+            f"use a built-in model ({', '.join(BUILTIN)}) or a local folder (save_pretrained / "
+            "`mamer export RUN_DIR --pretrained DIR`)"
+        ) from err
+
+
+def save_pretrained(source: str | Path, folder: str | Path, card: str | None = None) -> Path:
+    """Write a trained model (a run directory or a release folder) to `folder` in the hub layout: config.json,
+    model.safetensors and README.md (`card`, or a card made from its description)."""
+    from mamer.workflows.evaluation.hub_card import hub_card
+    from mamer.workflows.evaluation.model_card import model_card
+
+    source, folder = Path(source), Path(folder)
+    _, meta = load_model(source)
+    folder.mkdir(parents=True, exist_ok=True)
+    if source.resolve() != folder.resolve():
+        shutil.copyfile(source / MODEL_FILE, folder / MODEL_FILE)
+    released = replace(meta, features="")  # where the training features were cached means nothing elsewhere
+    atomic_write(
+        folder / HUB_META_FILE, lambda p: p.write_text(json.dumps(asdict(released), indent=2) + "\n")
+    )
+    text = card if card is not None else hub_card(released, folder.name, model_card(source))
+    atomic_write(folder / CARD_FILE, lambda p: p.write_text(text))
+    return folder
+
+
+def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
+    """Upload a saved model folder to the Hugging Face Hub; returns the commit URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(
+        folder_path=str(folder), repo_id=repo_id, allow_patterns=[HUB_META_FILE, MODEL_FILE, CARD_FILE]
+    )
+    return str(info)

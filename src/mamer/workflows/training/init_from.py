@@ -1,0 +1,76 @@
+"""Fine-tuning from a trained or released model (`train.init_from`, `mamer train --init-from NAME|PATH`).
+
+The new run takes the source's architecture and frozen encoders (its features must be the ones the source was
+trained on), copies every weight whose name and shape match, and starts a new prediction head where the label
+space differs. Copied weights learn at `train.init_lr_scale` times the learning rate, the new ones at full rate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from torch import nn
+
+from mamer.checkpoint import ModelMeta, load_model
+from mamer.config import RunConfig, differing_keys
+from mamer.encoders.choice import EncoderChoice
+from mamer.modality import MODALITIES
+from mamer.model.mamer import MAMER
+from mamer.workflows.inference.pretrained import resolve_model
+
+log = logging.getLogger(__name__)
+
+
+def load_source(name_or_path: str) -> tuple[MAMER, ModelMeta]:
+    """The model to start from: a built-in name, a run or release folder, or a hub id."""
+    return load_model(resolve_model(name_or_path))
+
+
+def adopt_source(config: RunConfig, meta: ModelMeta) -> RunConfig:
+    """`config` with the source's model section (its own trained views kept) and the source's encoders."""
+    source = meta.run_config
+    model = dataclasses.replace(source.model, views=list(config.model.views))
+    data = config.data
+    for kind in MODALITIES:
+        spec = meta.encoders.get(kind)
+        if spec:
+            choice = EncoderChoice.from_spec(spec, kind)
+            data = dataclasses.replace(
+                data,
+                **{
+                    f"{kind}_encoder": choice.name,
+                    f"{kind}_layers": list(choice.layers),
+                    f"{kind}_layer_pooling": choice.layer_pooling,
+                },
+            )
+    adopted = dataclasses.replace(config, model=model, data=data)
+    changed = differing_keys(dataclasses.asdict(config), dataclasses.asdict(adopted))
+    if changed:
+        log.info(
+            "--init-from %s: taken from the source model: %s", config.train.init_from, ", ".join(changed)
+        )
+    return adopted
+
+
+def same_labels(meta: ModelMeta, labels: list[str], task: str) -> bool:
+    """Whether the source's head predicts exactly this label space (same classes in the same order, same task)."""
+    source = meta.run_config.data.task
+    return source == task and list(meta.label_space.labels) == list(labels)
+
+
+def transfer(model: nn.Module, source: nn.Module, keep_head: bool) -> set[str]:
+    """Copy into `model` every source weight with the same name and shape (the head only if `keep_head`);
+    returns the names of the parameters copied."""
+    target, copied = model.state_dict(), {}
+    for name, value in source.state_dict().items():
+        if name.startswith("head.") and not keep_head:
+            continue
+        if name in target and target[name].shape == value.shape:
+            copied[name] = value
+    model.load_state_dict(copied, strict=False)
+    parameters = {name for name, _ in model.named_parameters()}
+    kept = parameters & set(copied)
+    log.info("--init-from: %d of %d parameter tensors copied, %s", len(kept), len(parameters),
+             "head kept" if keep_head else "new head")  # fmt: skip
+    return kept

@@ -1,0 +1,214 @@
+"""One training run's state: loaders, the model with its training-only heads and objective, and the optimizer."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from mamer import distributed
+from mamer.checkpoint import (
+    ModelMeta,
+    build_model,
+    make_meta,
+)
+from mamer.config import RunConfig
+from mamer.data.cache import load_spec, load_split
+from mamer.data.dataset import Batch, EmotionDataset, Targets, collate
+from mamer.data.manifest import read_manifest, splits
+from mamer.device import resolve_device
+from mamer.distributed import SINGLE_PROCESS, DistContext
+from mamer.encoders.base import stacked_layers
+from mamer.losses import SupervisedLoss
+from mamer.modality import has_categories, has_dimensions
+from mamer.model.heads import PretrainingHeads
+from mamer.model.mamer import MAMER
+from mamer.model.tokens import LayerMix
+from mamer.objective import Objective
+from mamer.workflows.training.init_from import load_source, same_labels, transfer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Loaders:
+    train: DataLoader
+    dev: DataLoader
+    targets: Targets
+
+
+def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGLE_PROCESS) -> Loaders:
+    """Train and dev loaders; under torchrun each rank gets its share of both splits."""
+    utterances, _ = read_manifest(Path(config.data.manifest))
+    by_split = splits(utterances)
+    for name in (config.data.train_split, config.data.dev_split):
+        if name not in by_split:
+            raise ValueError(f"split {name!r} not found in {config.data.manifest}; it has {sorted(by_split)}")
+    targets = Targets.fit(by_split[config.data.train_split], config.data.labels)
+    max_frames = config.model.max_audio_tokens * config.model.audio_downsample
+
+    def dataset(split: str, audio_repeat: int = 1) -> EmotionDataset:
+        return EmotionDataset(load_split(features, split), by_split[split], targets, max_frames, audio_repeat)
+
+    generator = torch.Generator().manual_seed(config.train.seed)
+    t = config.train
+    train_set = dataset(config.data.train_split, t.audio_oversample)
+    dev_set = dataset(config.data.dev_split)
+    sampler = None
+    if context.enabled:  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
+        sampler = DistributedSampler(train_set, context.world_size, context.rank, seed=t.seed)
+    train = DataLoader(
+        train_set,
+        t.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=generator,
+        num_workers=t.num_workers,
+        drop_last=False,
+    )
+    dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
+    dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
+    return Loaders(train, dev, targets)
+
+
+def class_weights(dataset: EmotionDataset, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1 over the classes present."""
+    counts = torch.bincount(
+        torch.tensor(
+            [dataset.targets.class_index(u) for u in dataset.utterances if u.label in dataset.targets.labels]
+        ),
+        minlength=num_classes,
+    ).float()
+    weights = torch.where(
+        counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts)
+    )
+    return weights / weights[counts > 0].mean()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+AUDIO_TOKENS_PER_SECOND = 12.5
+
+
+class Trainee(nn.Module):
+    """The model, its training-only heads and the objective as one module: what DistributedDataParallel wraps,
+    so that one forward a batch covers every trained parameter."""
+
+    def __init__(self, model: MAMER, heads: PretrainingHeads, objective: Objective):
+        super().__init__()
+        self.model, self.heads, self.objective = model, heads, objective
+
+    def forward(self, batch: Batch, mask_rng: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        return self.objective(self.model, self.heads, batch, mask_rng)
+
+
+def wrap(trainee: Trainee, context: DistContext, device: torch.device) -> nn.Module:
+    """DistributedDataParallel under torchrun, else the trainee itself."""
+    if not context.enabled:
+        return trainee
+    # Unused parameters: ablations and batches without a modality leave some heads out of the loss.
+    # Buffers are constants (no running statistics), so there is nothing to broadcast before each forward.
+    return DistributedDataParallel(
+        trainee,
+        [device.index] if device.type == "cuda" else None,
+        broadcast_buffers=False,
+        find_unused_parameters=True,
+    )
+
+
+@dataclass
+class Session:
+    """Everything one training run updates: the model, its training-only heads, optimizer and counters.
+
+    `trainee` runs the training forward (DDP under torchrun); `model` and `heads` are the plain modules that
+    checkpoints save and evaluation runs, so their state_dict keys never carry a wrapper's prefix.
+    """
+
+    config: RunConfig
+    loaders: Loaders
+    model: MAMER
+    heads: PretrainingHeads
+    trainee: nn.Module
+    optimizer: torch.optim.Optimizer
+    meta: ModelMeta
+    device: torch.device
+    context: DistContext
+    mask_rng: torch.Generator
+    state: dict
+
+    @property
+    def params(self) -> list[torch.nn.Parameter]:
+        return list(self.model.parameters()) + list(self.heads.parameters())
+
+
+def start_session(config: RunConfig, features: Path, context: DistContext = SINGLE_PROCESS) -> Session:
+    """Build model, heads, objective and optimizer for a config whose features are cached in `features`."""
+    spec = load_spec(features)
+    if config.model.audio_downsample == 0:
+        config.model.audio_downsample = max(1, round(spec["frame_rate"] / AUDIO_TOKENS_PER_SECOND))
+    loaders = make_loaders(config, features, context)
+    targets, task = loaders.targets, config.data.task
+    device = distributed.rank_device(resolve_device(config.train.device))
+    audio_dim, text_dim = spec["audio_dim"], spec["text_dim"]
+    encoders = {"audio": spec["audio_encoder"], "text": spec["text_encoder"]}
+    model = build_model(config, audio_dim, text_dim, targets, encoders)
+    kept = set()
+    if config.train.init_from:
+        source, source_meta = load_source(config.train.init_from)
+        kept = transfer(model, source, same_labels(source_meta, targets.labels, task))
+    model = model.to(device)
+    m = config.model
+    # The masked autoencoder rebuilds one hidden state (or the mean of those stacked) per frame and token.
+    audio_target = audio_dim // stacked_layers(encoders["audio"])
+    text_target = text_dim // stacked_layers(encoders["text"])
+    heads = PretrainingHeads(
+        m.width, audio_target, text_target, m.audio_downsample, m.contrastive_dim, config.loss.temperature
+    ).to(device)
+    use_weights = config.loss.class_weighted and has_categories(task)
+    weights = class_weights(loaders.train.dataset, len(targets.labels)) if use_weights else None
+    supervised = SupervisedLoss(weights, use_classes=has_categories(task), use_dims=has_dimensions(task))
+    objective = Objective(config.loss, m.views, supervised).to(device)
+    optimizer = make_optimizer(config, model, heads, kept)
+    meta = make_meta(config, model, audio_dim, text_dim, targets, features, encoders)
+    if config.train.compile:
+        model.compile()  # in place, unlike torch.compile(model): the state_dict keys stay the plain model's
+    trainee = wrap(Trainee(model, heads, objective), context, device)
+    if context.rank:  # other ranks draw other dropout and masks; rank 0 draws as a single process does
+        torch.manual_seed(config.train.seed + context.rank)
+    return Session(
+        config, loaders, model, heads, trainee, optimizer, meta, device, context,
+        mask_rng=torch.Generator().manual_seed(config.train.seed + context.rank),
+        state={"epoch": 0, "best": -math.inf, "bad_epochs": 0},
+    )  # fmt: skip
+
+
+def make_optimizer(
+    config: RunConfig, model: MAMER, heads: nn.Module, kept: set[str] = frozenset()
+) -> torch.optim.AdamW:
+    """AdamW over the model and the training-only heads; the learned layer weights, if any, in a group of
+    their own at `train.layer_mix_lr` without weight decay; the model parameters named in `kept` (copied by
+    `train.init_from`) in one at `train.init_lr_scale`. Each group's `lr_scale` is its rate over `lr`."""
+    t = config.train
+    mix = [m.logits for m in model.modules() if isinstance(m, LayerMix)]
+    copied = [p for name, p in model.named_parameters() if name in kept and all(p is not m for m in mix)]
+    special = [*mix, *copied]
+    rest = [p for p in [*model.parameters(), *heads.parameters()] if all(p is not m for m in special)]
+    groups = [{"params": rest, "lr_scale": 1.0}]
+    if copied:
+        groups.append({"params": copied, "lr_scale": t.init_lr_scale})
+    if mix:
+        groups.append({"params": mix, "lr_scale": t.layer_mix_lr / t.lr, "weight_decay": 0.0})
+    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
