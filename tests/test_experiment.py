@@ -107,7 +107,7 @@ def test_rerun_reuses_finished_runs_and_refuses_a_changed_config(experiment, tin
     # a system redefined under the same name: its finished runs name what changed
     e.custom = {"audio_only": ["model.views=[audio]", "train.lr=0.123"]}
     with pytest.raises(ValueError, match=r"audio_only/seed0/experiment_run.json was made with a different "
-                       r"config \(in loss.contrastive, loss.mae, train.lr\)"):  # fmt: skip
+                       r"config \(in loss.contrastive, loss.mae, loss.mask_ratio, train.lr\)"):  # fmt: skip
         run_experiment(config, e)
     e.custom = {}
     config.train.lr = 0.123  # what every system is built on: the folder is another config's
@@ -244,3 +244,45 @@ def test_views_without_rows_are_left_out_of_the_summary():
     assert view_scores(reports) == {
         "text": {"macro_f1": pytest.approx(0.5), "macro_f1_std": pytest.approx(0.1414, abs=1e-4)}
     }
+
+
+def masks_seen(tiny_config, tmp_path, monkeypatch, system: str, *extra: str) -> list[tuple[str, bool]]:
+    """(view, any token masked) for every pass one training step of `system` runs."""
+    import mamer.objective as objective_module
+    from mamer.data.extract import prepare_features
+    from mamer.workflows.experiments.experiment import system_config
+    from mamer.workflows.training.session import start_session
+
+    config, e = tiny_config(tmp_path, "quickstart", *extra, experiment=True)
+    run = system_config(config, e, system, 0, None)
+    session = start_session(run, prepare_features(run, progress=False))
+    seen, real = [], objective_module.run_view
+
+    def spy(model, batch, view, audio_masked=None, text_masked=None):
+        masks = [m for m in (audio_masked, text_masked) if m is not None]
+        seen.append((view, any(bool(m.any()) for m in masks)))
+        return real(model, batch, view, audio_masked, text_masked)
+
+    monkeypatch.setattr(objective_module, "run_view", spy)
+    session.trainee(next(iter(session.loaders.train)), session.mask_rng)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "system, masked",
+    [("audio_only", False), ("text_only", False), ("multimodal_only", False), ("no_mae", False),
+     ("multimodal_only_masked", True), ("unified", True)],
+)  # fmt: skip
+def test_dedicated_systems_and_no_mae_train_on_unmasked_tokens(
+    system, masked, tiny_config, tmp_path, monkeypatch
+):
+    seen = masks_seen(tiny_config, tmp_path, monkeypatch, system)
+    assert seen and any(m for _, m in seen) == masked
+
+
+def test_masks_can_reach_the_reconstruction_pass_only(tiny_config, tmp_path, monkeypatch):
+    seen = masks_seen(tiny_config, tmp_path, monkeypatch, "mask_mae_pass_only")
+    assert sorted(seen) == [("audio", False), ("audio+text", False), ("audio+text", True), ("text", False)]
+    assert sorted(masks_seen(tiny_config, tmp_path, monkeypatch, "unified")) == [
+        ("audio", True), ("audio+text", True), ("text", True)
+    ]  # fmt: skip

@@ -126,3 +126,12 @@ def test_the_layout_drawing_matches_the_files():
     actual = {"mamer/" + p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")}
     drawn = drawn_files(drawing)
     assert (sorted(actual - drawn), sorted(drawn - actual)) == ([], [])
+
+
+def test_the_readme_is_for_users():
+    """Under 15 KB, opening with the two set-up commands; measurements live in docs/."""
+    readme = Path(__file__).parents[1] / "README.md"
+    text = readme.read_text()
+    assert len(text.encode()) < 15 * 1024
+    first = text.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    assert first[0].endswith("&& mamer quickstart") and first[1].endswith("&& python -m pytest")

@@ -65,3 +65,27 @@ def test_supervised_class_weights_and_ignored_rows():
     loss = SupervisedLoss(weights)(logits, None, labels, torch.full((3, 3), math.nan))
     expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(2))) / 2  # class 0 rows only, weight 1
     assert loss.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_a_row_drawn_twice_is_not_its_own_negative():
+    """Rows 0 and 2 are the same utterance: the loss equals InfoNCE over rows {0, 1} and {1, 2} without the
+    twin in each other's softmax, computed by hand here."""
+    from mamer.losses import ContrastiveLoss, utterance_keys
+
+    torch.manual_seed(0)
+    audio, text = torch.randn(2, 8), torch.randn(2, 8)
+    audio, text = torch.cat([audio, audio[:1]]), torch.cat([text, text[:1]])
+    scale = torch.tensor(0.0)  # temperature 1
+    loss = ContrastiveLoss()(audio, text, scale, utterance_keys(["a", "b", "a"]))
+    a, t = torch.nn.functional.normalize(audio, dim=-1), torch.nn.functional.normalize(text, dim=-1)
+    sim = a @ t.T
+    allowed = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=torch.bool)
+    masked = sim.masked_fill(~allowed, float("-inf"))
+    expected = (
+        torch.nn.functional.cross_entropy(masked, torch.arange(3))
+        + torch.nn.functional.cross_entropy(masked.T, torch.arange(3))
+    ) / 2
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)
+    plain = ContrastiveLoss()(audio, text, scale)  # without keys the twin counts as a negative
+    assert plain.item() > loss.item()
+    assert utterance_keys(["x", "y", "x"]).tolist()[0] == utterance_keys(["x"]).tolist()[0]

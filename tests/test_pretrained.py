@@ -110,7 +110,9 @@ def test_init_from_learns_the_copied_weights_slower(run, tiny_config, tmp_path):
     fresh, _ = load_model(run)
     kept = transfer(fresh, load_source(str(run))[0], keep_head=False)
     groups = make_optimizer(config, fresh, torch.nn.Linear(1, 1), kept).param_groups
-    scales = {g["lr_scale"]: sum(p.numel() for p in g["params"]) for g in groups}
+    scales = {}
+    for g in groups:
+        scales[g["lr_scale"]] = scales.get(g["lr_scale"], 0) + sum(p.numel() for p in g["params"])
     head = sum(p.numel() for n, p in fresh.named_parameters() if n.startswith("head."))
     assert scales[0.25] == sum(p.numel() for n, p in fresh.named_parameters() if n in kept)
     assert scales[1.0] >= head + 2  # the new head and the training-only heads learn at full rate

@@ -120,3 +120,30 @@ def test_configured_layers_reach_the_feature_extractor(tiny_config, tmp_path):
     config = tiny_config(tmp_path, "quickstart", "data.audio_layers=[1]")
     with pytest.raises(ValueError, match="layer"):  # logmel has no layers: the option got through
         prepare_features(config, progress=False)
+
+
+def test_weight_decay_reaches_only_weight_matrices(tiny_config, tmp_path):
+    """Norms, biases, the [CLS]/[SEP]/[MASK] vectors, position/type embeddings and the temperature are not
+    decayed; the projections, attention and feed-forward matrices are."""
+    from mamer.checkpoint import build_model
+    from mamer.data.dataset import Targets
+    from mamer.model.heads import PretrainingHeads
+    from mamer.workflows.training.session import make_optimizer
+
+    config = tiny_config(tmp_path, "quickstart", "model.audio_downsample=4", "train.weight_decay=0.05")
+    model = build_model(config, 16, 24, Targets(["a", "b"]))
+    heads = PretrainingHeads(32, 16, 24, 4, 16, 0.07)
+    decay = {
+        id(p): g["weight_decay"]
+        for g in make_optimizer(config, model, heads).param_groups
+        for p in g["params"]
+    }
+    named = dict(model.named_parameters()) | {f"heads.{n}": p for n, p in heads.named_parameters()}
+    free = sorted(n for n, p in named.items() if decay[id(p)] == 0.0)
+    decayed = sorted(n for n, p in named.items() if decay[id(p)] == 0.05)
+    for name in ("sequence.cls", "sequence.sep", "sequence.mask", "sequence.audio_pos.weight",
+                 "sequence.types.weight", "transformer.norm.weight", "head.net.0.weight", "heads.logit_scale",
+                 "transformer.layers.0.linear1.bias"):  # fmt: skip
+        assert name in free
+    assert "transformer.layers.0.linear1.weight" in decayed and "text_in.proj.weight" in decayed
+    assert all(named[n].ndim == 2 for n in decayed) and len(free) + len(decayed) == len(named)

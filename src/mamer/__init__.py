@@ -1,6 +1,6 @@
 """MAMER: modality-agnostic multimodal emotion recognition."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["EmotionRecognizer", "Prediction", "__version__"]
 
 

@@ -45,6 +45,9 @@ class LossConfig:
     mae: float = 0.1  # lambda_MAE, weight of the masked-autoencoding losses L_MAE (audio + text)
     mae_kind: str = "mse"  # "mse" on per-frame normalised targets, or "cosine"
     mask_ratio: float = 0.15  # fraction of tokens per modality replaced by [MASK] in training
+    # which passes see the masked inputs: "all" (every view's supervised pass and the reconstruction, one set of
+    # masks) or "mae" (only an extra audio+text pass for the reconstruction; supervised passes unmasked)
+    mask_passes: str = "all"
     temperature: float = 0.07  # initial InfoNCE temperature (learnable)
     class_weighted: bool = True  # inverse-frequency class weights in the cross-entropy
 
@@ -167,6 +170,8 @@ class RunConfig:
             )
         if not 0.0 <= self.loss.mask_ratio < 1.0:
             raise ValueError(f"loss.mask_ratio must be in [0, 1), got {self.loss.mask_ratio}")
+        if self.loss.mask_passes not in ("all", "mae"):
+            raise ValueError(f"loss.mask_passes must be 'all' or 'mae', got {self.loss.mask_passes!r}")
         if self.loss.mae_kind not in ("mse", "cosine"):
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
         if self.train.precision not in ("auto", "fp32", "bf16"):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import zlib
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mamer.distributed import gather_rows
+from mamer.distributed import gather_rows, rank_world
 
 
 def ccc(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -65,16 +67,35 @@ class ContrastiveLoss(nn.Module):
     batch and every rank computes the same loss, as one process holding the whole batch would.
     """
 
-    def forward(self, audio: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        audio: torch.Tensor,
+        text: torch.Tensor,
+        logit_scale: torch.Tensor,
+        keys: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """audio, text: (N, E), row i of each from the same utterance (N may be 0 on a rank); logit_scale:
-        log(1 / temperature). Fewer than 2 rows in all: no negatives, a zero loss."""
+        log(1 / temperature); keys: (N,) an utterance key per row (`utterance_keys`), or None. A row drawn
+        twice into the batch (oversampling, the distributed sampler's padding) is not its own negative: pairs
+        of different rows with the same key are left out of the softmax. Fewer than 2 rows: a zero loss."""
         audio, text = F.normalize(audio.float(), dim=-1), F.normalize(text.float(), dim=-1)
-        audio, text = gather_rows(audio, text)
+        if keys is None:  # negative keys, distinct across rows and ranks: no row is anyone's twin
+            keys = -1.0 - torch.arange(len(audio), device=audio.device) - rank_world()[0] * 2**20
+        audio, text, keys = gather_rows(audio, text, keys.float()[:, None].to(audio.device))
         if len(audio) < 2:
             return logit_scale * 0.0
         logits = logit_scale.clamp(max=4.6052).exp() * audio @ text.T  # temperature >= 0.01, as in CLIP
         target = torch.arange(len(audio), device=audio.device)
+        twins = (keys == keys.T) & (target[:, None] != target[None, :])
+        logits = logits.masked_fill(twins, float("-inf"))
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+def utterance_keys(ids: list[str]) -> torch.Tensor:
+    """(N,) float32 keys, equal for equal ids: a 24-bit hash, exact in float32 so that it can travel with the
+    embeddings through `gather_rows`. Two different ids share a key with probability 2^-24 per pair; they then
+    only lose each other as negatives."""
+    return torch.tensor([zlib.crc32(i.encode()) & 0xFFFFFF for i in ids], dtype=torch.float32)
 
 
 class ReconstructionLoss(nn.Module):

@@ -5,6 +5,10 @@ total = sum_view w_view * L_S(view) + lambda_C * L_C + lambda_MAE * (L_MAE_audio
 The "audio+text" pass feeds every sample with whatever it has, so an audio-only row still gets its audio
 rebuilt; its supervised loss counts only rows that have both modalities. Unimodal views count the rows that
 have their modality; the contrastive loss pairs rows that have both.
+
+Masks: with `loss.mask_passes: all` one set of [MASK]ed inputs feeds every pass (the supervised views and the
+reconstruction); with `mae` the supervised passes see the inputs unmasked and an extra masked audio+text pass
+feeds the reconstruction alone.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from torch import nn
 from mamer.config import LossConfig
 from mamer.data.dataset import Batch
 from mamer.forward import run_view, view_rows
-from mamer.losses import ContrastiveLoss, ReconstructionLoss, SupervisedLoss
+from mamer.losses import ContrastiveLoss, ReconstructionLoss, SupervisedLoss, utterance_keys
 from mamer.modality import VIEWS
 from mamer.model.heads import PretrainingHeads
 from mamer.model.mamer import MAMER
@@ -58,7 +62,12 @@ class Objective(nn.Module):
             needed.add("audio+text")
         if cfg.contrastive > 0:
             needed.update(("audio", "text"))
-        outputs = {v: run_view(model, batch, v, audio_masked, text_masked) for v in VIEWS if v in needed}
+        mae_only = cfg.mask_passes == "mae"
+        shown = (None, None) if mae_only else (audio_masked, text_masked)  # what the supervised passes see
+        outputs = {v: run_view(model, batch, v, *shown) for v in VIEWS if v in needed}
+        rebuilt_from = outputs.get("audio+text")
+        if cfg.mae > 0 and mae_only:
+            rebuilt_from = run_view(model, batch, "audio+text", audio_masked, text_masked)
         terms: dict[str, torch.Tensor] = {}
         total = batch.labels.new_zeros((), dtype=torch.float32)
         for view in self.views:
@@ -74,7 +83,7 @@ class Objective(nn.Module):
             total = total + cfg.contrastive * terms["contrastive"]
         if cfg.mae > 0:
             terms["mae/audio"], terms["mae/text"] = self._reconstruction(
-                model, heads, batch, outputs["audio+text"], audio_masked, text_masked
+                model, heads, batch, rebuilt_from, audio_masked, text_masked
             )
             total = total + cfg.mae * (terms["mae/audio"] + terms["mae/text"])
         terms["total"] = total
@@ -88,7 +97,8 @@ class Objective(nn.Module):
             return self.contrastive(none, none, heads.logit_scale)
         audio = heads.audio_contrastive(_mean_pool(audio_out.audio_hidden, audio_out.audio_tokens_valid))
         text = heads.text_contrastive(_mean_pool(text_out.text_hidden, text_out.text_valid))
-        return self.contrastive(audio[paired], text[paired], heads.logit_scale)
+        keys = utterance_keys(batch.ids).to(audio.device)[paired]
+        return self.contrastive(audio[paired], text[paired], heads.logit_scale, keys)
 
     def _reconstruction(
         self, model, heads, batch, out, audio_masked, text_masked

@@ -47,14 +47,16 @@ def score(
     matrix = None
     if has_categories(task) and "logits" in pred:
         labelled = pred["labels"] != -100
-        y_true, y_pred = pred["labels"][labelled], pred["logits"][labelled].argmax(1)
-        metrics.update(categorical_metrics(y_true, y_pred, len(targets.labels)))
-        matrix = confusion(y_true, y_pred, len(targets.labels))
+        if labelled.any():  # a view whose rows carry no class (A/V/D-only rows) has no categorical score
+            y_true, y_pred = pred["labels"][labelled], pred["logits"][labelled].argmax(1)
+            metrics.update(categorical_metrics(y_true, y_pred, len(targets.labels)))
+            matrix = confusion(y_true, y_pred, len(targets.labels))
     if has_dimensions(task) and "dims" in pred:
         known = ~np.isnan(pred["dims_true"]).any(1)
-        scale = targets.denormalise
-        true = scale(torch.from_numpy(pred["dims_true"][known])).numpy()
-        metrics.update(dimensional_metrics(scale(torch.from_numpy(pred["dims"][known])).numpy(), true))
+        if known.sum() >= 2:  # CCC needs two rows at least
+            scale = targets.denormalise
+            true = scale(torch.from_numpy(pred["dims_true"][known])).numpy()
+            metrics.update(dimensional_metrics(scale(torch.from_numpy(pred["dims"][known])).numpy(), true))
     return metrics, matrix
 
 

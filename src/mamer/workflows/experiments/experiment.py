@@ -47,14 +47,18 @@ from mamer.workflows.training.loop import train
 
 log = logging.getLogger(__name__)
 
-_SUPERVISED_ONLY = ["loss.contrastive=0", "loss.mae=0"]
+# A dedicated model is supervised only: no contrastive loss, no reconstruction, and no [MASK]ed inputs.
+_SUPERVISED_ONLY = ["loss.contrastive=0", "loss.mae=0", "loss.mask_ratio=0"]
 SYSTEMS: dict[str, list[str]] = {
     "unified": [],
     "audio_only": ["model.views=[audio]", *_SUPERVISED_ONLY],
     "text_only": ["model.views=[text]", *_SUPERVISED_ONLY],
     "multimodal_only": ["model.views=[audio+text]", *_SUPERVISED_ONLY],
+    # the dedicated multimodal model with [MASK] augmentation of its inputs (the unified model's masking, alone)
+    "multimodal_only_masked": ["model.views=[audio+text]", "loss.contrastive=0", "loss.mae=0"],
     "no_contrastive": ["loss.contrastive=0"],
-    "no_mae": ["loss.mae=0"],
+    "no_mae": ["loss.mae=0", "loss.mask_ratio=0"],  # no reconstruction, and so nothing to mask for
+    "mask_mae_pass_only": ["loss.mask_passes=mae"],  # supervised passes see unmasked inputs
 }
 RUN_FILE = "experiment_run.json"
 CONFIG_FILE = "experiment_config.json"  # in the experiment folder: the config its systems are built on

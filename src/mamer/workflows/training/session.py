@@ -195,20 +195,37 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     )  # fmt: skip
 
 
+def undecayed(*modules: nn.Module) -> set[int]:
+    """Ids of the parameters weight decay should not pull to zero: biases, norms, the learned [CLS]/[SEP]/[MASK]
+    vectors and the temperature (fewer than 2 dimensions), and embedding tables (positions, modality types)."""
+    ids = set()
+    for module in modules:
+        for sub in module.modules():
+            if isinstance(sub, nn.Embedding):
+                ids.update(id(p) for p in sub.parameters())
+        ids.update(id(p) for p in module.parameters() if p.ndim < 2)
+    return ids
+
+
 def make_optimizer(
     config: RunConfig, model: MAMER, heads: nn.Module, kept: set[str] = frozenset()
 ) -> torch.optim.AdamW:
-    """AdamW over the model and the training-only heads; the learned layer weights, if any, in a group of
-    their own at `train.layer_mix_lr` without weight decay; the model parameters named in `kept` (copied by
-    `train.init_from`) in one at `train.init_lr_scale`. Each group's `lr_scale` is its rate over `lr`."""
+    """AdamW over the model and the training-only heads, in groups by learning-rate scale (`lr_scale`: the
+    group's rate over `lr`) and weight decay: the learned layer weights at `train.layer_mix_lr`, the model
+    parameters named in `kept` (copied by `train.init_from`) at `train.init_lr_scale`, the rest at `lr`; weight
+    decay only on weight matrices (see `undecayed`)."""
     t = config.train
-    mix = [m.logits for m in model.modules() if isinstance(m, LayerMix)]
-    copied = [p for name, p in model.named_parameters() if name in kept and all(p is not m for m in mix)]
-    special = [*mix, *copied]
-    rest = [p for p in [*model.parameters(), *heads.parameters()] if all(p is not m for m in special)]
-    groups = [{"params": rest, "lr_scale": 1.0}]
-    if copied:
-        groups.append({"params": copied, "lr_scale": t.init_lr_scale})
-    if mix:
-        groups.append({"params": mix, "lr_scale": t.layer_mix_lr / t.lr, "weight_decay": 0.0})
-    return torch.optim.AdamW(groups, lr=t.lr, weight_decay=t.weight_decay)
+    mix = {id(m.logits) for m in model.modules() if isinstance(m, LayerMix)}
+    copied = {id(p) for name, p in model.named_parameters() if name in kept}
+    plain = undecayed(model, heads)
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for p in [*model.parameters(), *heads.parameters()]:
+        if id(p) in mix:
+            key = (t.layer_mix_lr / t.lr, 0.0)
+        else:
+            key = (t.init_lr_scale if id(p) in copied else 1.0, 0.0 if id(p) in plain else t.weight_decay)
+        groups.setdefault(key, []).append(p)
+    ordered = sorted(groups.items(), key=lambda item: (item[0][0] != 1.0, -item[0][1]))
+    return torch.optim.AdamW(
+        [{"params": ps, "lr_scale": scale, "weight_decay": decay} for (scale, decay), ps in ordered], lr=t.lr
+    )
