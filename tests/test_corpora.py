@@ -125,7 +125,7 @@ def test_emodb_folds_are_speaker_independent(tmp_path):
 
 @needs_data
 def test_meld_real_rows_text_only_with_a_fake_audio_file(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", str(tmp_path / "no_ffmpeg"))  # with ffmpeg on PATH the mp4 would be attached
+    monkeypatch.setenv("PATH", str(tmp_path / "no_ffmpeg"))  # the mp4 is attached without any ffmpeg program
     for split in ("train", "dev", "test"):
         _copy_rows(
             DATA / f"meld/{split}_sent_emo.csv", tmp_path / f"{split}_sent_emo.csv", lambda i, r: i < 100
@@ -143,11 +143,12 @@ def test_meld_real_rows_text_only_with_a_fake_audio_file(tmp_path, monkeypatch):
         {u.label for u in rows.values()}
     ) >= 5
     assert rows["train_dia0_utt0"].audio == (tmp_path / "train" / "dia0_utt0.wav").resolve()
-    assert sum(u.audio is not None for u in rows.values()) == 1
+    assert rows["train_dia0_utt1"].audio == (tmp_path / "train" / "dia0_utt1.mp4").resolve()
+    assert sum(u.audio is not None for u in rows.values()) == 2
     assert rows["train_dia900_utt1"].text == "It\u2019s fine" and rows["dev_dia0_utt1"].speaker == "Monica"
     assert len(prepared.problems) == 1 and "'happy'" in prepared.problems[0]
     assert "train_sent_emo.csv:" in prepared.problems[0]
-    assert len(prepared.notes) == 1 and "ffmpeg" in prepared.notes[0]
+    assert not any("ffmpeg" in note for note in prepared.notes)
     with pytest.raises(ValueError, match="official"):
         prepare_corpus("meld", tmp_path, tmp_path / "m.jsonl", folds=5)
 

@@ -188,7 +188,7 @@ def test_bad_audio_is_reported_and_skipped(corpus, tmp_path):
     assert [s["id"] for s in cached.skipped] == [rows[1].id, rows[4].id]
     report = [json.loads(line) for line in (folder / "skipped.jsonl").read_text().splitlines()]
     assert [r["id"] for r in report] == [rows[1].id, rows[4].id]
-    assert "corrupt.wav: unreadable" in report[0]["reason"] and report[0]["split"] == "test"
+    assert "corrupt.wav: not a readable audio" in report[0]["reason"] and report[0]["split"] == "test"
     assert "missing.wav: no such audio file" in report[1]["reason"]
     assert cache_summary(folder)["test"] == {"utterances": 6, "skipped": 2}
     assert all(cached.audio_of(i) is not None for i in range(6))

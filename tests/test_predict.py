@@ -80,12 +80,13 @@ def test_array_input_is_resampled_and_batch_equals_single(runs, test_rows):
         )
 
 
-def test_long_audio_is_cropped_like_training(runs, test_rows):
+def test_long_audio_is_read_in_windows_not_cropped(runs, test_rows):
     recognizer = EmotionRecognizer.load(runs["unified"])
     wave, sr = sf.read(test_rows[0].audio, dtype="float32")
     long_wave = np.tile(wave, 60)  # minutes of audio: more frames than the model's positions
     features = recognizer.featurize([recognizer.load_wave(long_wave, sr)], [None])[0]
-    assert len(features.audio) == recognizer.max_frames
+    assert len(features.audio) > recognizer.max_frames
+    assert all(len(w.audio) <= recognizer.max_frames for w in recognizer._windows(features))
     assert recognizer.predict(audio=long_wave, sample_rate=sr).view == "audio"
 
 
@@ -114,7 +115,7 @@ def test_clear_errors(runs, test_rows, tmp_path):
         recognizer.predict(text="  ")
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio")
-    with pytest.raises(ValueError, match="broken.wav: unreadable audio"):
+    with pytest.raises(ValueError, match="broken.wav: not a readable audio"):
         recognizer.predict(audio=broken)
     with pytest.raises(FileNotFoundError, match="no trained model"):
         EmotionRecognizer.load(tmp_path)
@@ -167,9 +168,10 @@ def test_cli_predict_folder_skips_bad_files_and_writes_rows(runs, test_rows, tmp
     transcripts.write_text("\n".join(lines) + "\n")
     for out in (tmp_path / "out.jsonl", tmp_path / "out.csv"):
         args = ["predict", str(runs["unified"]), "--audio", str(folder), "--transcripts", str(transcripts)]
+        args += ["--asr", "none"]  # the third clip has no transcript and stays audio-only
         assert main([*args, "--out", str(out)]) == 0
         err = capsys.readouterr().err
-        assert "broken.wav: unreadable audio" in err and "silent.flac" in err
+        assert "broken.wav: not a readable audio" in err and "silent.flac" in err
         assert "2 of 5 inputs skipped" in err
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [u.id for u in test_rows[:3]]

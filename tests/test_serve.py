@@ -31,7 +31,7 @@ def runs(train_tiny, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def client(runs):
     # One event loop for every request, as in uvicorn (a bare TestClient starts one per request).
-    with TestClient(create_app(runs["unified"], max_upload_mb=0.5, max_seconds=8.0)) as client:
+    with TestClient(create_app(runs["unified"], max_upload_mb=0.5, max_seconds=8.0, asr=None)) as client:
         yield client
 
 
@@ -68,9 +68,10 @@ def test_predict_each_view_matches_the_python_api(client, runs, utterances):
         assert response.status_code == 200, response.text
         body = response.json()
         expected = recognizer.predict(audio=u.audio if files else None, text=data.get("text"))
-        assert body["view"] == expected.view and body["label"] == expected.label
+        assert body["view"] == expected.view
+        # uploads go through PyAV's resampler, files through libsndfile + resample_poly: close, not identical
         np.testing.assert_allclose(
-            list(body["probabilities"].values()), list(expected.probabilities.values()), atol=1e-5
+            list(body["probabilities"].values()), list(expected.probabilities.values()), atol=5e-3
         )
 
 
@@ -78,12 +79,12 @@ def test_rejections(client, runs):
     cases = [
         ({}, None, 422, "send an `audio` file, a `text` field, or both"),
         ({"text": "  "}, None, 422, "send an `audio` file"),
-        ({}, {"audio": ("x.wav", b"not audio at all", "audio/wav")}, 422, "x.wav: unreadable audio"),
+        ({}, {"audio": ("x.wav", b"not audio at all", "audio/wav")}, 422, "x.wav: not a readable audio"),
         (
             {},
             {"audio": ("long.wav", wav_bytes(10.0, 8000), "audio/wav")},
             422,
-            "10.0 s of audio; this service takes at most 8 s",
+            "long.wav: audio is longer than the limit of 8 s (10.0 s stated by its header)",
         ),
         ({}, {"audio": ("big.wav", wav_bytes(20.0), "audio/wav")}, 413, "at most 0.5 MB"),
     ]
@@ -95,6 +96,33 @@ def test_rejections(client, runs):
     response = text_only.post("/predict", files={"audio": ("a.wav", wav_bytes(1.0), "audio/wav")})
     assert response.status_code == 422 and "trained without audio" in response.json()["detail"]
     assert text_only.get("/info").json()["views"] == ["text"]
+
+
+def test_webm_opus_upload_is_decoded_and_transcribed(runs):
+    av = pytest.importorskip("av")
+    from mamer.data.espeak import EspeakSynthesizer
+
+    tts = EspeakSynthesizer()
+    wave = tts.synthesize("The weather was lovely this morning.")
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="webm") as out:  # what a browser's MediaRecorder sends
+        stream = out.add_stream("libopus", rate=48000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(
+            np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)[None], format="s16", layout="mono"
+        )
+        frame.sample_rate = tts.sample_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    upload = {"audio": ("recording.webm", buffer.getvalue(), "audio/webm")}
+    with TestClient(create_app(runs["unified"], asr="whisper-tiny.en")) as client:
+        answer = client.post("/predict", files=upload)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["view"] == "audio+text" and body["asr_model"] == "whisper-tiny.en"
+        assert "lovely" in body["transcript"].lower()
+        quiet = client.post("/predict", files=upload, data={"transcribe": "false"}).json()
+        assert quiet["view"] == "audio" and "transcript" not in quiet
 
 
 def test_concurrent_requests_do_not_mix(client, utterances):

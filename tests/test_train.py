@@ -147,3 +147,13 @@ def test_weight_decay_reaches_only_weight_matrices(tiny_config, tmp_path):
         assert name in free
     assert "transformer.layers.0.linear1.weight" in decayed and "text_in.proj.weight" in decayed
     assert all(named[n].ndim == 2 for n in decayed) and len(free) + len(decayed) == len(named)
+
+
+def test_text_longer_than_the_model_reads_is_shortened_and_counted(tiny_config, tmp_path, caplog):
+    """A text encoder may give more tokens than model.max_text_tokens: training reads the first ones (it used
+    to stop with an index error in the position embedding) and says how many texts were shortened."""
+    config = tiny_config(tmp_path, "quickstart", "model.max_text_tokens=3", "train.epochs=1")
+    with caplog.at_level("WARNING", logger="mamer.data.dataset"):
+        run = train(config)
+    assert (run / "model.safetensors").is_file()
+    assert any("tokens (model.max_text_tokens)" in r.getMessage() for r in caplog.records)

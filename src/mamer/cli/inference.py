@@ -26,20 +26,28 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from mamer.workflows.inference.batch import make_jobs, predict_jobs, write_rows
+    from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs, write_rows
     from mamer.workflows.inference.recognizer import EmotionRecognizer
 
     if args.out and Path(args.out).suffix.lower() not in (".jsonl", ".json", ".csv"):
         raise ValueError(f"--out {args.out}: use a .jsonl or .csv file name")
     jobs = make_jobs(args.audio, args.text, args.transcripts)
-    recognizer = EmotionRecognizer.load(model_of(args), args.device)
+    asr = None if args.asr.lower() == "none" else args.asr
+    recognizer = EmotionRecognizer.load(
+        model_of(args), args.device, asr=asr or "whisper-base", language=args.language
+    )
+    labels = [k.strip() for k in args.labels.split(",") if k.strip()] if args.labels else None
+    options = Options(
+        transcribe=asr is not None, language=args.language, segment=args.segment, window=args.window,
+        hop=args.hop, top_k=args.top_k, labels=labels, embeddings=args.embeddings,
+    )  # fmt: skip
     needed = {"audio" for job in jobs if job.audio} | {"text" for job in jobs if job.text}
     for modality in sorted(needed):  # fail once, before the loop, if the model or its encoders cannot
         try:
             recognizer.encoder(modality)
         except ModuleNotFoundError as err:
             raise ValueError(str(err)) from err
-    rows, skipped = predict_jobs(recognizer, jobs, args.batch_size, progress=len(jobs) > 1)
+    rows, skipped = predict_jobs(recognizer, jobs, args.batch_size, progress=len(jobs) > 1, options=options)
     for source, reason in skipped:
         print(f"skipped {source}: {reason}", file=sys.stderr)
     if args.out:
@@ -47,10 +55,27 @@ def _predict(args: argparse.Namespace) -> None:
         print(f"{len(rows)} predictions in {args.out}")
     else:
         print("\n".join(json.dumps(row) for row in rows))
+    _timeline_outputs(options.timelines, args)
     if skipped:
         print(f"{len(skipped)} of {len(jobs)} inputs skipped (reasons above)", file=sys.stderr)
     if not rows:
         raise ValueError("no input could be predicted")
+
+
+def _timeline_outputs(timelines: dict, args: argparse.Namespace) -> None:
+    """Each timeline's whole-file summary (stderr, and `<out>.summary.json`), and `--plot` figures."""
+    summaries = {name: t.summary() for name, t in timelines.items()}
+    for name, summary in summaries.items():
+        print(f"{name}: {json.dumps(summary)}", file=sys.stderr)
+    if args.out and summaries:
+        Path(args.out).with_suffix(".summary.json").write_text(json.dumps(summaries, indent=1) + "\n")
+    if args.plot and timelines:
+        from mamer.workflows.evaluation.timeline_plot import plot_timeline
+
+        plot = Path(args.plot)
+        for name, t in timelines.items():
+            out = plot if len(timelines) == 1 else plot.with_name(f"{plot.stem}_{name}{plot.suffix}")
+            print(f"timeline plot in {plot_timeline(t, out, title=name)}", file=sys.stderr)
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -66,6 +91,8 @@ def _serve(args: argparse.Namespace) -> None:
         max_upload_mb=args.max_upload_mb,
         max_seconds=args.max_seconds,
         workers=args.workers,
+        asr=None if args.asr.lower() == "none" else args.asr,
+        language=args.language,
     )
 
 
@@ -92,15 +119,39 @@ def _export(args: argparse.Namespace) -> None:
             print(f"{view:10s} {path}")
 
 
+def add_asr_arguments(p: argparse.ArgumentParser) -> None:
+    """--asr and --language: how audio without a transcript gets one (models that read text only)."""
+    p.add_argument(
+        "--asr", default="whisper-base",
+        help="speech recogniser for audio without a transcript: whisper-base (default), whisper-tiny.en, a "
+        "CTranslate2 Whisper folder, or none (audio only); loaded only when needed",
+    )  # fmt: skip
+    p.add_argument("--language", help="ASR language code (en, de, ...); default: detected")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register this module's subcommands."""
     p = sub.add_parser("predict", help="emotion of audio files and/or texts (default model: mamer-base)")
     add_model_arguments(p)
-    p.add_argument("--audio", help="an audio file, or a folder of them (wav, flac, ogg, mp3)")
+    p.add_argument(
+        "--audio", help="an audio file or a folder of them (wav, flac, ogg, opus, mp3, m4a, webm, mp4)"
+    )
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="the transcript of --audio FILE, or a text alone")
     text.add_argument("--transcripts", help="CSV/JSONL: a `text` and an `id`, `file` or `audio` column")
     p.add_argument("--out", help="write rows to .jsonl or .csv (default: JSON lines on stdout)")
+    add_asr_arguments(p)
+    p.add_argument(
+        "--segment", choices=("auto", "none", "vad", "window"), default="auto",
+        help="long recordings: auto = none within the model's audio limit, vad beyond; none = one row "
+        "(windows of the limit, pooled); vad = speech segments; window = fixed windows",
+    )  # fmt: skip
+    p.add_argument("--window", type=float, default=8.0, help="--segment window: window length (s)")
+    p.add_argument("--hop", type=float, default=4.0, help="--segment window: hop between windows (s)")
+    p.add_argument("--plot", help="PNG of each timeline: probabilities and A/V/D against time, with words")
+    p.add_argument("--top-k", type=int, help="also list the k likeliest labels")
+    p.add_argument("--labels", help="comma-separated labels to restrict to (probabilities renormalised)")
+    p.add_argument("--embeddings", action="store_true", help="add the [CLS] output of the shared model")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_predict)
@@ -110,8 +161,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="larger uploads get 413")
-    p.add_argument("--max-seconds", type=float, default=60.0, help="longer audio gets 422")
+    p.add_argument(
+        "--max-seconds", type=float, default=600.0,
+        help="longer audio gets 422; audio beyond the model's limit is answered with a timeline",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=2, help="requests handled at once; the rest wait")
+    add_asr_arguments(p)
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("export", help="ONNX files of the shared model, or a model folder in the Hub layout")

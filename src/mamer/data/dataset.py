@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from mamer.modality import DIMENSIONS
 
 if TYPE_CHECKING:  # keeps audio I/O out of the import path of the model-side code
     from mamer.data.cache import SplitFeatures
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -85,27 +88,63 @@ class EmotionDataset(Dataset):
         targets: Targets,
         max_frames: int,
         audio_repeat: int = 1,
+        max_tokens: int | None = None,
     ):
+        """`max_frames` / `max_tokens`: the most audio frames and text tokens the model reads (its learned
+        positions); longer rows are shortened, and the count is logged."""
         by_id = {u.id: u for u in utterances}
-        self.features, self.targets, self.max_frames = features, targets, max_frames
+        self.features, self.targets, self.max_frames, self.max_tokens = (
+            features,
+            targets,
+            max_frames,
+            max_tokens,
+        )
         self.rows = [
             i for i in range(len(features.ids)) for _ in range(audio_repeat if features.has_audio(i) else 1)
         ]
         self.utterances = [by_id[features.ids[i]] for i in self.rows]
+        _warn_long(features, max_frames)
+        _warn_long_text(features, max_tokens)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
         u, row = self.utterances[i], self.rows[i]
-        audio = self.features.audio_of(row)
+        audio, text = self.features.audio_of(row), self.features.text_of(row)
         return {
             "id": u.id,
             "audio": None if audio is None else audio[: self.max_frames],
-            "text": self.features.text_of(row),
+            "text": None if text is None else text[: self.max_tokens],
             "label": self.targets.class_index(u),
             "dims": self.targets.normalised_dims(u),
         }
+
+
+def _warn_long(features: SplitFeatures, max_frames: int) -> None:
+    """Say how many utterances `__getitem__` shortens to `max_frames` audio frames (never a silent crop)."""
+    lengths = [len(a) for i in range(len(features.ids)) if (a := features.audio_of(i)) is not None]
+    long = sum(n > max_frames for n in lengths)
+    if long:
+        log.warning(
+            "%d of %d utterances have more than %d audio frames (model.max_audio_tokens x audio_downsample); "
+            "the model reads only their first %d frames here (longest: %d). Raise model.max_audio_tokens to "
+            "keep them whole; `mamer predict` reads long audio in windows instead.",
+            long, len(lengths), max_frames, max_frames, max(lengths),
+        )  # fmt: skip
+
+
+def _warn_long_text(features: SplitFeatures, max_tokens: int | None) -> None:
+    """Say how many texts `__getitem__` shortens to `max_tokens` tokens (a text encoder may give more)."""
+    if max_tokens is None:
+        return
+    lengths = [len(t) for i in range(len(features.ids)) if (t := features.text_of(i)) is not None]
+    long = sum(n > max_tokens for n in lengths)
+    if long:
+        log.warning(
+            "%d of %d texts have more than %d tokens (model.max_text_tokens); the model reads their first %d",
+            long, len(lengths), max_tokens, max_tokens,
+        )  # fmt: skip
 
 
 def _pad(blocks: list[torch.Tensor | None]) -> tuple[torch.Tensor | None, torch.Tensor | None]:

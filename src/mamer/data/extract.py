@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
 from mamer.atomic import atomic_write
 from mamer.config import RunConfig
-from mamer.data.audio import AudioLoadError, load_audio
+from mamer.data.audio import AudioLoadError, audio_duration, load_audio
 from mamer.data.cache import (
     CACHE_FORMAT,
     Catalog,
@@ -90,8 +89,8 @@ class ItemSource:
 
 def _audio_seconds(path: Path) -> float:
     try:
-        return sf.info(str(path)).duration
-    except Exception:  # unreadable: it fails, and is reported, when loaded
+        return audio_duration(path) or 0.0
+    except AudioLoadError:  # unreadable: it fails, and is reported, when loaded
         return 0.0
 
 

@@ -8,14 +8,13 @@ Expected layout under ``root``::
 Audio is attached when ``dia{D}_utt{U}.wav`` (or ``.flac``, or the MELD.Raw ``.mp4``) exists in
 ``<root>/<split>/`` or in a MELD.Raw folder (``train_splits``, ``dev_splits_complete``,
 ``output_repeated_splits_test``, directly under ``root`` or under ``<root>/<split>/``). A wav/flac is preferred;
-an mp4 is attached only when ffmpeg is on PATH (`mamer.data.audio` decodes it through ffmpeg), otherwise
-the row is text-only and a note names the file and the conversion command. Rows without media are text-only;
-an empty transcript gives an audio-only row (a note), or a problem when there is no audio either.
+otherwise the mp4 is attached as it is (`mamer.data.audio` decodes its audio track with PyAV; no ffmpeg program
+is needed). Rows without media are text-only; an empty transcript gives an audio-only row (a note), or a problem
+when there is no audio either.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from mamer.data.corpora.base import Prepared, csv_rows, some
@@ -29,8 +28,7 @@ MEDIA_FOLDERS = {
     "dev": ("dev", "dev/dev_splits_complete", "dev_splits_complete"),
     "test": ("test", "test/output_repeated_splits_test", "output_repeated_splits_test"),
 }
-AUDIO_SUFFIXES = (".wav", ".flac")
-CONVERT = "ffmpeg -i dia0_utt0.mp4 -vn -ac 1 -ar 16000 dia0_utt0.wav"
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp4")  # in order of preference: extracted audio beats the video
 
 
 def read_meld(root: Path) -> Prepared:
@@ -42,8 +40,6 @@ def read_meld(root: Path) -> Prepared:
             f"{root}: no MELD tables; expected {', '.join(t.name for t in tables.values())}"
         )
     out = Prepared()
-    suffixes = AUDIO_SUFFIXES + ((".mp4",) if shutil.which("ffmpeg") else ())
-    video_only: list[str] = []
     audio_only: list[str] = []
     for split, table in tables.items():
         if not table.is_file():
@@ -51,28 +47,19 @@ def read_meld(root: Path) -> Prepared:
             continue
         media = _media_files(root, split)
         for line, row in csv_rows(table, COLUMNS):
-            utt = _row(row, split, media, suffixes, f"{table}:{line}", out.problems)
+            utt = _row(row, split, media, AUDIO_SUFFIXES, f"{table}:{line}", out.problems)
             if utt is None:
                 continue
             out.rows.append(utt)
-            files = media.get(utt.id.removeprefix(f"{split}_"), {})
-            if utt.audio is None and ".mp4" in files:
-                video_only.append(str(files[".mp4"]))
             if utt.text is None:
                 audio_only.append(utt.id)
-    out.notes += _notes(video_only, audio_only)
+    out.notes += _notes(audio_only)
     return out
 
 
-def _notes(video_only: list[str], audio_only: list[str]) -> list[str]:
-    """Notes (not errors): rows left text-only for want of ffmpeg, and rows with an empty transcript."""
+def _notes(audio_only: list[str]) -> list[str]:
+    """Notes (not errors): rows with an empty transcript."""
     notes = []
-    if video_only:
-        notes.append(
-            f"{len(video_only)} MELD rows have only .mp4 video (e.g. {some(video_only, 1)}) and ffmpeg is not on "
-            f"PATH: they are text-only. Install ffmpeg (mp4 is then decoded directly), or extract the audio "
-            f"next to each video as wav: {CONVERT}"
-        )
     if audio_only:
         notes.append(
             f"{len(audio_only)} MELD rows have an empty transcript (e.g. {some(audio_only)}): audio only"
@@ -135,6 +122,6 @@ def _media_files(root: Path, split: str) -> dict[str, dict[str, Path]]:
         if not folder.is_dir():
             continue
         for path in folder.iterdir():
-            if path.suffix.lower() in (*AUDIO_SUFFIXES, ".mp4") and not path.name.startswith("."):
+            if path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith("."):
                 found.setdefault(path.stem, {}).setdefault(path.suffix.lower(), path.resolve())
     return found

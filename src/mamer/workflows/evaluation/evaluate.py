@@ -25,7 +25,11 @@ def split_dataset(meta: ModelMeta, split: str) -> EmotionDataset:
         raise ValueError(f"split {split!r} not in {config.data.manifest}; it has {sorted(by_split)}")
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
     return EmotionDataset(
-        load_split(Path(meta.features), split), by_split[split], meta.label_space, max_frames
+        load_split(Path(meta.features), split),
+        by_split[split],
+        meta.label_space,
+        max_frames,
+        max_tokens=config.model.max_text_tokens,
     )
 
 

@@ -1,24 +1,25 @@
 """What `mamer predict` runs over many inputs: jobs from files and transcripts, predictions, output rows.
 
-A bad input never stops the rest: it is skipped and reported with its reason.
+Clips within the model's audio limit are predicted in batches, one row each; longer recordings (or any, with
+`segment="vad"`/`"window"`) become timelines, one row per segment with its start and end. A bad input never
+stops the rest: it is skipped and reported with its reason.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from mamer.data.audio import AudioLoadError
+from mamer.data.audio import AUDIO_SUFFIXES, AudioLoadError, audio_duration
 from mamer.modality import DIMENSIONS, has_categories, has_dimensions
 from mamer.workflows.inference.recognizer import EmotionRecognizer, Prediction
+from mamer.workflows.inference.timeline import Timeline
 from mamer.workflows.inference.transcripts import read_transcripts, transcript_index
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 @dataclass
@@ -28,6 +29,25 @@ class Job:
     id: str
     audio: Path | None = None
     text: str | None = None
+
+
+@dataclass
+class Options:
+    """How each input is read beyond the model: ASR, segmentation (see `timeline`), extra outputs."""
+
+    transcribe: bool = False  # fill missing transcripts by ASR (only for models that read text)
+    language: str | None = None  # ASR language; None = detected
+    segment: str = "auto"  # auto, none, vad or window
+    window: float = 8.0
+    hop: float = 4.0
+    top_k: int | None = None
+    labels: list[str] | None = None
+    embeddings: bool = False
+    timelines: dict[str, Timeline] = field(default_factory=dict)  # filled: job id -> its timeline
+
+    def outputs(self) -> dict:
+        """The output options `predict_batch` and `timeline` take."""
+        return {"top_k": self.top_k, "labels": self.labels, "return_embedding": self.embeddings}
 
 
 def find_audio(path: str | Path) -> list[Path]:
@@ -66,9 +86,15 @@ def make_jobs(
 
 
 def predict_jobs(
-    recognizer: EmotionRecognizer, jobs: list[Job], batch_size: int = 16, progress: bool = True
+    recognizer: EmotionRecognizer,
+    jobs: list[Job],
+    batch_size: int = 16,
+    progress: bool = True,
+    options: Options | None = None,
 ) -> tuple[list[dict], list[tuple[str, str]]]:
-    """Predict every job; returns (rows, skipped as (file or id, reason)). A bad input never stops the rest."""
+    """Predict every job; returns (rows, skipped as (file or id, reason)); timelines land in
+    `options.timelines`. A bad input never stops the rest."""
+    options = options or Options()
     rows: list[dict] = []
     skipped: list[tuple[str, str]] = []
     bar = tqdm(total=len(jobs), desc="predict", unit="file", disable=not progress)
@@ -76,26 +102,56 @@ def predict_jobs(
         chunk, items = [], []
         for job in jobs[start : start + batch_size]:
             try:
-                items.append(_item(recognizer, job))
-                chunk.append(job)
-            except (AudioLoadError, ValueError) as err:
+                if _needs_timeline(recognizer, job, options):
+                    rows += _timeline_rows(recognizer, job, options)
+                else:
+                    items.append(_item(recognizer, job, options))
+                    chunk.append(job)
+            except (AudioLoadError, ValueError, RuntimeError) as err:
                 skipped.append(_skip(job, err))
-        for job, prediction in _predict_isolating(recognizer, chunk, items, skipped):
+        for job, prediction in _predict_isolating(recognizer, chunk, items, skipped, options):
             rows.append(prediction_row(job, prediction, recognizer.task))
         bar.update(len(jobs[start : start + batch_size]))
     bar.close()
     return rows, skipped
 
 
-def _item(recognizer: EmotionRecognizer, job: Job) -> dict:
+def _needs_timeline(recognizer: EmotionRecognizer, job: Job, options: Options) -> bool:
+    """True for audio to segment: `vad`/`window` asked for, or audio beyond the model's limit (or of unknown
+    length)."""
+    if job.audio is None:
+        return False
+    if options.segment in ("vad", "window"):
+        return True
+    seconds = audio_duration(job.audio)
+    return seconds is None or seconds > recognizer.max_seconds
+
+
+def _timeline_rows(recognizer: EmotionRecognizer, job: Job, options: Options) -> list[dict]:
+    """One row per segment of the job's recording (a given transcript keeps it one pooled segment)."""
+    segment = "none" if job.text is not None and options.segment == "auto" else options.segment
+    result = recognizer.timeline(
+        job.audio, text=job.text, segment=segment, window=options.window, hop=options.hop,
+        transcribe=options.transcribe, language=options.language, **options.outputs(),
+    )  # fmt: skip
+    options.timelines[job.id] = result
+    return [prediction_row(job, s.prediction, recognizer.task, (s.start, s.end)) for s in result.segments]
+
+
+def _item(recognizer: EmotionRecognizer, job: Job, options: Options) -> dict:
     wave = None if job.audio is None else recognizer.load_wave(job.audio)
-    return {"audio": wave, "text": job.text, "sample_rate": recognizer.sample_rate}
+    item = {"audio": wave, "text": job.text, "sample_rate": recognizer.sample_rate}
+    return item | {"transcribe": options.transcribe, "language": options.language}
 
 
-def _predict_isolating(recognizer, jobs: list[Job], items: list[dict], skipped: list) -> list:
+def _predict_isolating(
+    recognizer, jobs: list[Job], items: list[dict], skipped: list, options: Options
+) -> list:
     """One batch; if it fails, one by one, so only the bad input is skipped."""
+    if not items:
+        return []
     try:
-        return list(zip(jobs, recognizer.predict_batch(items), strict=True))
+        return list(zip(jobs, recognizer.predict_batch(items, **options.outputs()), strict=True))
     except (ValueError, RuntimeError) as err:
         if len(items) == 1:
             skipped.append(_skip(jobs[0], err))
@@ -103,7 +159,7 @@ def _predict_isolating(recognizer, jobs: list[Job], items: list[dict], skipped: 
     return [
         pair
         for j, i in zip(jobs, items, strict=True)
-        for pair in _predict_isolating(recognizer, [j], [i], skipped)
+        for pair in _predict_isolating(recognizer, [j], [i], skipped, options)
     ]
 
 
@@ -112,9 +168,13 @@ def _skip(job: Job, err: Exception) -> tuple[str, str]:
     return source, str(err).removeprefix(f"{source}: ")
 
 
-def prediction_row(job: Job, prediction: Prediction, task: str) -> dict[str, Any]:
-    """One output row: id, file, view, then the task's outputs."""
+def prediction_row(
+    job: Job, prediction: Prediction, task: str, span: tuple[float, float] | None = None
+) -> dict[str, Any]:
+    """One output row: id, file, (start, end of a timeline segment), view, then the task's outputs."""
     row: dict[str, Any] = {"id": job.id, "file": None if job.audio is None else str(job.audio)}
+    if span is not None:
+        row |= {"start": span[0], "end": span[1]}
     values = prediction.to_dict()
     if not has_dimensions(task):
         values = {k: v for k, v in values.items() if k not in DIMENSIONS}
@@ -142,5 +202,5 @@ def write_rows(rows: list[dict], out: str | Path) -> None:
 
 def _flatten(row: dict) -> dict:
     probabilities = row.get("probabilities") or {}
-    flat = {k: v for k, v in row.items() if k != "probabilities"}
-    return flat | {f"p_{label}": p for label, p in probabilities.items()}
+    flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items() if k != "probabilities"}
+    return flat | {f"p_{label}": p for label, p in probabilities.items()}  # top_k, embedding: JSON lists

@@ -4,20 +4,20 @@ from mamer import EmotionRecognizer
 r = EmotionRecognizer.load("runs/unified")
 r.predict(audio="clip.wav", text="I can't believe it")   # view "audio+text"
 r.predict(text="what a lovely day")                       # view "text"
+r.predict(audio="clip.wav", transcribe=True)              # the text view from ASR (whisper-base)
+r.timeline("meeting.mp3")                                 # a long recording, segment by segment
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from mamer.checkpoint import ModelMeta, load_model
@@ -26,7 +26,14 @@ from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.choice import rebuild_encoder
 from mamer.modality import DIMENSIONS, views_within
 from mamer.model.mamer import MAMER
+from mamer.workflows.inference.prediction import Prediction, check_labels, pooled, reshaped
 from mamer.workflows.inference.pretrained import resolve_model, save_pretrained
+
+if TYPE_CHECKING:
+    from mamer.workflows.inference.asr import Transcriber
+    from mamer.workflows.inference.timeline import Timeline
+
+__all__ = ["EmotionRecognizer", "Features", "Prediction"]
 
 log = logging.getLogger(__name__)
 
@@ -34,24 +41,8 @@ AudioInput = str | Path | np.ndarray | None
 
 
 @dataclass
-class Prediction:
-    """One utterance's result. `probabilities`/`label` for categorical runs, A/V/D (corpus scale) for
-    dimensional runs, both for task "both"; `view` says which modalities were used."""
-
-    view: str  # "audio", "text" or "audio+text"
-    label: str | None = None
-    probabilities: dict[str, float] | None = None
-    arousal: float | None = None
-    valence: float | None = None
-    dominance: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
 class Features:
-    """Frozen-encoder features of one utterance: audio (Ta, Da) cropped to the model's maximum, text (Tt, Dt)."""
+    """Frozen-encoder features of one utterance: audio (Ta, Da) of any length, text (Tt, Dt)."""
 
     audio: torch.Tensor | None
     text: torch.Tensor | None
@@ -62,15 +53,6 @@ class Features:
 
 
 # ---------------------------------------------------------------- audio input
-
-
-def decode_audio(data: bytes, what: str = "upload") -> tuple[np.ndarray, int]:
-    """Encoded audio bytes (wav/flac/ogg/mp3) -> mono float32 `(N,)` and its sample rate."""
-    try:
-        wave, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises LibsndfileError, RuntimeError, TypeError, ...
-        raise AudioLoadError(f"{what}: unreadable audio ({type(err).__name__}: {err})") from err
-    return check_wave(wave, what), int(sr)
 
 
 def check_wave(wave: np.ndarray, what: str) -> np.ndarray:
@@ -107,14 +89,26 @@ class EmotionRecognizer:
         ]
         self._encoders: dict[str, AudioEncoder | TextEncoder] = {}
         self._lock = threading.Lock()
+        self.asr, self.language = "whisper-base", None
+        self._transcriber: Transcriber | None = None
+        self._asr_lock = threading.Lock()
 
     @classmethod
-    def load(cls, model: str | Path, device: str = "cpu", preload: bool = False) -> EmotionRecognizer:
+    def load(
+        cls,
+        model: str | Path,
+        device: str = "cpu",
+        preload: bool = False,
+        asr: str = "whisper-base",
+        language: str | None = None,
+    ) -> EmotionRecognizer:
         """Load a model: a built-in name ("mamer-base"), a run directory or release folder, or a Hugging Face
-        Hub id; `preload=True` builds every encoder now (fails fast, as a server should)."""
+        Hub id; `preload=True` builds every encoder now (fails fast, as a server should). `asr` names the
+        speech recogniser `transcribe=True` uses (loaded on first use only), `language` fixes its language."""
         folder = resolve_model(model)
         model, meta = load_model(folder, device)
         recognizer = cls(model, meta, folder, device)
+        recognizer.asr, recognizer.language = asr, language
         if preload:
             for modality in recognizer.modalities:
                 recognizer.encoder(modality)
@@ -135,6 +129,27 @@ class EmotionRecognizer:
     def sample_rate(self) -> int:
         """Rate audio is resampled to before the audio encoder."""
         return int(self.meta.encoders["audio"]["sample_rate"])
+
+    @property
+    def max_seconds(self) -> float:
+        """The longest audio the model reads at once (its audio positions); longer audio goes in windows."""
+        frame_rate = float(self.meta.encoders.get("audio", {}).get("frame_rate") or 50.0)
+        return self.max_frames / frame_rate
+
+    @property
+    def can_transcribe(self) -> bool:
+        """True when ASR would help: the model reads both audio and text (a dedicated audio model never does)."""
+        return "text" in self.modalities and "audio" in self.modalities
+
+    @property
+    def transcriber(self) -> Transcriber:
+        """The ASR model named by `self.asr`, created on first use (and loaded on its first transcription)."""
+        with self._asr_lock:
+            if self._transcriber is None or self._transcriber.name != self.asr:
+                from mamer.workflows.inference.asr import load_transcriber
+
+                self._transcriber = load_transcriber(self.asr)
+            return self._transcriber
 
     def encoder(self, modality: str) -> AudioEncoder | TextEncoder:
         """The frozen encoder of `modality`, built on first use from the spec in model.json."""
@@ -163,21 +178,77 @@ class EmotionRecognizer:
         return resample(check_wave(audio, "audio array"), int(sample_rate), self.sample_rate)
 
     def predict(
-        self, audio: AudioInput = None, text: str | None = None, sample_rate: int | None = None
+        self,
+        audio: AudioInput = None,
+        text: str | None = None,
+        sample_rate: int | None = None,
+        transcribe: bool = False,
+        language: str | None = None,
+        top_k: int | None = None,
+        labels: Sequence[str] | None = None,
+        return_embedding: bool = False,
     ) -> Prediction:
-        """Predict from audio (a file, or an array + `sample_rate`), a transcript, or both."""
-        return self.predict_batch([{"audio": audio, "text": text, "sample_rate": sample_rate}])[0]
+        """Predict from audio (a file, or an array + `sample_rate`), a transcript, or both. `transcribe=True`
+        fills a missing transcript by ASR (only when the model reads text); audio longer than `max_seconds`
+        is read in windows and pooled, never cropped. `labels` restricts (and renormalises) the classes,
+        `top_k` lists the likeliest, `return_embedding` adds the [CLS] output."""
+        item = {"audio": audio, "text": text, "sample_rate": sample_rate, "transcribe": transcribe}
+        options = {"top_k": top_k, "labels": labels, "return_embedding": return_embedding}
+        return self.predict_batch([item | ({"language": language} if language else {})], **options)[0]
 
-    def predict_batch(self, items: Sequence[dict], batch_size: int = 16) -> list[Prediction]:
-        """`items`: dicts with optional "audio", "text", "sample_rate" keys -> one Prediction each, in order."""
+    def predict_batch(
+        self,
+        items: Sequence[dict],
+        batch_size: int = 16,
+        top_k: int | None = None,
+        labels: Sequence[str] | None = None,
+        return_embedding: bool = False,
+    ) -> list[Prediction]:
+        """`items`: dicts with optional "audio", "text", "sample_rate", "transcribe", "language" keys -> one
+        Prediction each, in order (options as in `predict`)."""
+        labels = check_labels(labels, self.labels)
         waves = [self._input_wave(it) for it in items]
-        texts = [self._input_text(it) for it in items]
+        heard = [self._heard(it, w) for it, w in zip(items, waves, strict=True)]
+        texts = [
+            self._input_text(it) if h is None else (h.text or None)
+            for it, h in zip(items, heard, strict=True)
+        ]
         with self._lock:
             results = []
             for start in range(0, len(items), batch_size):
                 chunk = slice(start, start + batch_size)
-                results += self.predict_features(self.featurize(waves[chunk], texts[chunk]))
-            return results
+                results += self.predict_features(self.featurize(waves[chunk], texts[chunk]), return_embedding)
+        for i, transcript in enumerate(heard):
+            if transcript is not None:
+                results[i] = replace(
+                    results[i],
+                    transcript=transcript.text,
+                    language=transcript.language,
+                    asr_model=transcript.model,
+                )
+        return [reshaped(r, labels, top_k) for r in results]
+
+    def transcribe(self, wave: np.ndarray, language: str | None = None):
+        """ASR of a waveform at `sample_rate` -> `asr.Transcript` (text, language, model, timed words)."""
+        wave_16k = resample(wave, self.sample_rate, 16000)
+        return self.transcriber.transcribe(wave_16k, language=language or self.language)
+
+    def _heard(self, item: dict, wave: np.ndarray | None):
+        """The ASR transcript of an item asking for one (audio, no text, a model that reads text), else None."""
+        if (
+            not item.get("transcribe")
+            or wave is None
+            or item.get("text") is not None
+            or not self.can_transcribe
+        ):
+            return None
+        return self.transcribe(wave, item.get("language"))
+
+    def timeline(self, audio: AudioInput, sample_rate: int | None = None, **options) -> Timeline:
+        """A recording of any length, segment by segment (see `mamer.workflows.inference.timeline.timeline`)."""
+        from mamer.workflows.inference.timeline import timeline
+
+        return timeline(self, audio, sample_rate=sample_rate, **options)
 
     def _input_wave(self, item: dict) -> np.ndarray | None:
         audio = item.get("audio")
@@ -200,9 +271,7 @@ class EmotionRecognizer:
         """Run the frozen encoders: waveforms at `sample_rate` and/or texts -> per-utterance features."""
         audio = self._encode("audio", waves)
         text = self._encode("text", texts)
-        return [
-            Features(None if a is None else a[: self.max_frames], t) for a, t in zip(audio, text, strict=True)
-        ]
+        return [Features(a, t) for a, t in zip(audio, text, strict=True)]
 
     def _encode(self, modality: str, inputs: Sequence) -> list[torch.Tensor | None]:
         present = [i for i, x in enumerate(inputs) if x is not None]
@@ -216,14 +285,31 @@ class EmotionRecognizer:
         return out
 
     @torch.inference_mode()
-    def predict_features(self, features: Sequence[Features]) -> list[Prediction]:
-        """The shared model on precomputed features, one padded batch per view."""
-        results: list[Prediction | None] = [None] * len(features)
-        for view in {f.view for f in features}:
-            index = [i for i, f in enumerate(features) if f.view == view]
-            for i, prediction in zip(index, self._run_view([features[i] for i in index], view), strict=True):
-                results[i] = prediction
-        return results  # type: ignore[return-value]
+    def predict_features(
+        self, features: Sequence[Features], return_embedding: bool = False
+    ) -> list[Prediction]:
+        """The shared model on precomputed features, one padded batch per view. Audio longer than the model's
+        positions is split into equal windows of at most `max_frames` frames, pooled by their length."""
+        windows = [self._windows(f) for f in features]
+        flat = [w for ws in windows for w in ws]
+        done: list[Prediction | None] = [None] * len(flat)
+        for view in {f.view for f in flat}:
+            index = [i for i, f in enumerate(flat) if f.view == view]
+            for i, prediction in zip(index, self._run_view([flat[i] for i in index], view), strict=True):
+                done[i] = prediction
+        results, at = [], 0
+        for ws in windows:
+            parts, at = done[at : at + len(ws)], at + len(ws)
+            result = parts[0] if len(ws) == 1 else pooled(parts, [len(w.audio) for w in ws])
+            results.append(result if return_embedding else replace(result, embedding=None))
+        return results
+
+    def _windows(self, features: Features) -> list[Features]:
+        """Features whose audio exceeds `max_frames` -> equal windows that fit (each with the whole text)."""
+        if features.audio is None or len(features.audio) <= self.max_frames:
+            return [features]
+        count = -(-len(features.audio) // self.max_frames)
+        return [Features(a, features.text) for a in torch.tensor_split(features.audio, count)]
 
     def _run_view(self, features: list[Features], view: str) -> list[Prediction]:
         inputs = {}
@@ -232,7 +318,10 @@ class EmotionRecognizer:
         if "text" in view:
             inputs["text"], inputs["text_mask"] = pad([f.text for f in features], self.device)
         out = self.model(**inputs)
-        return self._decode(out.logits, out.dims, view)
+        results = self._decode(out.logits, out.dims, view)
+        for result, cls in zip(results, out.cls.float().cpu().tolist(), strict=True):
+            result.embedding = cls
+        return results
 
     def _decode(self, logits: torch.Tensor | None, dims: torch.Tensor | None, view: str) -> list[Prediction]:
         n = len(logits if logits is not None else dims)

@@ -1,7 +1,11 @@
 """HTTP service: `POST /predict` (multipart `audio` file and/or `text` field), `GET /health`, `GET /info`.
 
-The model and its encoders load once, in `create_app`. Requests run in worker threads bounded by a
-CapacityLimiter; the recognizer's lock keeps concurrent requests from sharing the encoders mid-call.
+The model and its encoders load once, in `create_app`; the ASR model on the first upload that needs it.
+Uploads of any container PyAV reads (WAV, FLAC, MP3, OGG, WebM/Opus from browsers, M4A) are decoded in a worker
+thread, refused from their header when longer than `max_seconds`. Audio without text is transcribed (form field
+`transcribe=false` or `asr=none` turns it off); audio longer than the model's limit gets a timeline. Requests run
+in worker threads bounded by a CapacityLimiter; the recognizer's lock keeps concurrent requests from sharing
+the encoders mid-call.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 import mamer
-from mamer.data.audio import AudioLoadError
-from mamer.workflows.inference.recognizer import EmotionRecognizer, Prediction, decode_audio
+from mamer.data.audio import AudioLoadError, decode_bytes
+from mamer.workflows.inference.recognizer import EmotionRecognizer
+
+SAMPLE_RATE = 16000  # uploads are decoded to this rate (what VAD and ASR read)
+OFF = ("none", "false", "0", "off", "no")
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the text field, on top of the audio limit
 
@@ -23,15 +30,21 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the text field, on top of 
 def create_app(
     run_dir: str | Path,
     max_upload_mb: float = 20.0,
-    max_seconds: float = 60.0,
+    max_seconds: float = 600.0,
     workers: int = 2,
     device: str = "cpu",
+    asr: str | None = "whisper-base",
+    language: str | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the run in `run_dir`; uploads over `max_upload_mb` get 413, audio over
-    `max_seconds` 422; at most `workers` requests are in the model at once, the rest wait."""
-    recognizer = EmotionRecognizer.load(run_dir, device=device, preload=True)
+    `max_seconds` 422; at most `workers` requests are in the model at once, the rest wait. `asr` (None: never)
+    transcribes audio sent without text, in `language` (None: detected)."""
+    recognizer = EmotionRecognizer.load(
+        run_dir, device=device, preload=True, asr=asr or "whisper-base", language=language
+    )
     limit_bytes = int(max_upload_mb * 1024 * 1024)
     limiter = anyio.CapacityLimiter(workers)
+    asr_on = asr is not None
     app = FastAPI(title="MAMER emotion recognition", version=mamer.__version__)
 
     @app.middleware("http")
@@ -51,12 +64,16 @@ def create_app(
 
     @app.post("/predict")
     async def predict(
-        audio: Annotated[UploadFile | None, File(description="speech: wav, flac, ogg or mp3")] = None,
+        audio: Annotated[
+            UploadFile | None, File(description="speech: wav, flac, ogg, mp3, webm/opus, m4a, mp4")
+        ] = None,
         text: Annotated[str | None, Form(description="transcript of the speech, or text alone")] = None,
+        transcribe: Annotated[bool, Form(description="transcribe audio sent without text")] = True,
+        asr: Annotated[str | None, Form(description="`none` turns transcription off")] = None,
     ) -> dict[str, Any]:
-        wave, sample_rate = None, None
+        wave, sample_rate = None, SAMPLE_RATE
         if audio is not None:
-            wave, sample_rate = await _read_audio(audio, limit_bytes, max_upload_mb, max_seconds)
+            wave = await _read_audio(audio, limit_bytes, max_upload_mb, max_seconds, limiter)
         if text is not None and not text.strip():
             text = None
         if wave is None and text is None:
@@ -66,29 +83,43 @@ def create_app(
                 raise HTTPException(
                     422, f"this model was trained without {modality}; send only {_only(recognizer)}"
                 )
-        result: Prediction = await anyio.to_thread.run_sync(
-            lambda: recognizer.predict(audio=wave, text=text, sample_rate=sample_rate), limiter=limiter
+        heard = asr is None or asr.strip().lower() not in OFF
+        options = {"transcribe": bool(transcribe and heard and asr_on), "sample_rate": sample_rate}
+        return await anyio.to_thread.run_sync(
+            lambda: _answer(recognizer, wave, text, **options), limiter=limiter
         )
-        return result.to_dict()
 
     return app
 
 
-async def _read_audio(upload: UploadFile, limit_bytes: int, max_upload_mb: float, max_seconds: float):
+def _answer(
+    recognizer: EmotionRecognizer, wave, text: str | None, transcribe: bool, sample_rate: int
+) -> dict:
+    """One request's answer: a prediction, or for audio beyond the model's limit a timeline and its summary."""
+    if wave is not None and len(wave) / sample_rate > recognizer.max_seconds:
+        segment = "none" if text is not None else "auto"
+        result = recognizer.timeline(
+            wave, sample_rate=sample_rate, text=text, segment=segment, transcribe=transcribe
+        )
+        return {"summary": result.summary(), "segments": result.rows()}
+    kept = recognizer.predict(audio=wave, text=text, sample_rate=sample_rate, transcribe=transcribe)
+    return kept.to_dict()
+
+
+async def _read_audio(
+    upload: UploadFile, limit_bytes: int, max_upload_mb: float, max_seconds: float, limiter
+):
+    """The upload decoded (in a worker thread) to mono float32 at 16 kHz; 413 / 422 with the reason."""
     data = await upload.read(limit_bytes + 1)
     if len(data) > limit_bytes:
         raise HTTPException(413, _too_large(max_upload_mb))
     name = upload.filename or "audio"
     try:
-        wave, sample_rate = decode_audio(data, name)
+        return await anyio.to_thread.run_sync(
+            lambda: decode_bytes(data, SAMPLE_RATE, name, max_seconds), limiter=limiter
+        )
     except AudioLoadError as err:
         raise HTTPException(422, str(err)) from err
-    seconds = len(wave) / sample_rate
-    if seconds > max_seconds:
-        raise HTTPException(
-            422, f"{name}: {seconds:.1f} s of audio; this service takes at most {max_seconds:g} s"
-        )
-    return wave, sample_rate
 
 
 def _too_large(max_upload_mb: float) -> str:

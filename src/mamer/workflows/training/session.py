@@ -54,9 +54,12 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
             raise ValueError(f"split {name!r} not found in {config.data.manifest}; it has {sorted(by_split)}")
     targets = Targets.fit(by_split[config.data.train_split], config.data.labels)
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
+    max_tokens = config.model.max_text_tokens
 
     def dataset(split: str, audio_repeat: int = 1) -> EmotionDataset:
-        return EmotionDataset(load_split(features, split), by_split[split], targets, max_frames, audio_repeat)
+        return EmotionDataset(
+            load_split(features, split), by_split[split], targets, max_frames, audio_repeat, max_tokens
+        )
 
     generator = torch.Generator().manual_seed(config.train.seed)
     t = config.train

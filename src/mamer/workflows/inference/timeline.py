@@ -1,0 +1,263 @@
+"""Recordings of any length: segments (voice activity or fixed windows), each with its emotion and transcript.
+
+`timeline(recognizer, "meeting.mp3")` plans the segments, then decodes the recording once more, block by block,
+cutting out groups of neighbouring segments (at most `ASR_SPAN` seconds each) as the blocks pass: memory holds
+one block and one group, whatever the recording's length. ASR runs once per group (Whisper reads 30 s at a
+time, so a 2 s segment alone would cost as much as 30 s) and each segment gets the words whose middle falls in
+it. Segment modes:
+
+- `auto`: `none` for audio within the model's limit (`recognizer.max_seconds`), `vad` beyond;
+- `none`: one segment, the whole recording; beyond the limit it is read in windows of the limit and pooled
+  (duration-weighted mean of probabilities and A/V/D), never cropped;
+- `vad`: speech segments from `segments.vad_segments` (at most 20 s, or the model's limit if lower);
+- `window`: windows of `window` s every `hop` s (`segments.window_segments`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mamer.data.audio import audio_duration, load_audio, resample, stream_audio
+from mamer.modality import DIMENSIONS
+from mamer.workflows.inference.asr import TimedText
+from mamer.workflows.inference.prediction import Prediction, pooled, reshaped
+from mamer.workflows.inference.segments import Segment, vad_segments, window_segments
+
+log = logging.getLogger(__name__)
+
+SR = 16000  # VAD and ASR read 16 kHz; the recognizer resamples for its own encoder
+ASR_SPAN = 28.0  # seconds of neighbouring segments transcribed in one Whisper call (it reads 30 s windows)
+MODES = ("auto", "none", "vad", "window")
+
+
+@dataclass
+class TimelineSegment:
+    """One stretch of the recording (seconds from its start), its prediction and the words heard in it."""
+
+    start: float
+    end: float
+    prediction: Prediction
+    words: tuple[TimedText, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """start, end, then the prediction's fields (the row `mamer predict` writes)."""
+        return {"start": self.start, "end": self.end} | self.prediction.to_dict()
+
+
+@dataclass
+class Timeline:
+    """A recording's segments in time order, with how they were found."""
+
+    duration: float
+    mode: str
+    segments: list[TimelineSegment] = field(default_factory=list)
+
+    @property
+    def words(self) -> list[TimedText]:
+        """Every transcribed word, in time order (times from the recording's start)."""
+        return [w for s in self.segments for w in s.words]
+
+    def summary(self) -> dict[str, Any]:
+        """Whole-file figures: the share of segmented time per emotion, and duration-weighted mean A/V/D."""
+        durations = np.array([s.end - s.start for s in self.segments])
+        total = float(durations.sum())
+        out: dict[str, Any] = {"duration": round(self.duration, 3), "segments": len(self.segments)}
+        out["segmented_seconds"] = round(total, 3)
+        if not self.segments or total <= 0:
+            return out
+        predictions = [s.prediction for s in self.segments]
+        if predictions[0].label is not None:
+            share = {k: 0.0 for k in predictions[0].probabilities}
+            for p, d in zip(predictions, durations, strict=True):
+                share[p.label] += d / total
+            out["share"] = {k: round(v, 4) for k, v in share.items()}
+        for name in DIMENSIONS:
+            if getattr(predictions[0], name) is not None:
+                values = np.array([getattr(p, name) for p in predictions])
+                out[name] = float(values @ durations / total)
+        return out
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per segment (start, end, prediction fields)."""
+        return [s.to_dict() for s in self.segments]
+
+
+def timeline(
+    recognizer,  # an EmotionRecognizer (not imported: the recognizer imports this module)
+    audio: str | Path | np.ndarray,
+    sample_rate: int | None = None,
+    text: str | None = None,
+    segment: str = "auto",
+    window: float = 8.0,
+    hop: float = 4.0,
+    transcribe: bool = False,
+    language: str | None = None,
+    top_k: int | None = None,
+    labels: Sequence[str] | None = None,
+    return_embedding: bool = False,
+    batch_size: int = 32,
+) -> Timeline:
+    """Segment `audio` (a file of any container, or an array + `sample_rate`) and predict every segment.
+
+    `text` (a transcript of the whole recording) only goes with one segment (`segment="none"`); otherwise
+    `transcribe=True` gives each segment its own words by ASR.
+    """
+    if segment not in MODES:
+        raise ValueError(f"segment={segment!r}: choose one of {', '.join(MODES)}")
+    source = _Source(recognizer, audio, sample_rate)
+    limit = recognizer.max_seconds
+    mode = segment
+    if mode == "auto":
+        mode = "none" if source.duration <= limit else "vad"
+    segments, pool = _plan(source, mode, limit, window, hop)
+    if text is not None and len(segments) > 1 and not pool:
+        raise ValueError(
+            "a transcript of the whole recording cannot be split into segments: use ASR (transcribe / --asr) "
+            "for per-segment text, or segment='none'"
+        )
+    options = {"top_k": top_k, "labels": labels, "return_embedding": return_embedding}
+    done = list(_predicted(recognizer, source, segments, text, transcribe, language, batch_size, options))
+    if pool and done:
+        weights = [s.end - s.start for s in done]
+        merged = reshaped(pooled([s.prediction for s in done], weights), labels, top_k)
+        words = tuple(w for s in done for w in s.words)
+        done = [TimelineSegment(0.0, round(source.duration, 3), merged, words)]
+    return Timeline(source.duration, mode, done)
+
+
+# ---------------------------------------------------------------- the recording
+
+
+class _Source:
+    """A file (decoded lazily, block by block) or an in-memory waveform, at 16 kHz."""
+
+    def __init__(self, recognizer, audio: str | Path | np.ndarray, rate: int | None) -> None:
+        self.path, self.wave = None, None
+        if isinstance(audio, str | Path):
+            self.path = Path(audio)
+        else:  # checked and resampled to the encoder's rate by the recognizer, then to 16 kHz
+            self.wave = resample(recognizer.load_wave(audio, rate), recognizer.sample_rate, SR)
+        self._duration: float | None = None
+
+    @property
+    def duration(self) -> float:
+        """Seconds: the array's length, the header's duration, or (no header duration) counted by streaming."""
+        if self._duration is None:
+            if self.wave is not None:
+                self._duration = self.wave.shape[0] / SR
+            else:
+                stated = audio_duration(self.path)
+                self._duration = stated if stated else sum(b.shape[0] for b in self.blocks()) / SR
+        return self._duration
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        """Consecutive 16 kHz blocks of the recording."""
+        if self.wave is not None:
+            return iter([self.wave])
+        return stream_audio(self.path, SR, block_seconds=10.0)
+
+    def vad_input(self) -> str | Path | np.ndarray:
+        return self.wave if self.wave is not None else self.path
+
+    def spans(self, spans: Sequence[tuple[float, float]]) -> Iterator[np.ndarray]:
+        """The samples of each (start, end) span in seconds; spans sorted by start. Streams files: memory
+        holds the blocks from the current span's start on, never the whole recording."""
+        if self.wave is not None:
+            for start, end in spans:
+                yield self.wave[round(start * SR) : round(end * SR)]
+            return
+        if self.duration <= ASR_SPAN:  # a short file: read whole by the fastest reader
+            wave = load_audio(self.path, SR)
+            for start, end in spans:
+                yield wave[round(start * SR) : round(end * SR)]
+            return
+        blocks = self.blocks()
+        held, held_start = np.zeros(0, np.float32), 0  # samples kept, and the index of the first one
+        for start, end in spans:
+            a, b = round(start * SR), round(end * SR)
+            while held_start + held.shape[0] < b:
+                block = next(blocks, None)
+                if block is None:
+                    break
+                held = np.concatenate([held, block])
+                drop = min(max(0, a - held_start), held.shape[0])
+                held, held_start = held[drop:], held_start + drop
+            drop = min(max(0, a - held_start), held.shape[0])
+            held, held_start = held[drop:], held_start + drop
+            yield held[: b - held_start].copy()
+
+
+def _plan(source: _Source, mode: str, limit: float, window: float, hop: float) -> tuple[list[Segment], bool]:
+    """The segments of `mode`, and whether they are windows of one segment to pool into one prediction."""
+    duration = source.duration
+    if mode == "none":
+        if duration <= limit:
+            return [Segment(0.0, duration)], False
+        return window_segments(duration, limit, limit), True
+    if mode == "window":
+        return window_segments(duration, window, hop), False
+    longest = min(20.0, limit)
+    shortest = min(1.0, max(0.0, longest - 0.5))
+    return vad_segments(source.vad_input(), min_seconds=shortest, max_seconds=longest), False
+
+
+def _groups(segments: Sequence[Segment]) -> list[list[Segment]]:
+    """Neighbouring segments whose span (first start to last end) stays within `ASR_SPAN` seconds."""
+    groups: list[list[Segment]] = []
+    for s in segments:
+        if groups and s.end - groups[-1][0].start <= ASR_SPAN:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def _predicted(recognizer, source, segments, text, transcribe, language, batch_size, options):
+    """TimelineSegments of `segments` in order: decoded group by group, predicted in batches."""
+    groups = _groups(segments)
+    spans = source.spans([(g[0].start, g[-1].end) for g in groups])
+    pending: list[tuple[Segment, dict, tuple[TimedText, ...], Any]] = []
+    for group, wave in zip(groups, spans, strict=True):
+        heard = None
+        if transcribe and text is None and recognizer.can_transcribe:
+            heard = recognizer.transcriber.transcribe(wave, language=language or recognizer.language)
+        for s in group:
+            piece = wave[round((s.start - group[0].start) * SR) : round((s.end - group[0].start) * SR)]
+            if piece.shape[0] == 0:
+                continue
+            words = _words_in(heard, s, group[0].start)
+            item = {"audio": piece, "sample_rate": SR, "text": text}
+            if heard is not None:
+                item["text"] = " ".join(w.text for w in words) or None
+            pending.append((s, item, words, heard))
+        if len(pending) >= batch_size:
+            yield from _flush(recognizer, pending, options)
+            pending = []
+    yield from _flush(recognizer, pending, options)
+
+
+def _words_in(heard, segment: Segment, offset: float) -> tuple[TimedText, ...]:
+    """The words (times from the recording's start) whose middle falls in `segment`."""
+    if heard is None:
+        return ()
+    timed = heard.words or heard.segments
+    moved = [TimedText(w.text, round(w.start + offset, 3), round(w.end + offset, 3)) for w in timed]
+    return tuple(w for w in moved if segment.start <= (w.start + w.end) / 2 < segment.end)
+
+
+def _flush(recognizer, pending, options) -> Iterator[TimelineSegment]:
+    """Predict the pending segments in one batch."""
+    if not pending:
+        return
+    predictions = recognizer.predict_batch([item for _, item, _, _ in pending], **options)
+    for (s, _, words, heard), p in zip(pending, predictions, strict=True):
+        if heard is not None:
+            transcript = " ".join(w.text for w in words)
+            p = replace(p, transcript=transcript, language=heard.language, asr_model=heard.model)
+        yield TimelineSegment(s.start, s.end, p, words)
