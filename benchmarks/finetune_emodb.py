@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--starts", default="scratch,finetuned", help="which runs: scratch, finetuned or both")
     args = parser.parse_args()
     source = resolve_model(args.source)
     source_meta = read_meta(source)
@@ -99,7 +100,7 @@ def main() -> None:
             write_manifest(subsample(rows, fraction, seed=fold), manifest)
             for start, init in (("scratch", None), ("finetuned", source)):
                 key = f"{fraction:g}/{fold}/{start}"
-                if key in results:
+                if key in results or start not in args.starts.split(","):
                     continue
                 run_dir = args.out / f"fraction{fraction:g}" / f"fold{fold}_{start}"
                 results[key] = run_one(args, manifest, run_dir, init, source_meta)

@@ -117,3 +117,16 @@ def test_init_from_learns_the_copied_weights_slower(run, tiny_config, tmp_path):
     assert scales[0.25] == sum(p.numel() for n, p in fresh.named_parameters() if n in kept)
     assert scales[1.0] >= head + 2  # the new head and the training-only heads learn at full rate
     assert not any(n.startswith("head.") for n in kept)
+
+
+def test_the_released_model_predicts_right_after_install(capsys):
+    """mamer-base ships in the package: loads by name with no network, the default of `mamer predict`."""
+    released = EmotionRecognizer.from_pretrained("mamer-base")
+    assert released.labels == ["anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise"]
+    prediction = released.predict(text="I am so furious, how dare you!")
+    assert prediction.view == "text" and prediction.label in released.labels
+    assert prediction.valence is not None and 1.0 <= prediction.valence <= 5.0
+    header = yaml.safe_load((resolve_model("mamer-base") / "README.md").read_text().split("---")[1])
+    assert header["license"] == "cc-by-nc-sa-4.0" and header["model-index"][0]["name"] == "mamer-base"
+    assert main(["predict", "--text", "what a lovely surprise"]) == 0  # no model named: mamer-base
+    assert '"view": "text"' in capsys.readouterr().out

@@ -10,9 +10,12 @@ from mamer.data.corpora.base import Prepared
 from mamer.data.corpora.emobank import read_emobank
 from mamer.data.corpora.emodb import read_emodb
 from mamer.data.corpora.folds import speaker_of
+from mamer.data.corpora.goemotions import read_goemotions
 from mamer.data.corpora.iemocap import read_iemocap, session_of
+from mamer.data.corpora.mamer_base import read_mamer_base
 from mamer.data.corpora.meld import read_meld
 from mamer.data.corpora.msp_podcast import read_msp_podcast
+from mamer.data.corpora.ravdess import read_ravdess
 from mamer.data.manifest import Utterance, read_manifest
 
 
@@ -39,6 +42,9 @@ CORPORA: dict[str, Corpus] = {
     "emodb": Corpus(read_emodb, default_folds=5, folds=True),
     "meld": Corpus(read_meld),
     "emobank": Corpus(read_emobank),
+    "ravdess": Corpus(read_ravdess, folds=True),
+    "goemotions": Corpus(read_goemotions),
+    "mamer-base": Corpus(read_mamer_base),
     "manifest": Corpus(read_generic, folds=True),
 }
 ALIASES = {"msp_podcast": "msp-podcast"}

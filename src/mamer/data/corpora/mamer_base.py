@@ -1,0 +1,164 @@
+"""mamer-base: the real corpora of the released model joined in one manifest and one label space.
+
+``root`` is laid out like ``../shared/data``: ``emodb/``, ``ravdess/``, ``meld/``, ``goemotions/``, ``emobank/``,
+each as its own adapter reads it. A corpus whose folder is missing is left out with a note (a root holding one
+corpus gives the manifest of a dedicated single-corpus model; one without ``emodb/`` the no-EmoDB variant).
+
+Label space: Ekman's six basic emotions + neutral, for the categorical task, plus arousal/valence/dominance where a
+corpus rates them (task ``both``; a row without a class or without ratings has no term for it):
+
+| class | EmoDB | RAVDESS | MELD | GoEmotions (Ekman) |
+|---|---|---|---|---|
+| anger | anger (Wut) | angry | anger | anger |
+| disgust | disgust (Ekel) | disgust | disgust | disgust |
+| fear | fear (Angst) | fearful | fear | fear |
+| happiness | happiness (Freude) | happy | joy | joy |
+| neutral | neutral | neutral | neutral | neutral |
+| sadness | sadness (Trauer) | sad | sadness | sadness |
+| surprise | - | surprised | surprise | surprise |
+| left out | boredom (Langeweile) | calm | - | multi-label rows |
+
+EmoDB's boredom and RAVDESS's calm have no counterpart in the other corpora and are left out (not merged into
+neutral); GoEmotions rows with more than one label are left out by its adapter, and only every
+``GOEMOTIONS_TRAIN_EVERY``-th of its single-label train rows is kept (training time; dev and test whole). The counts
+are notes. EmoBank has no classes: its rows carry valence, arousal and dominance on its 1-5 scale, text only.
+
+Modalities: EmoDB and RAVDESS are audio with their fixed sentences as text (the same sentences in every emotion,
+so the text carries no emotion and the model must learn to ignore it); MELD, GoEmotions and EmoBank are text.
+
+Ids and speakers are ``<corpus>/<id or speaker in the corpus>`` (`corpus_of` reads the corpus back), so per-corpus scores need no extra
+field. Splits, speaker-independent for the audio corpora and official for the text corpora:
+
+| corpus | train | dev | test |
+|---|---|---|---|
+| EmoDB | speakers 11-16 | ``dev_emodb``: speakers 09, 10 | ``test_emodb``: speakers 03, 08 |
+| RAVDESS | actors 1-16 | ``dev_ravdess``: actors 17-20 | ``test_ravdess``: actors 21-24 |
+| MELD, GoEmotions, EmoBank | official train | ``dev``: official dev | ``test_<corpus>``: official test |
+
+The shared ``dev`` split, which training early-stops on, holds the text corpora only; the audio corpora's dev
+rows are in their own splits, scored per corpus for model selection. (With task ``both``, scoring gave an audio
+view without ratings a NaN CCC, so a dev score over it never saved a checkpoint; the scoring now skips such
+metrics, but the released model was selected with this layout.) Each speaker set holds both genders (EmoDB
+03/10 male, 08/09 female, as its speaker fold 0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from mamer.data.corpora.base import Prepared
+from mamer.data.corpora.emobank import read_emobank
+from mamer.data.corpora.emodb import read_emodb
+from mamer.data.corpora.goemotions import read_goemotions
+from mamer.data.corpora.meld import read_meld
+from mamer.data.corpora.ravdess import read_ravdess
+from mamer.data.manifest import Utterance
+
+LABELS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
+# Corpus label -> mamer-base class; None = left out. EmoBank has no classes.
+MAPPINGS: dict[str, dict[str, str | None]] = {
+    "emodb": {
+        "anger": "anger",
+        "boredom": None,
+        "disgust": "disgust",
+        "fear": "fear",
+        "happiness": "happiness",
+        "neutral": "neutral",
+        "sadness": "sadness",
+    },
+    "ravdess": {
+        "angry": "anger",
+        "calm": None,
+        "disgust": "disgust",
+        "fearful": "fear",
+        "happy": "happiness",
+        "neutral": "neutral",
+        "sad": "sadness",
+        "surprised": "surprise",
+    },
+    "meld": {**{name: name for name in LABELS if name != "happiness"}, "joy": "happiness"},
+    "goemotions": {**{name: name for name in LABELS if name != "happiness"}, "joy": "happiness"},
+    "emobank": {},
+}
+READERS: dict[str, Callable[[Path], Prepared]] = {
+    "emodb": read_emodb,
+    "ravdess": read_ravdess,
+    "meld": read_meld,
+    "goemotions": read_goemotions,
+    "emobank": read_emobank,
+}
+AUDIO_CORPORA = ("emodb", "ravdess")
+EMODB_SPEAKERS = {"03": "test", "08": "test", "09": "dev", "10": "dev"}  # the other six train
+# Every 8th GoEmotions train row (4,945 of 39,555 single-label rows), so that the whole recipe trains in about an
+# hour on 2 CPU cores; its dev and test rows are all kept.
+GOEMOTIONS_TRAIN_EVERY = 8
+
+
+def corpus_of(uid: str) -> str:
+    """The corpus of a mamer-base id (``emodb/03a01Fa`` -> ``emodb``)."""
+    return uid.split("/", 1)[0]
+
+
+def split_name(corpus: str, split: str) -> str:
+    """A corpus split's name in the joint manifest: train stays train; test becomes ``test_<corpus>``; dev stays
+    dev for the text corpora and becomes ``dev_<corpus>`` for the audio corpora (see the module docstring)."""
+    if split == "test" or (split == "dev" and corpus in AUDIO_CORPORA):
+        return f"{split}_{corpus}"
+    return split
+
+
+def read_mamer_base(root: Path) -> Prepared:
+    """Every corpus found under ``root`` in the mamer-base label space and splits; at least one must be there."""
+    root = Path(root)
+    found = [name for name in READERS if (root / name).is_dir()]
+    if not found:
+        raise FileNotFoundError(f"{root}: none of {', '.join(f'{n}/' for n in READERS)} found; "
+                                "point --root at a folder laid out like ../shared/data")  # fmt: skip
+    out = Prepared()
+    missing = [name for name in READERS if name not in found]
+    if missing:
+        out.notes.append(f"{root}: no {', '.join(f'{n}/' for n in missing)}: left out of mamer-base")
+    for name in found:
+        part = READERS[name](root / name)
+        out.problems += [f"{name}: {p}" for p in part.problems]
+        out.notes += [f"{name}: {n}" for n in part.notes]
+        rows, dropped = joint_rows(name, part.rows)
+        out.rows += rows
+        if name == "goemotions":
+            train = sum(u.split == "train" for u in part.rows)
+            out.notes.append(f"goemotions: every {GOEMOTIONS_TRAIN_EVERY}th train row kept "
+                             f"({len(range(0, train, GOEMOTIONS_TRAIN_EVERY))} of {train})")  # fmt: skip
+        if dropped:
+            counts = ", ".join(f"{label} {n}" for label, n in sorted(dropped.items()))
+            out.notes.append(
+                f"{name}: {sum(dropped.values())} rows outside the mamer-base classes left out ({counts})"
+            )
+    return out
+
+
+def joint_rows(corpus: str, rows: list[Utterance]) -> tuple[list[Utterance], Counter[str]]:
+    """One corpus's rows with mamer-base ids, classes and splits, and the count of left-out labels."""
+    mapping, kept, dropped = MAPPINGS[corpus], [], Counter()
+    if corpus == "goemotions":
+        rows = subsample_train(rows, GOEMOTIONS_TRAIN_EVERY)
+    for u in rows:
+        label = None
+        if u.label is not None:
+            label = mapping.get(u.label)
+            if label is None:
+                dropped[u.label] += 1
+                continue
+        split = EMODB_SPEAKERS.get(u.speaker, "train") if corpus == "emodb" else u.split
+        speaker = None if u.speaker is None else f"{corpus}/{u.speaker}"  # EmoDB's 03 is not RAVDESS's 03
+        kept.append(dataclasses.replace(u, id=f"{corpus}/{u.id}", label=label, speaker=speaker,
+                                        split=split_name(corpus, split)))  # fmt: skip
+    return kept, dropped
+
+
+def subsample_train(rows: list[Utterance], every: int) -> list[Utterance]:
+    """Every ``every``-th train row in corpus order (a fixed subset); other splits whole."""
+    train = [u for u in rows if u.split == "train"][::every]
+    return train + [u for u in rows if u.split != "train"]

@@ -1,0 +1,136 @@
+"""The corpora of the released model (RAVDESS, GoEmotions, and mamer-base joining all five), on the real files."""
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from mamer.data.corpora import prepare_corpus
+from mamer.data.corpora.goemotions import read_goemotions
+from mamer.data.corpora.mamer_base import LABELS, MAPPINGS, corpus_of, read_mamer_base
+from mamer.data.corpora.ravdess import parse_name, read_ravdess
+from mamer.data.manifest import read_manifest
+
+
+def _shared_data() -> Path | None:
+    """The real corpora: ../shared/data beside the repository (CI), else /work/shared/data."""
+    for path in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
+        if path.is_dir():
+            return path
+    return None
+
+
+DATA = _shared_data()
+needs_data = pytest.mark.skipif(
+    DATA is None, reason="real corpora not found in ../shared/data or /work/shared/data"
+)
+
+
+def _splits_of(rows, unit) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for u in rows:
+        found.setdefault(unit(u), set()).add(u.split)
+    return found
+
+
+@needs_data
+def test_ravdess_real_counts_and_actor_split():
+    prepared = read_ravdess(DATA / "ravdess")
+    assert not prepared.problems
+    rows = prepared.rows
+    assert len(rows) == 1434
+    assert Counter(u.label for u in rows)["neutral"] == 96
+    assert {u.text for u in rows} == {"Kids are talking by the door.", "Dogs are sitting by the door."}
+    actors = _splits_of(rows, lambda u: u.speaker)
+    assert len(actors) == 24 and all(len(s) == 1 for s in actors.values())
+    assert {a for a, s in actors.items() if s == {"test"}} == {"21", "22", "23", "24"}
+    assert {a for a, s in actors.items() if s == {"dev"}} == {"17", "18", "19", "20"}
+    assert all(u.audio.is_file() for u in rows[:5])
+
+
+def test_ravdess_file_names(tmp_path):
+    assert parse_name("03-01-05-02-01-01-12") == ("12", "angry", "Kids are talking by the door.")
+    with pytest.raises(ValueError, match="not audio-only speech"):
+        parse_name("02-01-05-02-01-01-12")  # video
+    folder = tmp_path / "Actor_12"
+    folder.mkdir()
+    (folder / "03-01-02-01-02-02-12.wav").write_bytes(b"")
+    (folder / "03-01-09-01-02-02-12.wav").write_bytes(b"")
+    prepared = read_ravdess(tmp_path)
+    assert [(u.label, u.split, u.text) for u in prepared.rows] == [
+        ("calm", "train", "Dogs are sitting by the door.")
+    ]
+    assert len(prepared.problems) == 1 and "03-01-09" in prepared.problems[0]
+
+
+@needs_data
+def test_goemotions_single_label_rows_and_multi_label_note():
+    prepared = read_goemotions(DATA / "goemotions")
+    assert not prepared.problems
+    by_split = Counter(u.split for u in prepared.rows)
+    assert by_split == {"train": 43410 - 3855, "dev": 5426 - 480, "test": 5427 - 459}
+    assert {u.label for u in prepared.rows} == {
+        "anger",
+        "disgust",
+        "fear",
+        "joy",
+        "neutral",
+        "sadness",
+        "surprise",
+    }
+    assert any("4794 multi-label" in n and "train 3855" in n for n in prepared.notes)
+    assert len({u.id for u in prepared.rows}) == len(prepared.rows)
+
+
+def test_goemotions_malformed_lines(tmp_path):
+    (tmp_path / "labels.txt").write_text("anger\njoy\n")
+    (tmp_path / "train.tsv").write_text("fine\t1\tc1\nboth\t0,1\tc2\nbad index\t7\tc3\nno id\t1\n")
+    prepared = read_goemotions(tmp_path)
+    assert [(u.id, u.label, u.text) for u in prepared.rows] == [("c1", "joy", "fine")]
+    assert len(prepared.problems) == 4  # bad index, short line, missing dev and test files
+    assert any("1 multi-label" in n for n in prepared.notes)
+
+
+def test_mamer_base_mapping_covers_every_corpus_label():
+    from mamer.data.corpora.emodb import EMOTIONS as EMODB
+    from mamer.data.corpora.meld import EMOTIONS as MELD
+    from mamer.data.corpora.ravdess import EMOTIONS as RAVDESS
+
+    for corpus, names in (("emodb", EMODB.values()), ("ravdess", RAVDESS.values()), ("meld", MELD)):
+        assert set(MAPPINGS[corpus]) == set(names)
+    mapped = {v for m in MAPPINGS.values() for v in m.values() if v is not None}
+    assert mapped == set(LABELS)
+    assert MAPPINGS["meld"]["joy"] == MAPPINGS["goemotions"]["joy"] == "happiness"
+
+
+@needs_data
+def test_mamer_base_joins_all_five_speaker_independently():
+    prepared = read_mamer_base(DATA)
+    assert not prepared.problems
+    rows = prepared.rows
+    per_corpus = Counter(corpus_of(u.id) for u in rows)
+    assert per_corpus == {"emodb": 535 - 81, "ravdess": 1434 - 189, "meld": 13708,
+                          "goemotions": 4945 + 4946 + 4968, "emobank": 10062}  # fmt: skip
+    assert {u.label for u in rows} == set(LABELS) | {None}
+    assert all(u.label is None and u.valence is not None for u in rows if corpus_of(u.id) == "emobank")
+    assert all(u.valence is None for u in rows if corpus_of(u.id) != "emobank")
+    assert all(u.audio is not None for u in rows if corpus_of(u.id) in ("emodb", "ravdess"))
+    speakers = _splits_of([u for u in rows if corpus_of(u.id) in ("emodb", "ravdess")], lambda u: u.speaker)
+    assert all(len(s) == 1 for s in speakers.values())  # each EmoDB speaker and RAVDESS actor in one split
+    assert {s for s, found in speakers.items() if found == {"test_emodb"}} == {"emodb/03", "emodb/08"}
+    splits = Counter(u.split for u in rows)
+    assert splits["test_emodb"] == 92 and splits["test_ravdess"] == 208 and splits["test_meld"] == 2610
+    assert {corpus_of(u.id) for u in rows if u.split == "dev"} == {"meld", "goemotions", "emobank"}
+    assert any("boredom 81" in n for n in prepared.notes) and any("calm 189" in n for n in prepared.notes)
+    assert any("every 8th train row kept (4945 of 39555)" in n for n in prepared.notes)
+
+
+@needs_data
+def test_mamer_base_root_with_some_corpora(tmp_path):
+    (tmp_path / "emodb").symlink_to(DATA / "emodb")
+    result = prepare_corpus("mamer-base", tmp_path, tmp_path / "m.jsonl")
+    rows, problems = read_manifest(tmp_path / "m.jsonl")
+    assert not problems and len(rows) == 454
+    assert {u.split for u in rows} == {"train", "dev_emodb", "test_emodb"}
+    assert any("no ravdess/" in n for n in result.notes)
+    assert not result.warnings  # no speaker in two splits
