@@ -84,13 +84,23 @@ def test_init_from_keeps_the_shared_model_and_starts_a_new_head(run, tiny_corpus
     assert meta.run_config.model.width == source.config.width == 32
     assert "other" in meta.label_space.labels
     before, after = source.state_dict(), tuned.state_dict()
-    # lr 0: the copied weights stay as they were; the new head is a fresh initialisation
+    # lr 0: the copied weights stay as they were
     assert torch.equal(
         before["transformer.layers.0.linear1.weight"], after["transformer.layers.0.linear1.weight"]
     )
-    shared = [k for k in before if not k.startswith("head.")]
+    shared = [k for k in before if not k.startswith("head.net.2.")]
     assert shared and all(torch.equal(before[k], after[k]) for k in shared)
-    assert not torch.equal(before["head.net.2.weight"], after["head.net.2.weight"])
+    # the output layer: the rows of classes the source knows start from its rows; the new class starts fresh
+    old_labels, new_labels = load_model(run)[1].label_space.labels, meta.label_space.labels
+    for i, name in enumerate(new_labels):
+        same = (
+            torch.equal(before["head.net.2.weight"][old_labels.index(name)], after["head.net.2.weight"][i])
+            if name in old_labels
+            else None
+        )
+        assert same is (None if name == "other" else True)
+    fresh = after["head.net.2.weight"][new_labels.index("other")]
+    assert not any(torch.equal(fresh, row) for row in before["head.net.2.weight"])
 
 
 def test_init_from_with_the_same_labels_keeps_the_head(run, tiny_config, tmp_path):
@@ -108,15 +118,16 @@ def test_init_from_learns_the_copied_weights_slower(run, tiny_config, tmp_path):
 
     config = tiny_config(tmp_path, "quickstart", "train.init_lr_scale=0.25")
     fresh, _ = load_model(run)
-    kept = transfer(fresh, load_source(str(run))[0], keep_head=False)
+    labels = load_model(run)[1].label_space.labels
+    kept = transfer(fresh, load_source(str(run))[0], labels, labels, keep_head=False)
     groups = make_optimizer(config, fresh, torch.nn.Linear(1, 1), kept).param_groups
     scales = {}
     for g in groups:
         scales[g["lr_scale"]] = scales.get(g["lr_scale"], 0) + sum(p.numel() for p in g["params"])
-    head = sum(p.numel() for n, p in fresh.named_parameters() if n.startswith("head."))
+    output = sum(p.numel() for n, p in fresh.named_parameters() if n.startswith("head.net.2."))
     assert scales[0.25] == sum(p.numel() for n, p in fresh.named_parameters() if n in kept)
-    assert scales[1.0] >= head + 2  # the new head and the training-only heads learn at full rate
-    assert not any(n.startswith("head.") for n in kept)
+    assert scales[1.0] >= output + 2  # the output layer and the training-only heads learn at full rate
+    assert not any(n.startswith("head.net.2.") for n in kept) and "head.net.0.weight" in kept
 
 
 def test_the_released_model_predicts_right_after_install(capsys):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from torch import nn
+import torch
 
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.config import RunConfig, differing_keys
@@ -59,18 +59,46 @@ def same_labels(meta: ModelMeta, labels: list[str], task: str) -> bool:
     return source == task and list(meta.label_space.labels) == list(labels)
 
 
-def transfer(model: nn.Module, source: nn.Module, keep_head: bool) -> set[str]:
-    """Copy into `model` every source weight with the same name and shape (the head only if `keep_head`);
-    returns the names of the parameters copied."""
+def transfer(
+    model: MAMER, source: MAMER, source_labels: list[str], labels: list[str], keep_head: bool
+) -> set[str]:
+    """Copy into `model` every source weight with the same name and shape; returns the names of the parameters
+    copied whole. The head's output layer is copied whole only with `keep_head` (the same label space);
+    otherwise it starts new, except the rows of classes the source also predicts (by name) and the A/V/D rows
+    when both predict them, which start from the source's."""
+    out = "head.net.2."  # the head's output layer: classes, then dimensions (see PredictionHead)
     target, copied = model.state_dict(), {}
     for name, value in source.state_dict().items():
-        if name.startswith("head.") and not keep_head:
+        if name.startswith(out) and not keep_head:
             continue
         if name in target and target[name].shape == value.shape:
             copied[name] = value
     model.load_state_dict(copied, strict=False)
+    if not keep_head:
+        _copy_head_rows(model, source, source_labels, labels)
     parameters = {name for name, _ in model.named_parameters()}
     kept = parameters & set(copied)
     log.info("--init-from: %d of %d parameter tensors copied, %s", len(kept), len(parameters),
-             "head kept" if keep_head else "new head")  # fmt: skip
+             "head kept" if keep_head else "new output layer")  # fmt: skip
     return kept
+
+
+@torch.no_grad()
+def _copy_head_rows(model: MAMER, source: MAMER, source_labels: list[str], labels: list[str]) -> None:
+    """The output rows of shared class names, and of arousal/valence/dominance, from the source's head."""
+    new, old = model.head.net[-1], source.head.net[-1]
+    if new.in_features != old.in_features:
+        return
+    pairs = [(i, source_labels.index(name)) for i, name in enumerate(labels) if name in source_labels]
+    if model.head.num_classes and source.head.num_classes:
+        pairs = [(i, j) for i, j in pairs if i < model.head.num_classes and j < source.head.num_classes]
+    else:
+        pairs = []
+    if model.head.num_dims and source.head.num_dims:
+        pairs += [
+            (model.head.num_classes + k, source.head.num_classes + k) for k in range(model.head.num_dims)
+        ]
+    for i, j in pairs:
+        new.weight[i] = old.weight[j]
+        new.bias[i] = old.bias[j]
+    log.info("--init-from: %d output rows start from the source's (shared classes, A/V/D)", len(pairs))

@@ -171,7 +171,8 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     kept = set()
     if config.train.init_from:
         source, source_meta = load_source(config.train.init_from)
-        kept = transfer(model, source, same_labels(source_meta, targets.labels, task))
+        keep_head = same_labels(source_meta, targets.labels, task)
+        kept = transfer(model, source, source_meta.label_space.labels, targets.labels, keep_head)
     model = model.to(device)
     m = config.model
     # The masked autoencoder rebuilds one hidden state (or the mean of those stacked) per frame and token.
