@@ -59,7 +59,7 @@ def run_one(args, manifest: Path, run_dir: Path, source: Path | None, source_met
         f"train.batch_size={args.batch_size}",
     ]  # fmt: skip
     if source is not None:
-        overrides.append(f"train.init_from={source}")
+        overrides += [f"train.init_from={source}", f"train.init_lr_scale={args.init_lr_scale}"]
     config = load_config("quickstart", overrides)
     config = adopt_source(config, source_meta)  # scratch too: the same architecture and encoders
     config = dataclasses.replace(config, name=run_dir.name)
@@ -85,7 +85,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--starts", default="scratch,finetuned", help="which runs: scratch, finetuned or both")
+    parser.add_argument(
+        "--starts", default="scratch,finetuned", help="which runs: scratch, finetuned or both"
+    )
+    parser.add_argument("--init-lr-scale", type=float, default=0.1, help="train.init_lr_scale of fine-tuning")
     args = parser.parse_args()
     source = resolve_model(args.source)
     source_meta = read_meta(source)
@@ -100,9 +103,11 @@ def main() -> None:
             write_manifest(subsample(rows, fraction, seed=fold), manifest)
             for start, init in (("scratch", None), ("finetuned", source)):
                 key = f"{fraction:g}/{fold}/{start}"
+                if start == "finetuned" and args.init_lr_scale != 0.1:
+                    key += f"_lr{args.init_lr_scale:g}"
                 if key in results or start not in args.starts.split(","):
                     continue
-                run_dir = args.out / f"fraction{fraction:g}" / f"fold{fold}_{start}"
+                run_dir = args.out / f"fraction{fraction:g}" / f"fold{fold}_{key.rsplit('/', 1)[1]}"
                 results[key] = run_one(args, manifest, run_dir, init, source_meta)
                 print(key, json.dumps(results[key]["scores"]), f"{results[key]['wall_s']:.0f} s", flush=True)
                 (args.out / "finetune.json").write_text(json.dumps(results, indent=1))
@@ -113,7 +118,7 @@ def table(results: dict) -> str:
     """Markdown: rows = fraction x start, columns = view x metric, mean ± std over the folds."""
     groups = defaultdict(list)
     for key, result in results.items():
-        fraction, _, start = key.split("/")
+        fraction, _, start = key.split("/")  # start: scratch, finetuned, finetuned_lr<scale>
         groups[fraction, start].append(result)
     columns = [(v, m) for v in VIEWS for m in METRICS]
     lines = [

@@ -57,7 +57,7 @@ def load_audio(path: str | Path, target_sr: int, max_seconds: float | None = Non
         read = _read_soundfile(path)
         if read is not None:
             wave, sr = read
-            _check_wave(wave, str(path))
+            check_wave(wave, str(path))
             _check_length(wave.shape[0] / sr, str(path), max_seconds)
             return np.ascontiguousarray(resample(wave, sr, target_sr))
     return _decode(path, str(path), target_sr, max_seconds)
@@ -124,12 +124,19 @@ def _check_file(path: Path) -> None:
         raise AudioLoadError(f"{path}: empty file (0 bytes)")
 
 
-def _check_wave(wave: np.ndarray, what: str) -> None:
-    """Raise AudioLoadError for a waveform with no samples or with NaN/inf samples."""
+def check_wave(wave: np.ndarray, what: str) -> np.ndarray:
+    """A waveform `(N,)` or `(N, C)` -> mono float32 `(N,)`; AudioLoadError (naming `what`) if it has another
+    shape, no samples, or NaN/inf samples."""
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.ndim != 1:
+        raise AudioLoadError(f"{what}: audio array has shape {wave.shape}; expected (N,) or (N, channels)")
     if wave.shape[0] == 0:
         raise AudioLoadError(f"{what}: zero-length audio (no samples)")
     if not np.isfinite(wave).all():
         raise AudioLoadError(f"{what}: audio contains NaN or infinite samples")
+    return np.ascontiguousarray(wave)
 
 
 def _check_length(seconds: float, what: str, max_seconds: float | None) -> None:
@@ -198,7 +205,7 @@ def _decode(source: Path | bytes, what: str, target_sr: int, max_seconds: float 
         if limit is not None and total > limit:
             raise AudioLoadError(f"{what}: audio is longer than the limit of {max_seconds:g} s")
     wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    _check_wave(wave, what)
+    check_wave(wave, what)
     return wave
 
 

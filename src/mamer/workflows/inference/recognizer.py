@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from mamer.checkpoint import ModelMeta, load_model
-from mamer.data.audio import AudioLoadError, load_audio, resample
+from mamer.data.audio import check_wave, load_audio, resample
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.choice import rebuild_encoder
-from mamer.modality import DIMENSIONS, views_within
+from mamer.modality import DIMENSIONS, view_of, views_within
 from mamer.model.mamer import MAMER
 from mamer.workflows.inference.prediction import Prediction, check_labels, pooled, reshaped
 from mamer.workflows.inference.pretrained import resolve_model, save_pretrained
@@ -49,24 +49,7 @@ class Features:
 
     @property
     def view(self) -> str:
-        return "+".join(m for m, x in (("audio", self.audio), ("text", self.text)) if x is not None)
-
-
-# ---------------------------------------------------------------- audio input
-
-
-def check_wave(wave: np.ndarray, what: str) -> np.ndarray:
-    """A waveform `(N,)` or `(N, C)` -> mono float32 `(N,)`; AudioLoadError if empty or not finite."""
-    wave = np.asarray(wave, dtype=np.float32)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if wave.ndim != 1:
-        raise AudioLoadError(f"{what}: audio array has shape {wave.shape}; expected (N,) or (N, channels)")
-    if wave.size == 0:
-        raise AudioLoadError(f"{what}: zero-length audio (no samples)")
-    if not np.isfinite(wave).all():
-        raise AudioLoadError(f"{what}: audio contains NaN or infinite samples")
-    return np.ascontiguousarray(wave)
+        return view_of(m for m, x in (("audio", self.audio), ("text", self.text)) if x is not None)
 
 
 # ---------------------------------------------------------------- the recognizer
