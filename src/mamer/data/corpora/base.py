@@ -79,6 +79,13 @@ def check_audio(path: Path, where: str, problems: list[str]) -> bool:
     return False
 
 
+def acted_clip(
+    uid: str, audio: Path, text: str | None, emotion: str, speaker: str, split: str = ""
+) -> Utterance:
+    """A row of an acted speech corpus: a clip, its (fixed) sentence and an emotion class, no A/V/D ratings."""
+    return Utterance(uid, audio.resolve(), text, emotion, None, None, None, speaker, split)
+
+
 def folder_files(folder: Path, suffix: str) -> dict[str, Path]:
     """File name -> absolute path of the ``suffix`` files directly in ``folder``, from one listing (a corpus has
     up to ~10^5 files: no stat per row); empty if the folder does not exist. Hidden files (``._x``) are left out."""

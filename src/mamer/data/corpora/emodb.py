@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mamer.data.corpora.base import Prepared, check_audio, csv_rows
+from mamer.data.corpora.base import Prepared, acted_clip, check_audio, csv_rows
 from mamer.data.manifest import Utterance
 
 EMOTIONS = {
@@ -79,7 +79,7 @@ def _from_wav_folder(folder: Path) -> Prepared:
         except ValueError as err:
             out.problems.append(f"{path}: {err}; file skipped")
             continue
-        out.rows.append(_utterance(path.stem, path, SENTENCES[sentence], emotion, speaker))
+        out.rows.append(acted_clip(path.stem, path, SENTENCES[sentence], emotion, speaker))
     return out
 
 
@@ -113,18 +113,4 @@ def _metadata_row(row: dict[str, str], table: Path, where: str, problems: list[s
     text = row.get("text") or SENTENCES.get(row.get("sentence") or row["id"][2:5])
     if not text:
         problems.append(f"{where}: empty transcript and no known sentence code; row kept audio-only")
-    return _utterance(row["id"], audio, text, emotion, row.get("speaker") or row["id"][:2])
-
-
-def _utterance(uid: str, audio: Path, text: str | None, emotion: str, speaker: str) -> Utterance:
-    return Utterance(
-        id=uid,
-        audio=audio.resolve(),
-        text=text,
-        label=emotion,
-        arousal=None,
-        valence=None,
-        dominance=None,
-        speaker=speaker,
-        split="",
-    )
+    return acted_clip(row["id"], audio, text, emotion, row.get("speaker") or row["id"][:2])

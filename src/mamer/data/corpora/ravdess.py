@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mamer.data.corpora.base import Prepared, check_audio, csv_rows
+from mamer.data.corpora.base import Prepared, acted_clip, check_audio, csv_rows
 from mamer.data.manifest import Utterance
 
 EMOTIONS = {
@@ -85,7 +85,7 @@ def _from_files(files: list[Path]) -> Prepared:
         except ValueError as err:
             out.problems.append(f"{path}: {err}; file skipped")
             continue
-        out.rows.append(_utterance(path.stem, path, text, emotion, actor))
+        out.rows.append(acted_clip(path.stem, path, text, emotion, actor, split_of(actor)))
     return out
 
 
@@ -117,18 +117,5 @@ def _metadata_row(row: dict[str, str], table: Path, where: str, problems: list[s
     if not check_audio(audio, where, problems):
         return None
     text = row.get("text") or SENTENCES.get(row.get("statement", ""))
-    return _utterance(row["id"], audio, text, emotion, f"{int(actor):02d}")
-
-
-def _utterance(uid: str, audio: Path, text: str | None, emotion: str, actor: str) -> Utterance:
-    return Utterance(
-        id=uid,
-        audio=audio.resolve(),
-        text=text,
-        label=emotion,
-        arousal=None,
-        valence=None,
-        dominance=None,
-        speaker=actor,
-        split=split_of(actor),
-    )
+    actor = f"{int(actor):02d}"
+    return acted_clip(row["id"], audio, text, emotion, actor, split_of(actor))
