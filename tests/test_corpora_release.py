@@ -1,7 +1,6 @@
 """The corpora of the released model (RAVDESS, GoEmotions, and mamer-base joining all five), on the real files."""
 
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -10,20 +9,7 @@ from mamer.data.corpora.goemotions import read_goemotions
 from mamer.data.corpora.mamer_base import LABELS, MAPPINGS, corpus_of, read_mamer_base
 from mamer.data.corpora.ravdess import parse_name, read_ravdess
 from mamer.data.manifest import read_manifest
-
-
-def _shared_data() -> Path | None:
-    """The real corpora: ../shared/data beside the repository (CI), else /work/shared/data."""
-    for path in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
-        if path.is_dir():
-            return path
-    return None
-
-
-DATA = _shared_data()
-needs_data = pytest.mark.skipif(
-    DATA is None, reason="real corpora not found in ../shared/data or /work/shared/data"
-)
+from test_corpora import DATA, needs_data  # the real corpora in ../shared/data
 
 
 def _splits_of(rows, unit) -> dict[str, set[str]]:

@@ -6,7 +6,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,6 +77,21 @@ def check_audio(path: Path, where: str, problems: list[str]) -> bool:
         return True
     problems.append(f"{where}: audio file not found: {path}; row skipped")
     return False
+
+
+def rows_of_table(
+    table: Path,
+    required: tuple[str, ...],
+    read_row: Callable[[dict[str, str], Path, str, list[str]], Utterance | None],
+) -> Prepared:
+    """The utterances of a CSV table, one `read_row(row, table, "table:line", problems)` per row; a row it
+    returns None for is skipped (its reason in `problems`)."""
+    out = Prepared()
+    for line, row in csv_rows(table, required):
+        utt = read_row(row, table, f"{table}:{line}", out.problems)
+        if utt is not None:
+            out.rows.append(utt)
+    return out
 
 
 def acted_clip(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mamer.data.corpora.base import Prepared, acted_clip, check_audio, csv_rows
+from mamer.data.corpora.base import Prepared, acted_clip, check_audio, rows_of_table
 from mamer.data.manifest import Utterance
 
 EMOTIONS = {
@@ -90,12 +90,7 @@ def _from_files(files: list[Path]) -> Prepared:
 
 
 def _from_metadata(table: Path) -> Prepared:
-    out = Prepared()
-    for line, row in csv_rows(table, ("id", "audio", "emotion", "actor")):
-        utt = _metadata_row(row, table, f"{table}:{line}", out.problems)
-        if utt is not None:
-            out.rows.append(utt)
-    return out
+    return rows_of_table(table, ("id", "audio", "emotion", "actor"), _metadata_row)
 
 
 def _metadata_row(row: dict[str, str], table: Path, where: str, problems: list[str]) -> Utterance | None:
