@@ -113,7 +113,7 @@ def test_sharded_extraction_matches_spec_and_rows(corpus, tmp_path):
         wave = audio.encode([load_audio(corpus["train"][i].audio, 16000)])[0]
         torch.testing.assert_close(train.audio_of(i).float(), wave, atol=0.02, rtol=0.01)  # float16 storage
         assert train.text_of(i).shape[1] == 16
-    assert cache_summary(folder)["test"] == {"utterances": 8, "skipped": 0}
+    assert cache_summary(folder)["test"] == {"utterances": 8, "skipped": 0, "partial": 0}
     assert not list(tmp_path.rglob("*.tmp"))
 
 
@@ -182,20 +182,23 @@ def test_bad_audio_is_reported_and_skipped(corpus, tmp_path):
     rows[1] = dataclasses.replace(rows[1], audio=corrupt)
     rows[4] = dataclasses.replace(rows[4], audio=tmp_path / "missing.wav")
     encoders = LogMelEncoder(), HashedTextEncoder(dim=16)
+    rows[2] = dataclasses.replace(rows[2], audio=corrupt, text=None)
     folder = extract_features({"test": rows}, *encoders, tmp_path / "f", progress=False, shard_size=3)
     cached = load_split(folder, "test")
-    assert cached.ids == [u.id for i, u in enumerate(rows) if i not in (1, 4)]
-    assert [s["id"] for s in cached.skipped] == [rows[1].id, rows[4].id]
+    assert cached.ids == [u.id for i, u in enumerate(rows) if i != 2]  # rows 1 and 4 keep their text
+    assert [s["id"] for s in cached.skipped] == [rows[2].id]
+    assert [(s["id"], s["kept"]) for s in cached.partial] == [(rows[1].id, "text"), (rows[4].id, "text")]
     report = [json.loads(line) for line in (folder / "skipped.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in report] == [rows[1].id, rows[4].id]
+    assert [r["id"] for r in report] == [rows[2].id, rows[1].id, rows[4].id]
     assert "corrupt.wav: not a readable audio" in report[0]["reason"] and report[0]["split"] == "test"
-    assert "missing.wav: no such audio file" in report[1]["reason"]
-    assert cache_summary(folder)["test"] == {"utterances": 6, "skipped": 2}
-    assert all(cached.audio_of(i) is not None for i in range(6))
+    assert "missing.wav: no such audio file" in report[2]["reason"] and report[2]["kept"] == "text"
+    assert cache_summary(folder)["test"] == {"utterances": 7, "skipped": 1, "partial": 2}
+    assert [cached.audio_of(i) is None for i in range(7)] == [False, True, False, True, False, False, False]
+    assert all(cached.text_of(i) is not None for i in range(7))
 
     again = CountingEncoder(budget=0)  # known failures are not retried
-    subset = extract_features({"test": rows[:2]}, again, encoders[1], tmp_path / "f", progress=False)
-    assert cache_summary(subset)["test"] == {"utterances": 1, "skipped": 1}
+    subset = extract_features({"test": rows[:3]}, again, encoders[1], tmp_path / "f", progress=False)
+    assert cache_summary(subset)["test"] == {"utterances": 2, "skipped": 1, "partial": 1}
 
 
 def test_extract_command_reports_and_reuses_the_cache(tiny_corpus, tmp_path, capsys):

@@ -240,8 +240,8 @@ def test_checkpoint_spec_rebuilds_the_same_encoder(normalize):
 
 
 def test_features_beyond_float16_are_skipped_and_reported(tiny_corpus, tmp_path):
-    """ComParE without normalisation reaches ~1e6 (spectral variance), beyond the float16 cache: each utterance is
-    skipped with the reason, named in skipped.jsonl, instead of being cached as inf."""
+    """ComParE without normalisation reaches ~1e6 (spectral variance), beyond the float16 cache: each utterance's
+    audio is left out with the reason, named in skipped.jsonl, instead of being cached as inf; its text stays."""
     from mamer.data.extract import extract_features
     from mamer.data.manifest import splits
 
@@ -251,11 +251,13 @@ def test_features_beyond_float16_are_skipped_and_reported(tiny_corpus, tmp_path)
         progress=False,
     )  # fmt: skip
     train = load_split(folder, "train")
-    assert train.ids == [] and len(train.skipped) == len(rows["train"])
-    for item in train.skipped:  # the file, and why
+    assert train.ids == [u.id for u in rows["train"]] and train.skipped == []
+    assert all(train.audio_of(i) is None and train.text_of(i) is not None for i in range(len(train.ids)))
+    for item in train.partial:  # the file, and why; the text is kept
         assert (
             item["reason"].startswith(item["audio"]) and "beyond the float16 cache's range" in item["reason"]
         )
-    assert {item["audio"] for item in train.skipped} == {str(u.audio) for u in rows["train"]}
+        assert item["kept"] == "text"
+    assert {item["audio"] for item in train.partial} == {str(u.audio) for u in rows["train"]}
     report = [json.loads(line) for line in (folder / "skipped.jsonl").read_text().splitlines()]
     assert len(report) == sum(len(r) for r in rows.values())

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mamer.atomic import atomic_write
+from mamer.atomic import BrokenFileError, atomic_write
 from mamer.config import RunConfig, config_from_dict, config_to_dict
 from mamer.data.dataset import Targets
 from mamer.encoders.base import stacked_layers
@@ -19,6 +19,15 @@ from mamer.model.mamer import MAMER, count_parameters
 
 MODEL_FILE, META_FILE, LAST_DIR = "model.safetensors", "model.json", "last"
 HUB_META_FILE = "config.json"  # the same description, in a released model's folder (the Hugging Face layout)
+STATE_FILE = "trainer_state.pt"  # optimizer, counters and random streams of `last/`, for --resume
+
+
+class CheckpointError(BrokenFileError):
+    """A checkpoint file (weights, description or trainer state) is truncated or corrupt; names the file."""
+
+
+_RETRAIN = "re-create it (train again, export again, or reinstall mamer for a built-in model)"
+_RESUME = "the run cannot resume from it: train again without --resume (this starts the run over)"
 
 
 @dataclass
@@ -97,7 +106,10 @@ def read_meta(folder: str | Path) -> ModelMeta:
     folder = Path(folder)
     for name in (META_FILE, HUB_META_FILE):
         if (folder / name).is_file() and (folder / MODEL_FILE).is_file():
-            return ModelMeta(**json.loads((folder / name).read_text()))
+            try:
+                return ModelMeta(**json.loads((folder / name).read_text(encoding="utf-8")))
+            except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError, missing fields
+                raise CheckpointError(folder / name, "the model description", _RETRAIN, err) from err
     raise FileNotFoundError(
         f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE} or {HUB_META_FILE}); is it a run directory?"
     )
@@ -108,8 +120,18 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MA
     folder = Path(path)
     meta = read_meta(folder)
     model = build_model(meta.run_config, meta.audio_dim, meta.text_dim, meta.label_space, meta.encoders)
-    model.load_state_dict(load_file(str(folder / MODEL_FILE)))
+    model.load_state_dict(read_weights(folder / MODEL_FILE, "the model's weights", _RETRAIN))
     return model.to(device).eval(), meta
+
+
+def read_weights(path: Path, what: str, remedy: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; CheckpointError naming it when it is truncated or corrupt."""
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # safetensors raises SafetensorError (a bare Exception subclass), OSError, ...
+        raise CheckpointError(path, what, remedy, err) from err
 
 
 def save_training_state(folder: Path, model: nn.Module, heads: nn.Module, state: dict) -> None:
@@ -117,12 +139,17 @@ def save_training_state(folder: Path, model: nn.Module, heads: nn.Module, state:
     folder.mkdir(parents=True, exist_ok=True)
     save_weights(model, folder / "model.safetensors")
     save_weights(heads, folder / "heads.safetensors")
-    atomic_write(folder / "trainer_state.pt", lambda p: torch.save(state, p))
+    atomic_write(folder / STATE_FILE, lambda p: torch.save(state, p))
 
 
 def load_training_state(folder: Path, model: nn.Module, heads: nn.Module) -> dict:
-    if not (folder / "trainer_state.pt").exists():
-        raise FileNotFoundError(f"nothing to resume: {folder} has no trainer_state.pt")
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    heads.load_state_dict(load_file(str(folder / "heads.safetensors")))
-    return torch.load(folder / "trainer_state.pt", weights_only=True)
+    """Weights and trainer state of `folder` (`last/`) into `model` and `heads`; returns the state.
+    CheckpointError names a truncated or corrupt file."""
+    if not (folder / STATE_FILE).exists():
+        raise FileNotFoundError(f"nothing to resume: {folder} has no {STATE_FILE}")
+    model.load_state_dict(read_weights(folder / "model.safetensors", "the last epoch's weights", _RESUME))
+    heads.load_state_dict(read_weights(folder / "heads.safetensors", "the last epoch's heads", _RESUME))
+    try:
+        return torch.load(folder / STATE_FILE, weights_only=True)
+    except Exception as err:  # EOFError (empty), RuntimeError (truncated zip), UnpicklingError (garbage)
+        raise CheckpointError(folder / STATE_FILE, "the trainer state", _RESUME, err) from err

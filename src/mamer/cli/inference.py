@@ -31,8 +31,8 @@ def _predict(args: argparse.Namespace) -> None:
 
     if args.out and Path(args.out).suffix.lower() not in (".jsonl", ".json", ".csv"):
         raise ValueError(f"--out {args.out}: use a .jsonl or .csv file name")
-    jobs = make_jobs(args.audio, args.text, args.transcripts)
     asr = None if args.asr.lower() == "none" else args.asr
+    jobs = make_jobs(args.audio, args.text, args.transcripts, transcribe=asr is not None)
     recognizer = EmotionRecognizer.load(
         model_of(args), args.device, asr=asr or "whisper-base", language=args.language
     )
@@ -74,7 +74,8 @@ def _timeline_outputs(timelines: dict, args: argparse.Namespace) -> None:
 
         plot = Path(args.plot)
         for name, t in timelines.items():
-            out = plot if len(timelines) == 1 else plot.with_name(f"{plot.stem}_{name}{plot.suffix}")
+            tag = name.replace("/", "_")  # an id may be a path under the folder (files sharing a stem)
+            out = plot if len(timelines) == 1 else plot.with_name(f"{plot.stem}_{tag}{plot.suffix}")
             print(f"timeline plot in {plot_timeline(t, out, title=name)}", file=sys.stderr)
 
 

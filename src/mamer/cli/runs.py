@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -42,11 +43,14 @@ def _experiment(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from mamer.workflows.evaluation.evaluate import evaluate_run
     from mamer.workflows.evaluation.model_card import write_model_card
-    from mamer.workflows.evaluation.report import format_table
+    from mamer.workflows.evaluation.report import describe_unscored, format_table
 
     report = evaluate_run(args.run_dir, args.split, args.device)
     write_model_card(Path(args.run_dir), report)
     print(format_table(report))
+    if report["unscored"]["rows"]:
+        print(f"{report['unscored']['rows']} {args.split} row(s) not scored: {describe_unscored(report['unscored'])}",
+              file=sys.stderr)  # fmt: skip
     print(f"report.json, report.md, plots and MODEL_CARD.md in {args.run_dir}")
 
 

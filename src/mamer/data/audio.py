@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # File suffixes worth offering to load_audio (FFmpeg reads more; these are the common ones, video included).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".mp4", ".mov")
 VIA_SOUNDFILE = (".wav", ".flac")  # libsndfile + resample_poly read these faster than PyAV (measured)
+MAX_PEAK = 1000.0  # decoded samples lie within -1..1; an upload far beyond that is refused (decode_bytes)
 
 
 class AudioLoadError(ValueError):
@@ -70,7 +71,13 @@ def decode_bytes(
     if len(data) == 0:
         raise AudioLoadError(f"{what}: empty file (0 bytes)")
     _refuse_long(data, what, max_seconds)
-    return _decode(data, what, target_sr, max_seconds)
+    wave = _decode(data, what, target_sr, max_seconds)
+    peak = float(np.abs(wave).max())
+    if peak > MAX_PEAK:  # the encoders' spectra overflow to infinity well before float32 does
+        raise AudioLoadError(
+            f"{what}: samples reach {peak:.3g}, far outside -1..1 (a float file scaled wrong?)"
+        )
+    return wave
 
 
 def audio_duration(path_or_bytes: str | Path | bytes) -> float | None:
@@ -242,3 +249,24 @@ def _reason(err: Exception) -> str:
     """A short reason from an FFmpeg/OS error, without the file name FFmpeg repeats."""
     text = getattr(err, "strerror", None) or str(err)
     return f"{type(err).__name__}: {text}"
+
+
+def check_readable(path: str | Path) -> None:
+    """Raise AudioLoadError (naming the file and why) unless `path`'s header reads as audio with samples.
+
+    Cheap: WAV and FLAC through libsndfile's header reader (about 0.1 ms a file), other containers through
+    PyAV's (a few ms); nothing is decoded, so a file whose header is fine but whose data is damaged passes.
+    """
+    path = Path(path)
+    _check_file(path)
+    if path.suffix.lower() in VIA_SOUNDFILE:
+        try:
+            info = sf.info(str(path))
+        except Exception as err:  # libsndfile cannot read it: PyAV may (as load_audio does)
+            log.debug("%s: libsndfile could not read its header (%s); trying PyAV", path, err)
+        else:
+            if info.frames == 0:
+                raise AudioLoadError(f"{path}: zero-length audio (no samples)")
+            return
+    if audio_duration(path) == 0:
+        raise AudioLoadError(f"{path}: zero-length audio (no samples)")

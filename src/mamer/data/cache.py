@@ -11,8 +11,12 @@ Layout under `root`:
   is encoded once per encoder, whatever manifest, speaker fold or split uses it.
 - `<key>/`, the folder `extract_manifest` returns (`key` hashes both stores and the manifest's utterances,
   with their item keys and splits): `<split>.json` per split (ids; per modality the store, its shard files
-  and each utterance's `[shard, row]`; the skipped utterances), `skipped.jsonl` (every skipped utterance and
-  why) and `spec.json` (encoders, dims, frame rate), written last: it marks the folder complete.
+  and each utterance's `[shard, row]`; the skipped utterances, and the partial ones: kept with one modality
+  because the other failed), `skipped.jsonl` (every skipped or partial utterance and why; a partial one says
+  what it `kept`) and `spec.json` (encoders, dims, frame rate), written last: it marks the folder complete.
+
+A shard that cannot be read back (truncated, corrupt) is a `CacheError` naming it when features are loaded;
+extraction leaves it out of its store (removing it) and encodes again what it held.
 
 Every file is written to a temporary name and renamed (`os.replace`), so a run killed at any moment (kill -9)
 leaves whole shards only, and a rerun encodes just the items that no shard holds. Under torchrun each rank
@@ -25,18 +29,25 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors import safe_open
 
+from mamer.atomic import BrokenFileError
 from mamer.data.manifest import Utterance
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 3  # bump when the layout changes: old caches then get new keys instead of being misread
+INDEX_FORMAT = 2  # bump when what a manifest's folder holds changes: it is re-indexed, nothing is re-encoded
+REEXTRACT = "run `mamer extract` (or `mamer train`) again: it encodes again what the shard held"
+
+
+class CacheError(BrokenFileError):
+    """A feature-cache file (a shard, an index) is truncated or corrupt; the message names it."""
 
 
 def digest(value) -> str:
@@ -88,7 +99,7 @@ def manifest_rows(split_utterances: dict[str, Sequence[Utterance]]) -> dict[str,
 def set_key(stores: dict[str, str], rows: dict[str, list[Row]]) -> str:
     """Hash of the two stores and every split's ids and item keys: names the folder of one manifest."""
     listing = {name: [[r.utterance.id, r.audio, r.text] for r in split] for name, split in rows.items()}
-    return digest([CACHE_FORMAT, stores, listing])
+    return digest([CACHE_FORMAT, INDEX_FORMAT, stores, listing])
 
 
 # ---------------------------------------------------------------- reading
@@ -127,6 +138,7 @@ class SplitFeatures:
     audio: Column
     text: Column
     skipped: list[dict]
+    partial: list[dict] = field(default_factory=list)  # kept with one modality: id, audio, reason, kept
 
     def audio_of(self, i: int) -> torch.Tensor | None:
         return self.audio[self._check(i)]
@@ -153,9 +165,55 @@ class SplitFeatures:
 
 def _read_shard(path: Path) -> Shard:
     if not path.is_file():
-        raise FileNotFoundError(f"feature shard {path} is listed in an index but missing; delete the folder")
-    with safe_open(str(path), framework="pt") as f:  # memory-mapped: only what is read is paged in
-        return Shard(f.get_tensor("features"), f.get_tensor("offsets"))
+        raise FileNotFoundError(f"feature shard {path} is listed in an index but missing; {REEXTRACT}")
+    try:
+        with safe_open(str(path), framework="pt") as f:  # memory-mapped: only what is read is paged in
+            return Shard(f.get_tensor("features"), f.get_tensor("offsets"))
+    except Exception as err:  # SafetensorError (a bare Exception subclass), OSError
+        raise CacheError(path, "the feature shard", REEXTRACT, err) from err
+
+
+def _shard_items(path: Path) -> tuple[list[str], dict[str, str]]:
+    """A shard's item keys in row order and its failed items (key -> reason), from its header alone."""
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+    return json.loads(metadata["keys"]), json.loads(metadata["failed"])
+
+
+def shard_problem(path: Path) -> str | None:
+    """Why a shard cannot be read back (missing, truncated, corrupt: its header tells), or None if it can."""
+    try:
+        _shard_items(path)
+    except Exception as err:  # SafetensorError, OSError, JSON or key errors in the metadata
+        return _broken(err)
+    return None
+
+
+def _broken(err: Exception) -> str:
+    if isinstance(err, FileNotFoundError):
+        return "missing"
+    return f"truncated or corrupt ({type(err).__name__}: {str(err).strip()[:120]})"
+
+
+def damaged_shards(folder: Path) -> dict[Path, str]:
+    """The shards that a manifest's folder indexes but that cannot be read back -> why."""
+    shards = set()
+    for path in Path(folder).glob("*.json"):
+        if path.name != "spec.json":
+            index = _read_json(path)
+            for modality in ("audio", "text"):
+                store = Path(folder).parent / index[modality]["store"]
+                shards.update(store / file for file in index[modality]["files"])
+    return {path: problem for path in sorted(shards) if (problem := shard_problem(path))}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CacheError(
+            path, "the cache index", "run `mamer extract` (or `mamer train`) again: it rebuilds it", err
+        ) from err
 
 
 def _read_column(folder: Path, entry: dict, dim: int) -> Column:
@@ -174,7 +232,7 @@ def load_split(folder: Path, split: str) -> SplitFeatures:
             f"cached features for split {split!r} in {folder} are {state}; run feature extraction "
             "(mamer extract, or mamer train) to finish them"
         )
-    index, spec = json.loads(path.read_text()), load_spec(folder)
+    index, spec = _read_json(path), load_spec(folder)
     if spec.get("format") != CACHE_FORMAT:
         raise FileNotFoundError(
             f"{folder} holds features in an older cache format; extract them again (mamer extract, or mamer "
@@ -182,38 +240,47 @@ def load_split(folder: Path, split: str) -> SplitFeatures:
         )
     audio = _read_column(folder, index["audio"], spec["audio_dim"])
     text = _read_column(folder, index["text"], spec["text_dim"])
-    return SplitFeatures(index["ids"], audio, text, index["skipped"])
+    return SplitFeatures(index["ids"], audio, text, index["skipped"], index.get("partial", []))
 
 
 def load_spec(folder: Path) -> dict:
     """The cache folder's `spec.json`: audio_encoder, text_encoder, audio_dim, text_dim, frame_rate, stores."""
-    return json.loads((Path(folder) / "spec.json").read_text())
+    return _read_json(Path(folder) / "spec.json")
 
 
 def cache_summary(folder: Path) -> dict:
-    """`{split: {"utterances": kept, "skipped": n}}` from the indices of a cache folder."""
+    """`{split: {"utterances": kept, "skipped": n, "partial": kept with one modality}}` from a folder's indices."""
     summary = {}
     for path in sorted(Path(folder).glob("*.json")):
         if path.name != "spec.json":
-            index = json.loads(path.read_text())
-            summary[path.stem] = {"utterances": len(index["ids"]), "skipped": len(index["skipped"])}
+            index = _read_json(path)
+            summary[path.stem] = {
+                "utterances": len(index["ids"]),
+                "skipped": len(index["skipped"]),
+                "partial": len(index.get("partial", [])),
+            }
     return summary
 
 
 @dataclass
 class Catalog:
-    """What a store holds: item key -> (shard file, row), and item key -> why it failed."""
+    """What a store holds: item key -> (shard file, row), item key -> why it failed, and the shards that
+    cannot be read back (their items count as missing) -> why."""
 
     rows: dict[str, tuple[str, int]]
     failed: dict[str, str]
+    broken: dict[Path, str] = field(default_factory=dict)
 
 
 def read_catalog(store: Path) -> Catalog:
     """The items of every shard in `store`, from the shards' header metadata (no features are read)."""
-    rows, failed = {}, {}
+    rows, failed, broken = {}, {}, {}
     for path in sorted(Path(store).glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata()
-        rows |= {key: (path.name, row) for row, key in enumerate(json.loads(metadata["keys"]))}
-        failed |= json.loads(metadata["failed"])
-    return Catalog(rows, failed)
+        try:
+            keys, failures = _shard_items(path)
+        except Exception as err:  # its items count as missing: extraction encodes them again
+            broken[path] = _broken(err)
+            continue
+        rows |= {key: (path.name, row) for row, key in enumerate(keys)}
+        failed |= failures
+    return Catalog(rows, failed, broken)

@@ -25,6 +25,8 @@ class Prepared:
     rows: list[Utterance] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    where: dict[str, str] = field(default_factory=dict)  # row id -> "file:line", where the adapter knows it
+    audio_checked: bool = False  # the adapter already looked into every audio file (`check_readable`)
 
 
 class CorpusError(ValueError):

@@ -2,19 +2,24 @@
 
 Problems are reported and the rows skipped, or raised with ``strict=True``. Corpora without an official split get
 folds, one manifest per fold (``out_fold0.jsonl``, ...): speaker-independent for EmoDB, leave-one-session-out for
-IEMOCAP. Speakers found in more than one split of a manifest are a warning.
+IEMOCAP. Every audio file's header is read: an empty or unreadable file leaves a text-only row (or skips a row
+without text), a problem naming it. Speakers found in more than one split of a manifest, and (in a generic
+manifest) rows of a class that its train split lacks, are warnings.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mamer.data.audio import AudioLoadError, check_readable
 from mamer.data.corpora.base import CorpusError
 from mamer.data.corpora.folds import shared_speakers, speaker_folds
 from mamer.data.corpora.registry import ALIASES, CORPORA, Corpus
-from mamer.data.manifest import Utterance, write_manifest
+from mamer.data.manifest import Utterance, train_classes, unseen_classes, write_manifest
 
 
 @dataclass
@@ -35,6 +40,8 @@ def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds
     if folds and not corpus.folds:
         raise ValueError(f"--folds: {name} has an official train/dev/test split; drop --folds")
     prepared = corpus.read(Path(root))
+    if not prepared.audio_checked:
+        prepared.rows = _readable_audio(prepared.rows, prepared.where, prepared.problems)
     rows = _drop_duplicates(prepared.rows, name, prepared.problems)
     if strict and prepared.problems:
         raise CorpusError(prepared.problems)
@@ -48,10 +55,37 @@ def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds
         unit, group = corpus.fold_unit
         for k, fold_rows in enumerate(speaker_folds(rows, folds, group, unit)):
             result.written[out.with_name(f"{out.stem}_fold{k}{out.suffix}")] = fold_rows
+    named = _namer(prepared.where)
     for path, manifest_rows in result.written.items():
         write_manifest(manifest_rows, path)
         result.warnings += shared_speakers(manifest_rows, path)
+        if corpus.user_labels:  # a corpus's own codes map to its classes: no split can invent one
+            classes = train_classes(manifest_rows)
+            result.warnings += unseen_classes(manifest_rows, classes, named, f"the train split of {path}")
     return result
+
+
+def _namer(where: dict[str, str]) -> Callable[[Utterance], str]:
+    """How a message names a row: file:line where the adapter knows it, else its id."""
+    return lambda u: where.get(u.id, f"row {u.id!r}")
+
+
+def _readable_audio(rows: list[Utterance], where: dict[str, str], problems: list[str]) -> list[Utterance]:
+    """Rows whose audio file's header reads; one that does not loses its audio (skipped if it has no text)."""
+    kept = []
+    for u in rows:
+        try:
+            if u.audio is not None:
+                check_readable(u.audio)
+        except AudioLoadError as err:
+            row = where.get(u.id, f"row {u.id!r}")
+            if u.text is None:
+                problems.append(f"{err} ({row}, which has no text); row skipped")
+                continue
+            problems.append(f"{err} ({row}); row kept as text only")
+            u = dataclasses.replace(u, audio=None)
+        kept.append(u)
+    return kept
 
 
 def _corpus(name: str) -> Corpus:

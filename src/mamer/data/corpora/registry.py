@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mamer.data.audio import check_readable
 from mamer.data.corpora.base import Prepared
 from mamer.data.corpora.emobank import read_emobank
 from mamer.data.corpora.emodb import read_emodb
@@ -16,24 +17,28 @@ from mamer.data.corpora.mamer_base import read_mamer_base
 from mamer.data.corpora.meld import read_meld
 from mamer.data.corpora.msp_podcast import read_msp_podcast
 from mamer.data.corpora.ravdess import read_ravdess
-from mamer.data.manifest import Utterance, read_manifest
+from mamer.data.manifest import Utterance, read_rows
 
 
 @dataclass(frozen=True)
 class Corpus:
     """An adapter: ``read(root)`` gives rows and problems; ``default_folds`` > 0 when it has no official
-    split; ``folds`` says whether folds make sense for it at all, and ``fold_unit`` what they hold out."""
+    split; ``folds`` says whether folds make sense for it at all, and ``fold_unit`` what they hold out;
+    ``user_labels`` when its labels are the user's own (not a corpus's fixed codes): `prepare` then warns
+    about classes that a manifest's train split lacks."""
 
     read: Callable[[Path], Prepared]
     default_folds: int = 0
     folds: bool = False
     fold_unit: tuple[str, Callable[[Utterance], str | None]] = ("speaker", speaker_of)
+    user_labels: bool = False
 
 
 def read_generic(path: Path) -> Prepared:
-    """A generic CSV/JSONL manifest, validated by `read_manifest`."""
-    rows, problems = read_manifest(Path(path))
-    return Prepared(rows=rows, problems=problems)
+    """A generic CSV/JSONL manifest, validated by `read_rows`, its audio files' headers included."""
+    rows, problems = read_rows(Path(path), audio_check=check_readable)
+    where = {u.id: f"{path}:{line}" for line, u in rows}
+    return Prepared([u for _, u in rows], problems, where=where, audio_checked=True)
 
 
 CORPORA: dict[str, Corpus] = {
@@ -45,6 +50,6 @@ CORPORA: dict[str, Corpus] = {
     "ravdess": Corpus(read_ravdess, folds=True),
     "goemotions": Corpus(read_goemotions),
     "mamer-base": Corpus(read_mamer_base),
-    "manifest": Corpus(read_generic, folds=True),
+    "manifest": Corpus(read_generic, folds=True, user_labels=True),
 }
 ALIASES = {"msp_podcast": "msp-podcast"}

@@ -1,26 +1,39 @@
-"""Per-view evaluation: the same utterances through the audio, text and audio+text views of one model."""
+"""Per-view evaluation: the same utterances through the audio, text and audio+text views of one model.
+
+Only rows the task can score are scored, and `n` counts exactly those: a categorical task leaves out rows
+without a class and rows whose class the model does not know (one its train split lacked); a dimensional task
+rows without all three dimensions. The report's `unscored` says how many were left out and why.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+from collections import Counter
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.cache import load_split
 from mamer.data.dataset import EmotionDataset, collate
 from mamer.data.manifest import read_manifest, splits
-from mamer.modality import has_categories
+from mamer.modality import has_categories, has_dimensions
 from mamer.scoring import evaluable_views, evaluate_views
-from mamer.workflows.evaluation.report import build_report, write_report
+from mamer.workflows.evaluation.report import build_report, describe_unscored, write_report
+
+log = logging.getLogger(__name__)
 
 
 def split_dataset(meta: ModelMeta, split: str) -> EmotionDataset:
     """The cached features and labels of one split of the manifest a run was trained on."""
     config = meta.run_config
-    by_split = splits(read_manifest(Path(config.data.manifest))[0])
+    rows, _ = read_manifest(
+        Path(config.data.manifest), labels=meta.label_space.labels, train_split=config.data.train_split
+    )
+    by_split = splits(rows)
     if split not in by_split:
         raise ValueError(f"split {split!r} not in {config.data.manifest}; it has {sorted(by_split)}")
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
@@ -45,8 +58,12 @@ def evaluate_run(
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, device)
     config, targets = meta.run_config, meta.label_space
-    loader = DataLoader(split_dataset(meta, split), batch_size=batch_size, collate_fn=collate)
     task = config.data.task
+    dataset = split_dataset(meta, split)
+    rows, unscored = scored_rows(dataset, task)
+    if unscored["rows"]:
+        log.warning("%s: %d row(s) not scored: %s", split, unscored["rows"], describe_unscored(unscored))
+    loader = DataLoader(Subset(dataset, rows), batch_size=batch_size, collate_fn=collate)
     views = evaluable_views(config.model.views)
     results, confusions, counts = evaluate_views(model, loader, views, task, targets, torch.device(device))
     chance = None
@@ -55,6 +72,7 @@ def evaluate_run(
     extra = {
         "split": split,
         "n": counts,
+        "unscored": unscored,
         "name": config.name,
         "params": meta.params,
         "trained_views": config.model.views,
@@ -64,6 +82,28 @@ def evaluate_run(
     report = build_report(task, results, targets.labels or None, extra=extra)
     write_report(report_dir or run_dir, report, confusions or None, chance)
     return report
+
+
+def scored_rows(dataset: EmotionDataset, task: str) -> tuple[list[int], dict]:
+    """The rows of `dataset` the task scores, and `{"rows": how many are not, "why": {reason: count}}`."""
+    labels = set(dataset.targets.labels)
+    keep, why = [], Counter()
+    for i, u in enumerate(dataset.utterances):
+        reasons = []
+        if has_categories(task):
+            if u.label is None:
+                reasons.append("no class")
+            elif u.label not in labels:
+                reasons.append(f"class {u.label!r}, which the model was not trained on")
+        if has_dimensions(task) and any(
+            v is None or math.isnan(v) for v in dataset.targets.normalised_dims(u)
+        ):
+            reasons.append("no arousal, valence and dominance")
+        if reasons and (len(reasons) == 2 or task != "both"):
+            why[" and ".join(reasons)] += 1
+        else:
+            keep.append(i)
+    return keep, {"rows": sum(why.values()), "why": dict(why)}
 
 
 def load_report(run_dir: str | Path) -> dict:

@@ -105,7 +105,17 @@ def _markdown(report: dict, chance: dict[str, float] | None) -> str:
     text = f"# Evaluation report ({report['task']})\n\n{format_table(report)}\n"
     if chance:
         text += "\nChance level: " + ", ".join(f"{m} {v:.3f}" for m, v in chance.items()) + "\n"
+    unscored = report.get("unscored") or {}
+    if unscored.get("rows"):
+        text += (
+            f"\nNot scored (not counted in n): {unscored['rows']} row(s), {describe_unscored(unscored)}.\n"
+        )
     return text
+
+
+def describe_unscored(unscored: dict) -> str:
+    """A report's `unscored` in words: "3 with class 'surprise', which the model was not trained on; ..."."""
+    return "; ".join(f"{count} with {reason}" for reason, count in unscored["why"].items())
 
 
 def _metric_columns(task: str, per_view: Iterable[dict[str, float]]) -> list[str]:

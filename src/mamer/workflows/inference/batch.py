@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from mamer.data.audio import AUDIO_SUFFIXES, AudioLoadError, audio_duration
 from mamer.modality import DIMENSIONS, has_categories, has_dimensions
 from mamer.workflows.inference.recognizer import EmotionRecognizer, Prediction
 from mamer.workflows.inference.timeline import Timeline
-from mamer.workflows.inference.transcripts import read_transcripts, transcript_index
+from mamer.workflows.inference.transcripts import TranscriptIndex, read_transcripts, row_name
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,25 +68,80 @@ def find_audio(path: str | Path) -> list[Path]:
 
 
 def make_jobs(
-    audio: str | Path | None, text: str | None = None, transcripts: str | Path | None = None
+    audio: str | Path | None,
+    text: str | None = None,
+    transcripts: str | Path | None = None,
+    transcribe: bool = False,
 ) -> list[Job]:
-    """The inputs of `mamer predict`: audio files (with a transcript where one is found) or texts alone."""
+    """The inputs of `mamer predict`: audio files (with a transcript where one is found) or texts alone.
+
+    A job's id is its file's stem, or its path under `audio` where two files share a stem (`x.mp3`, `x.ogg`).
+    With `transcripts`, rows that match no file and files left without a row are warned about (such files are
+    transcribed when `transcribe`, else read from audio alone).
+    """
+    if text is not None and not text.strip():
+        raise ValueError("--text is empty: give the transcript, or leave --text out to read the audio alone")
     rows = read_transcripts(transcripts) if transcripts else []
     if audio is None:
         if text is not None:
             return [Job("text", None, text)]
         if not rows:
             raise ValueError("nothing to predict: give --audio, --text or --transcripts")
-        return [Job(str(r.get("id") or r.get("file") or r.get("audio")), None, r["text"]) for r in rows]
+        return [Job(row_name(r), None, r["text"]) for r in rows]
     files = find_audio(audio)
     if text is not None and len(files) > 1:
         raise ValueError(
             f"--text goes with one audio file, but {audio} holds {len(files)}; use --transcripts"
         )
-    index = transcript_index(rows)
-    return [
-        Job(f.stem, f, text or index.get(f.name) or index.get(f.stem) or index.get(str(f))) for f in files
-    ]
+    names = _relative_names(files, Path(audio))
+    ids = _job_ids(files, names)
+    index = TranscriptIndex(rows)
+    jobs = [Job(i, f, text or index.text(f, n, i)) for f, n, i in zip(files, names, ids, strict=True)]
+    if transcripts:
+        _report_matching(jobs, index, transcripts, audio, transcribe)
+    return jobs
+
+
+def _relative_names(files: list[Path], audio: Path) -> list[str]:
+    """Each file's path under the folder given (its name for a single file), with '/' separators."""
+    root = audio if audio.is_dir() else audio.parent
+    return [f.relative_to(root).as_posix() for f in files]
+
+
+def _job_ids(files: list[Path], names: list[str]) -> list[str]:
+    """File stems as ids; files sharing a stem are named by their path under the folder instead, said so."""
+    stems = Counter(f.stem for f in files)
+    shared = sorted({f.stem for f in files if stems[f.stem] > 1})
+    if shared:
+        clashing = [n for f, n in zip(files, names, strict=True) if stems[f.stem] > 1]
+        log.warning(
+            "%d file name(s) are shared by several audio files (%s): those rows are named by their path "
+            "instead: %s", len(shared), some(shared), some(clashing, 6),
+        )  # fmt: skip
+    return [n if stems[f.stem] > 1 else f.stem for f, n in zip(files, names, strict=True)]
+
+
+def some(items: list[str], n: int = 3) -> str:
+    """The first `n` items for a message: `a, b, c, ...`."""
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
+
+
+def _report_matching(
+    jobs: list[Job], index: TranscriptIndex, transcripts: str | Path, audio: str | Path, transcribe: bool
+) -> None:
+    """Warn about transcript rows that match no audio file, and audio files without a transcript."""
+    unused = index.unused()
+    if unused:
+        log.warning(
+            "%s: %d row(s) match no audio file under %s and are not used: %s",
+            transcripts, len(unused), audio, some(unused, 10),
+        )  # fmt: skip
+    bare = [job.id for job in jobs if job.text is None]
+    if bare:
+        fate = "transcribed by ASR" if transcribe else "read from audio alone (--asr none)"
+        log.warning(
+            "%d audio file(s) have no row in %s and are %s: %s", len(bare), transcripts, fate, some(bare, 10)
+        )
 
 
 def predict_jobs(

@@ -1,10 +1,24 @@
-"""Transcripts files for `mamer predict --transcripts`: CSV or JSON lines, a text per audio file or id."""
+"""Transcripts files for `mamer predict --transcripts`: CSV or JSON lines, a text per audio file or id.
+
+A bad row is skipped with a warning naming file:line, and a line that is not UTF-8 is read as cp1252 (said
+so); the other rows are kept. A row names its audio by a file (`x.wav`, `sub/x.wav`: that file only) or an
+id (`x`: any file whose stem is `x`).
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 from pathlib import Path
+
+from mamer.data.audio import AUDIO_SUFFIXES
+from mamer.data.textfile import decode_lines
+
+log = logging.getLogger(__name__)
+
+_KEYS = ("id", "file", "audio")
 
 
 def read_transcripts(path: str | Path) -> list[dict[str, str]]:
@@ -12,30 +26,76 @@ def read_transcripts(path: str | Path) -> list[dict[str, str]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"transcripts file not found: {path}")
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    else:
-        lines = path.read_text(encoding="utf-8").splitlines()
-        try:
-            rows = [json.loads(line) for line in lines if line.strip()]
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not JSON lines ({err}); use .csv for a CSV file") from err
-    for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or not row.get("text") or not any(row.get(k) for k in _KEYS):
-            raise ValueError(f"{path}: row {number} needs a text and one of the columns {', '.join(_KEYS)}")
+    problems: list[str] = []
+    lines = decode_lines(path, problems)
+    numbered = _csv_rows(lines) if path.suffix.lower() == ".csv" else _json_rows(path, lines, problems)
+    rows = []
+    for number, row in numbered:
+        if not isinstance(row, dict) or not str(row.get("text") or "").strip():
+            problems.append(f"{path}:{number}: no text; row skipped")
+        elif not any(row.get(k) for k in _KEYS):
+            problems.append(f"{path}:{number}: no {', '.join(_KEYS)} column to match it by; row skipped")
+        else:
+            rows.append({k: str(v) for k, v in row.items() if k is not None and v is not None})
+    for problem in problems:
+        log.warning(problem)
     return rows
 
 
-_KEYS = ("id", "file", "audio")
+def _csv_rows(lines: list[str]) -> list[tuple[int, dict]]:
+    reader = csv.DictReader(io.StringIO("".join(lines), newline=""))
+    reader.fieldnames  # noqa: B018 - reads the header so line numbers start after it
+    numbered, line = [], reader.line_num
+    for row in reader:
+        numbered.append((line + 1, row))
+        line = reader.line_num
+    return numbered
 
 
-def transcript_index(rows: list[dict[str, str]]) -> dict[str, str]:
-    """Lookup keys (id, file name, file stem) -> text."""
-    index = {}
-    for row in rows:
-        for key in _KEYS:
-            if row.get(key):
-                name = Path(str(row[key])).name
-                index |= {str(row[key]): row["text"], name: row["text"], Path(name).stem: row["text"]}
-    return index
+def _json_rows(path: Path, lines: list[str], problems: list[str]) -> list[tuple[int, object]]:
+    numbered, bad = [], []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                numbered.append((number, json.loads(line)))
+            except json.JSONDecodeError as err:
+                bad.append(f"{path}:{number}: not JSON ({err.msg}); row skipped")
+    if bad and not numbered:
+        raise ValueError(f"{path}: not JSON lines ({bad[0]}); use .csv for a CSV file")
+    problems += bad
+    return numbered
+
+
+def row_name(row: dict[str, str]) -> str:
+    """How a message names a row: its id, file or audio."""
+    return next(row[k] for k in _KEYS if row.get(k))
+
+
+class TranscriptIndex:
+    """Finds a file's transcript row: by its path or file name for rows that name a file, by its stem (or
+    its job id) for rows that give an id; remembers which rows were used."""
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.rows, self.used = rows, set()
+        self.by_file: dict[str, int] = {}
+        self.by_id: dict[str, int] = {}
+        for number, row in enumerate(rows):
+            for value in (row[k] for k in _KEYS if row.get(k)):
+                name = Path(value).name
+                if Path(name).suffix.lower() in AUDIO_SUFFIXES:
+                    self.by_file |= {value: number, Path(value).as_posix(): number, name: number}
+                else:
+                    self.by_id |= {value: number, name: number}
+
+    def text(self, file: Path, relative: str, job_id: str) -> str | None:
+        """The transcript of `file` (`relative`: its path under the folder given), or None."""
+        for index, key in ((self.by_file, str(file)), (self.by_file, relative), (self.by_file, file.name),
+                           (self.by_id, job_id), (self.by_id, file.stem)):  # fmt: skip
+            if key in index:
+                self.used.add(index[key])
+                return self.rows[index[key]]["text"]
+        return None
+
+    def unused(self) -> list[str]:
+        """The rows no file matched, by name."""
+        return [row_name(row) for number, row in enumerate(self.rows) if number not in self.used]

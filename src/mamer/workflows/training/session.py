@@ -47,7 +47,8 @@ class Loaders:
 
 def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGLE_PROCESS) -> Loaders:
     """Train and dev loaders; under torchrun each rank gets its share of both splits."""
-    utterances, _ = read_manifest(Path(config.data.manifest))
+    data = config.data  # problems were reported when the features were extracted (`prepare_features`)
+    utterances, _ = read_manifest(Path(data.manifest), labels=data.labels, train_split=data.train_split)
     by_split = splits(utterances)
     for name in (config.data.train_split, config.data.dev_split):
         if name not in by_split:
