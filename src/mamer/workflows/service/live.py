@@ -1,0 +1,282 @@
+"""Live mode of `mamer serve`: `WS /live`, the emotion of a rolling window of a microphone stream.
+
+The protocol, in order:
+
+- connect to `/live?window=3&hop=1&asr=off` (window: seconds of audio each answer reads, 0.5-30; hop: seconds
+  between answers, 0.25-10; asr: transcribe each window, when the service and the model can);
+- the server answers `{"type": "ready", "window", "hop", "sample_rate": 16000, "transcribe", ...}`;
+- the client sends binary frames of little-endian float32 mono samples at 16 kHz (any length up to 5 s);
+- each time another `hop` of audio has arrived, the server predicts on the last `window` seconds and sends
+  `{"type": "window", "t", "start", "end", "label", "probabilities" | arousal/valence/dominance, "transcript"?,
+  "latency_ms", "dropped"}`; `t`/`end` is the stream time of the window's last sample, `latency_ms` the time
+  from that sample's arrival to the answer being sent;
+- the text frame `{"type": "end"}` asks for a last window on any audio not yet answered, then
+  `{"type": "end", "windows", "dropped"}` and the server closes.
+
+Inference runs in a worker thread, one window at a time per connection; a window that comes due while the
+previous one is still being answered replaces any window still waiting (counted in `dropped`), so a slow model
+answers the newest audio instead of falling behind. Protocol errors are answered `{"type": "error", "detail"}`
+in words, then the connection closes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import numpy as np
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+
+from mamer.workflows.inference.recognizer import EmotionRecognizer
+
+SAMPLE_RATE = 16000
+WINDOW, HOP = 3.0, 1.0  # defaults, seconds
+WINDOW_RANGE, HOP_RANGE = (0.5, 30.0), (0.25, 10.0)
+MAX_FRAME_SECONDS = 5.0
+MIN_LAST_SECONDS = 0.1  # a last window on less new audio than this is not worth an answer
+ON, OFF = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "none", "")
+UNSUPPORTED, TOO_BIG, POLICY = 1003, 1009, 1008  # WebSocket close codes
+
+
+class LiveError(ValueError):
+    """A request or frame the live protocol cannot take; its message is sent to the client."""
+
+    def __init__(self, detail: str, code: int = UNSUPPORTED):
+        super().__init__(detail)
+        self.code = code
+
+
+@dataclass
+class Settings:
+    window: float = WINDOW
+    hop: float = HOP
+    transcribe: bool = False
+    note: str | None = None  # why transcription was asked for and is off
+
+
+@dataclass
+class Window:
+    audio: np.ndarray
+    end: int  # stream position (samples) just after its last sample
+    arrived: float  # time.perf_counter() when its last sample arrived
+
+
+class Stream:
+    """One connection's rolling buffer of the last `window` seconds, and the window waiting to be answered."""
+
+    def __init__(self, settings: Settings):
+        self.size = round(settings.window * SAMPLE_RATE)
+        self.hop = round(settings.hop * SAMPLE_RATE)
+        self.buffer = np.zeros(0, dtype=np.float32)
+        self.received = 0  # samples since the start
+        self.next_due = self.hop  # stream position at which the next window is due
+        self.answered_to = 0  # end of the last window handed out
+        self.pending: Window | None = None
+        self.windows = self.dropped = 0
+        self.closed = False
+        self._ready = anyio.Event()
+
+    def push(self, samples: np.ndarray) -> None:
+        """Append a frame; offer a window when it crosses the next hop boundary."""
+        self.buffer = np.concatenate([self.buffer, samples])[-self.size :]
+        self.received += len(samples)
+        if self.received >= self.next_due:
+            while self.next_due <= self.received:
+                self.next_due += self.hop
+            self.offer()
+
+    def offer(self) -> None:
+        """The last `window` seconds as the window to answer next, replacing one still waiting."""
+        if self.pending is not None:
+            self.dropped += 1
+        self.pending = Window(self.buffer.copy(), self.received, time.perf_counter())
+        self._ready.set()
+
+    def finish(self) -> None:
+        """No more audio: offer a last window on audio not yet answered, then let `take` return None."""
+        latest = self.pending.end if self.pending is not None else self.answered_to
+        if (self.received - latest) / SAMPLE_RATE >= MIN_LAST_SECONDS:
+            self.offer()
+        self.closed = True
+        self._ready.set()
+
+    async def take(self) -> Window | None:
+        """The next window to answer, waiting for one; None once finished and nothing is left."""
+        while self.pending is None and not self.closed:
+            await self._ready.wait()
+            self._ready = anyio.Event()
+        window, self.pending = self.pending, None
+        if window is not None:
+            self.answered_to, self.windows = window.end, self.windows + 1
+        return window
+
+
+def mount_live(
+    app: FastAPI, recognizer: EmotionRecognizer, limiter: anyio.CapacityLimiter, transcription: bool
+) -> None:
+    """Add `WS /live` to `app`; `transcription` says whether the service may run ASR at all."""
+
+    @app.websocket("/live")
+    async def live(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            settings = read_settings(dict(websocket.query_params), recognizer, transcription)
+        except LiveError as err:
+            await refuse(websocket, err)
+            return
+        ready = {"type": "ready", "sample_rate": SAMPLE_RATE, "labels": recognizer.labels}
+        await websocket.send_json(ready | {k: v for k, v in vars(settings).items() if v is not None})
+        await run_stream(websocket, recognizer, limiter, settings)
+
+
+def read_settings(params: dict[str, str], recognizer: EmotionRecognizer, transcription: bool) -> Settings:
+    """Query parameters -> Settings; LiveError in words for values out of range or a model without audio."""
+    if "audio" not in recognizer.modalities:
+        raise LiveError("this model was trained without audio: live mode needs one that hears speech", POLICY)
+    window = number(params, "window", WINDOW, WINDOW_RANGE)
+    hop = number(params, "hop", HOP, HOP_RANGE)
+    asked = params.get("asr", "off").strip().lower()
+    if asked not in ON + OFF:
+        raise LiveError(f"asr={asked!r}: use asr=on or asr=off")
+    settings = Settings(window, hop)
+    if asked in ON:
+        if not transcription:
+            settings.note = "this service runs without speech recognition (mamer serve --asr none)"
+        elif not recognizer.can_transcribe:
+            settings.note = "this model reads no text, so transcripts would not change its answers"
+        else:
+            settings.transcribe = True
+    return settings
+
+
+def number(params: dict[str, str], name: str, default: float, bounds: tuple[float, float]) -> float:
+    """A float query parameter within `bounds`; LiveError naming it otherwise."""
+    raw = params.get(name)
+    try:
+        value = default if raw is None else float(raw)
+    except ValueError:
+        raise LiveError(f"{name}={raw!r} is not a number of seconds") from None
+    if not bounds[0] <= value <= bounds[1]:
+        raise LiveError(f"{name}={value:g} s is out of range: use {bounds[0]:g} to {bounds[1]:g} s")
+    return value
+
+
+def read_frame(data: bytes) -> np.ndarray:
+    """A binary frame -> float32 samples; LiveError in words for a frame that is not 16 kHz float32 PCM."""
+    if len(data) % 4:
+        raise LiveError(
+            f"a live audio frame holds little-endian float32 samples (4 bytes each) of 16 kHz mono audio; "
+            f"this one has {len(data)} bytes, not a multiple of 4"
+        )
+    samples = np.frombuffer(data, dtype="<f4").astype(np.float32)
+    if len(samples) > MAX_FRAME_SECONDS * SAMPLE_RATE:
+        raise LiveError(
+            f"a live audio frame holds at most {MAX_FRAME_SECONDS:g} s ({int(MAX_FRAME_SECONDS * SAMPLE_RATE)} "
+            f"samples at 16 kHz); this one has {len(samples) / SAMPLE_RATE:.1f} s",
+            TOO_BIG,
+        )
+    if not np.isfinite(samples).all():
+        raise LiveError("a live audio frame holds NaN or infinite samples: send float32 PCM in [-1, 1]")
+    return samples
+
+
+def read_text(text: str) -> None:
+    """A text frame: only `{"type": "end"}` is known; LiveError otherwise."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict) or message.get("type") != "end":
+        raise LiveError(
+            f'live mode takes binary audio frames and the text frame {{"type": "end"}}; got {text[:60]!r}'
+        )
+
+
+async def run_stream(
+    websocket: WebSocket, recognizer: EmotionRecognizer, limiter: anyio.CapacityLimiter, settings: Settings
+) -> None:
+    """Receive frames and answer windows until the client ends, leaves or breaks the protocol."""
+    stream, error = Stream(settings), None
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(answer_windows, websocket, recognizer, limiter, settings, stream)
+        try:
+            ended = await receive_frames(websocket, stream)
+        except LiveError as err:
+            error, ended = err, False
+        if ended:
+            stream.finish()  # answer_windows returns after the last window; the task group waits for it
+        else:
+            tasks.cancel_scope.cancel()
+    if error is not None:
+        await refuse(websocket, error)
+    elif ended:
+        try:
+            await websocket.send_json({"type": "end", "windows": stream.windows, "dropped": stream.dropped})
+            await websocket.close()
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+
+async def receive_frames(websocket: WebSocket, stream: Stream) -> bool:
+    """Audio frames into `stream` until `{"type": "end"}` (True) or the client leaves (False)."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return False
+        if message.get("bytes") is not None:
+            stream.push(read_frame(message["bytes"]))
+        else:
+            read_text(message.get("text") or "")
+            return True
+
+
+async def answer_windows(
+    websocket: WebSocket,
+    recognizer: EmotionRecognizer,
+    limiter: anyio.CapacityLimiter,
+    settings: Settings,
+    stream: Stream,
+) -> None:
+    """Predict each window in a worker thread and send its answer, until the stream is finished."""
+    while (window := await stream.take()) is not None:
+        try:
+            answer = await anyio.to_thread.run_sync(
+                lambda w=window: predict_window(recognizer, w.audio, settings.transcribe), limiter=limiter
+            )
+        except (ValueError, RuntimeError) as err:  # e.g. ASR that failed on this window: say so, go on
+            answer = {
+                "type": "error",
+                "detail": f"could not predict the window ending at {window.end / SAMPLE_RATE:.1f} s: {err}",
+            }
+        answer = (
+            {"type": "window"}
+            | answer
+            | {
+                "t": round(window.end / SAMPLE_RATE, 3),
+                "start": round(max(0, window.end - len(window.audio)) / SAMPLE_RATE, 3),
+                "end": round(window.end / SAMPLE_RATE, 3),
+                "dropped": stream.dropped,
+                "latency_ms": round((time.perf_counter() - window.arrived) * 1000, 1),
+            }
+        )
+        try:
+            await websocket.send_json(answer)
+        except (WebSocketDisconnect, RuntimeError):
+            return
+
+
+def predict_window(recognizer: EmotionRecognizer, audio: np.ndarray, transcribe: bool) -> dict[str, Any]:
+    """One window's prediction as a dict (ASR transcript included when asked for and heard)."""
+    return recognizer.predict(audio=audio, sample_rate=SAMPLE_RATE, transcribe=transcribe).to_dict()
+
+
+async def refuse(websocket: WebSocket, err: LiveError) -> None:
+    """Send the error in words, then close with its code."""
+    try:
+        await websocket.send_json({"type": "error", "detail": str(err)})
+        await websocket.close(err.code, str(err)[:120])
+    except (WebSocketDisconnect, RuntimeError):
+        pass
