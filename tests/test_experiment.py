@@ -217,6 +217,16 @@ def test_join_manifests_shares_labels_and_keeps_test_sets_apart(tmp_path):
         join_manifests({"a": a, "again": a}, tmp_path / "k.jsonl", ["anger"])
     with pytest.raises(ValueError, match="NAME=VALUE"):
         parse_pairs(["emodb"], "--part")
+    # cross-corpus: part b held out whole, every split of it becomes test_b; a's splits are kept
+    join_manifests(
+        {"a": a, "b": b}, tmp_path / "x.jsonl", ["anger", "happiness"], {"joy": "happiness"}, ("b",)
+    )
+    crossed = {u.id: u.split for u in read_manifest(tmp_path / "x.jsonl")[0]}
+    assert crossed == {"a1": "train", "a3": "test_a", "b1": "test_b", "b2": "test_b"}
+    with pytest.raises(ValueError, match="not a part name"):
+        join_manifests({"a": a, "b": b}, tmp_path / "y.jsonl", ["anger"], test_only=("c",))
+    with pytest.raises(ValueError, match="nothing would be left"):
+        join_manifests({"a": a, "b": b}, tmp_path / "y.jsonl", ["anger"], test_only=("a", "b"))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

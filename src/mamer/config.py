@@ -61,6 +61,9 @@ class DataConfig:
     # feature cache root (default: <manifest dir>/features): one store per encoder, keyed per utterance, so folds
     # and manifests that share utterances share features; one index folder per manifest
     features: str = ""
+    # items per encoder call when extracting features: "auto" = batched on cuda, and on a cpu batched or one at
+    # a time, whichever measures faster on the first items (rechecked as it goes); or a fixed number
+    extract_batch_size: int | str = "auto"
     # registry name, preset or model folder (`mamer encoders` lists them); "auto" = whisper-base when its
     # weight packages are installed, else the no-download logmel
     audio_encoder: str = "auto"
@@ -158,6 +161,9 @@ class RunConfig:
                 raise ValueError(
                     f"data.{key} must be a list of layer numbers, e.g. [2, 3] or [-1]; got {layers!r}"
                 )
+        size = self.data.extract_batch_size
+        if size != "auto" and (type(size) is not int or size < 1):
+            raise ValueError(f"data.extract_batch_size must be 'auto' or an integer >= 1, got {size!r}")
         for key in ("audio_layer_pooling", "text_layer_pooling"):
             if getattr(self.data, key) not in LAYER_POOLINGS:
                 raise ValueError(

@@ -17,6 +17,16 @@ def _layer_list(text: str) -> list[int]:
         ) from err
 
 
+def _batch_size(text: str) -> int | str:
+    """ "auto" or an integer >= 1."""
+    from mamer.data.batching import parse_batch_size
+
+    try:
+        return parse_batch_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def _prepare(args: argparse.Namespace) -> None:
     from mamer.data.corpora import prepare_corpus, summary
 
@@ -37,6 +47,7 @@ def _join(args: argparse.Namespace) -> None:
         Path(args.out),
         args.labels.split(","),
         parse_pairs(args.rename, "--rename"),
+        tuple(args.test_only),
     )
     for path, rows in written.items():
         print(f"{path}: {len(rows)} rows")
@@ -65,9 +76,10 @@ def _extract(args: argparse.Namespace) -> None:
         return
     summary = cache_summary(folder)
     for split, counts in summary.items():
-        print(f"{split:8s} {counts['utterances']:6d} utterances  {counts['skipped']:4d} skipped")
+        partial = f"  {counts['partial']:4d} kept with one modality" if counts["partial"] else ""
+        print(f"{split:8s} {counts['utterances']:6d} utterances  {counts['skipped']:4d} skipped{partial}")
     print(f"features in {folder}")
-    if any(counts["skipped"] for counts in summary.values()):
+    if any(counts["skipped"] or counts["partial"] for counts in summary.values()):
         print(f"skipped files and reasons: {folder / 'skipped.jsonl'}")
 
 
@@ -124,6 +136,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--part", action="append", required=True, help="NAME=manifest, once per corpus")
     p.add_argument("--labels", required=True, help="comma-separated shared classes; other rows are dropped")
     p.add_argument("--rename", action="append", default=[], help="OLD=NEW label renaming, e.g. joy=happiness")
+    p.add_argument(
+        "--test-only",
+        action="append",
+        default=[],
+        help="NAME of a part held out whole as test_NAME (cross-corpus testing)",
+    )
     p.add_argument("--out", required=True, help="joint manifest; OUT_<name> gets each part alone")
     p.set_defaults(func=_join)
 
@@ -141,7 +159,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             help="mean of the layers, or keep them side by side for a learned weighted sum (default: all)",
         )
     p.add_argument("--out", required=True, help="cache root; the manifest's index goes to OUT/<key>/")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default="auto",
+        help="items per encoder call; auto: batched on cuda, on a cpu whichever measures faster (default)",
+    )
     p.add_argument("--shard-size", type=int, default=128, help="utterances per shard file")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun: each rank's own GPU)")
     p.set_defaults(func=_extract)

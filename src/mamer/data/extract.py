@@ -3,14 +3,18 @@
 The layout is described in `mamer.data.cache`. Every file is written to a temporary name and renamed, so a run
 killed at any moment leaves whole shards only, and a rerun encodes just the items no shard holds. Under torchrun
 each rank encodes its share of the missing items into its own shards; after a barrier rank 0 writes the index.
+A shard that cannot be read back (truncated, corrupt, gone) is removed and what it held is encoded again, even
+for a folder already complete. An utterance whose audio cannot be read keeps its text (and the reverse).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +26,14 @@ from tqdm import tqdm
 from mamer.atomic import atomic_write
 from mamer.config import RunConfig
 from mamer.data.audio import AudioLoadError, audio_duration, load_audio
+from mamer.data.batching import BatchPlan, batch_plan, forward_batch, parse_batch_size
 from mamer.data.cache import (
     CACHE_FORMAT,
+    REEXTRACT,
+    CacheError,
     Catalog,
     Row,
+    damaged_shards,
     digest,
     manifest_rows,
     read_catalog,
@@ -103,8 +111,9 @@ def _modalities(audio_encoder: AudioEncoder, text_encoder: TextEncoder) -> list[
     ]
 
 
-def _encode_chunk(keys: list[str], sources: dict, modality: ItemSource, batch_size: int) -> tuple[dict, dict]:
-    """Load and encode `keys` (sorted by length, so batches pad little) -> (key -> features, key -> reason)."""
+def _encode_chunk(keys: list[str], sources: dict, modality: ItemSource, plan: BatchPlan) -> tuple[dict, dict]:
+    """Load and encode `keys` (sorted by length, so batches pad little) in the batches `plan` sizes (and times)
+    -> (key -> features, key -> reason)."""
     inputs, failed = {}, {}
     for key in keys:
         try:
@@ -112,11 +121,18 @@ def _encode_chunk(keys: list[str], sources: dict, modality: ItemSource, batch_si
         except AudioLoadError as err:
             failed[key] = str(err)
             log.warning("skipped: %s", err)
-    order, encoded = list(inputs), {}
-    for begin in range(0, len(order), batch_size):
-        batch = order[begin : begin + batch_size]
-        with torch.inference_mode(), _precision(modality.encoder):
+    order, encoded, begin = list(inputs), {}, 0
+    while begin < len(order):
+        size = plan.next_size()
+        batch, begin = order[begin : begin + size], begin + size
+        start = time.perf_counter()
+        with (
+            torch.inference_mode(),
+            _precision(modality.encoder),
+            forward_batch(modality.encoder, size),
+        ):
             encoded |= dict(zip(batch, modality.encoder.encode([inputs[k] for k in batch]), strict=True))
+        plan.record(len(batch), time.perf_counter() - start, sum(len(inputs[k]) for k in batch))
     for key in list(encoded):
         problem = _unstorable(encoded[key])
         if problem:
@@ -153,14 +169,14 @@ def _fill_store(
     keys: list[str],
     sources: dict,
     modality: ItemSource,
-    batch_size: int,
+    plan: BatchPlan,
     shard_size: int,
     bar: tqdm,
 ) -> None:
     """Encode `keys` into shards of `shard_size` items, each written as soon as it is done."""
     for begin in range(0, len(keys), shard_size):
         chunk = keys[begin : begin + shard_size]
-        encoded, failed = _encode_chunk(chunk, sources, modality, batch_size)
+        encoded, failed = _encode_chunk(chunk, sources, modality, plan)
         _write_shard(store, encoded, failed, modality.encoder.dim)
         bar.update(len(chunk))
 
@@ -174,24 +190,34 @@ def _column_entry(store: Path, keys: list[str | None], catalog: Catalog) -> dict
 
 
 def _split_index(rows: list[Row], stores: dict[str, Path], catalogs: dict[str, Catalog]) -> dict:
-    """One split's index: utterances whose audio or text failed are skipped; the others are kept."""
-    kept, skipped = [], []
+    """One split's index: an utterance whose every input failed is skipped; one whose audio (or text) failed
+    but not the other keeps the other and is listed as partial; the others are kept whole."""
+    kept, skipped, partial = [], [], []
     for r in rows:
-        reasons = []
+        reasons = {}
         for modality in MODALITIES:
             key, catalog = getattr(r, modality), catalogs[modality]
             if key is not None and key not in catalog.rows and key not in catalog.failed:
-                raise RuntimeError(
-                    f"{modality} features of {r.utterance.id} are missing: rerun the extraction"
+                raise CacheError(
+                    stores[modality],
+                    f"the {modality} store (it lacks {r.utterance.id}'s features)",
+                    REEXTRACT,
                 )
             if key is not None and key in catalog.failed:
-                reasons.append(catalog.failed[key] if modality == "audio" else f"text {catalog.failed[key]}")
+                reasons[modality] = (
+                    catalog.failed[key] if modality == "audio" else f"text {catalog.failed[key]}"
+                )
+        audio = None if r.utterance.audio is None else str(r.utterance.audio)
+        item = {"id": r.utterance.id, "audio": audio, "reason": "; ".join(reasons.values())}
+        left = [m for m in MODALITIES if getattr(r, m) is not None and m not in reasons]
+        if reasons and not left:
+            skipped.append(item)
+            continue
         if reasons:
-            audio = None if r.utterance.audio is None else str(r.utterance.audio)
-            skipped.append({"id": r.utterance.id, "audio": audio, "reason": "; ".join(reasons)})
-        else:
-            kept.append(r)
-    index = {"ids": [r.utterance.id for r in kept], "skipped": skipped}
+            partial.append(item | {"kept": left[0]})
+            r = dataclasses.replace(r, **{m: None for m in reasons})
+        kept.append(r)
+    index = {"ids": [r.utterance.id for r in kept], "skipped": skipped, "partial": partial}
     for modality in MODALITIES:
         keys = [getattr(r, modality) for r in kept]
         index[modality] = _column_entry(stores[modality], keys, catalogs[modality])
@@ -206,7 +232,7 @@ def _write_index(folder: Path, rows: dict[str, list[Row]], stores: dict[str, Pat
     for name, split in rows.items():
         index = _split_index(split, stores, catalogs)
         _write_json(folder / f"{name}.json", index)
-        report += [json.dumps({"split": name, **item}) for item in index["skipped"]]
+        report += [json.dumps({"split": name, **item}) for item in index["skipped"] + index["partial"]]
     atomic_write(folder / "skipped.jsonl", lambda p: p.write_text("".join(line + "\n" for line in report)))
     _write_json(folder / "spec.json", spec)
 
@@ -216,22 +242,33 @@ def extract_features(
     audio_encoder: AudioEncoder,
     text_encoder: TextEncoder,
     root: Path,
-    batch_size: int = 16,
+    batch_size: int | str = "auto",
     progress: bool = True,
     shard_size: int = SHARD_SIZE,
 ) -> Path:
     """Encode what the stores under `root` lack and index every split; returns the manifest's folder.
 
+    `batch_size`: items per `encode` call, or "auto": batched on CUDA, and on a CPU batched or one at a time,
+    whichever measures faster (`mamer.data.batching`).
+
     Under torchrun every rank calls this: each encodes its share, and all return once rank 0 has written
-    the index. A folder that is already complete is returned at once, without encoding anything.
+    the index. A folder that is already complete is returned at once, without encoding anything, once the
+    headers of its shards read; a damaged shard is removed and what it held encoded again.
     """
-    if batch_size < 1 or shard_size < 1:
-        raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
+    batch_size = parse_batch_size(batch_size)
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     modalities = _modalities(audio_encoder, text_encoder)
     stores = {m.name: Path(root) / store_name(m.name, m.encoder.spec()) for m in modalities}
     rows = manifest_rows(splits)
     folder = Path(root) / set_key({m: s.name for m, s in stores.items()}, rows)
-    if not (folder / "spec.json").is_file():
+    complete = (folder / "spec.json").is_file()
+    damaged = _damaged(folder) if complete else {}
+    barrier()  # every rank has looked at the folder before rank 0 repairs it
+    if not complete or damaged:
+        if damaged and rank_world()[0] == 0:
+            _discard(damaged, folder)
+        barrier()
         _encode_missing(modalities, stores, rows, batch_size, shard_size, progress)
         barrier()
         if rank_world()[0] == 0:
@@ -240,11 +277,28 @@ def extract_features(
     return folder
 
 
+def _damaged(folder: Path) -> dict[Path, str]:
+    """The files of a complete folder that cannot be read back -> why: shards, or an index itself."""
+    try:
+        return damaged_shards(folder)
+    except CacheError as err:
+        return {err.path: "truncated or corrupt"}
+
+
+def _discard(damaged: dict[Path, str], folder: Path) -> None:
+    """Remove unreadable shards (their items are then encoded again) and mark `folder` incomplete."""
+    for path, problem in damaged.items():
+        log.warning("%s: %s; what it held is encoded again", path, problem)
+        if path.parent != folder:  # a shard; an unreadable index is simply written again
+            path.unlink(missing_ok=True)
+    (folder / "spec.json").unlink(missing_ok=True)
+
+
 def _encode_missing(
     modalities: list[ItemSource],
     stores: dict[str, Path],
     rows: dict[str, list[Row]],
-    batch_size: int,
+    batch_size: int | str,
     shard_size: int,
     progress: bool,
 ) -> None:
@@ -254,13 +308,18 @@ def _encode_missing(
         _write_json(stores[m.name] / "spec.json", m.encoder.spec())
     catalogs = {m: read_catalog(stores[m]) for m in MODALITIES}
     barrier()  # every rank has listed the stores before any rank writes to them
+    if rank_world()[0] == 0:
+        for path, problem in [item for c in catalogs.values() for item in c.broken.items()]:
+            log.warning("%s: %s; what it held is encoded again", path, problem)
+            path.unlink(missing_ok=True)
     for m in modalities:
         sources = {getattr(r, m.name): getattr(r.utterance, m.name) for s in rows.values() for r in s}
         sources.pop(None, None)
         keys = _my_share(sources, catalogs[m.name], m)
         with tqdm(total=len(keys), desc=f"{m.name} features", unit="item",
                   disable=not progress or rank_world()[0] != 0) as bar:  # fmt: skip
-            _fill_store(stores[m.name], keys, sources, m, batch_size, shard_size, bar)
+            plan = batch_plan(batch_size, getattr(m.encoder, "device", "cpu"))
+            _fill_store(stores[m.name], keys, sources, m, plan, shard_size, bar)
 
 
 def _spec(audio_encoder: AudioEncoder, text_encoder: TextEncoder, stores: dict[str, Path]) -> dict:
@@ -280,14 +339,16 @@ def extract_manifest(
     root: Path,
     audio: EncoderChoice,
     text: EncoderChoice,
-    batch_size: int = 16,
+    batch_size: int | str = "auto",
     device: str = "cpu",
     progress: bool = True,
     shard_size: int = SHARD_SIZE,
+    labels: Sequence[str] = (),
+    train_split: str = "train",
 ) -> Path:
-    """Read a manifest (bad rows skipped with a warning) and extract or resume its feature cache under `root`
-    with the `audio` and `text` encoders chosen."""
-    utterances, problems = read_manifest(manifest)
+    """Read a manifest (bad rows skipped with a warning; `labels` and `train_split` as `read_manifest` takes
+    them) and extract or resume its feature cache under `root` with the `audio` and `text` encoders chosen."""
+    utterances, problems = read_manifest(manifest, labels=labels, train_split=train_split)
     for problem in problems:
         log.warning(problem)
     device = str(rank_device(device))
@@ -303,6 +364,9 @@ def prepare_features(config: RunConfig, progress: bool = True) -> Path:
         root,
         EncoderChoice.from_config(config.data, "audio"),
         EncoderChoice.from_config(config.data, "text"),
+        config.data.extract_batch_size,
         device=str(resolve_device(config.train.device)),
         progress=progress,
+        labels=config.data.labels,
+        train_split=config.data.train_split,
     )
