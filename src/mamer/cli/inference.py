@@ -92,6 +92,7 @@ def _serve(args: argparse.Namespace) -> None:
         max_upload_mb=args.max_upload_mb,
         max_seconds=args.max_seconds,
         workers=args.workers,
+        threads=args.threads,
         asr=None if args.asr.lower() == "none" else args.asr,
         language=args.language,
     )
@@ -157,7 +158,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=_predict)
 
-    p = sub.add_parser("serve", help="HTTP service: POST /predict, GET /health, GET /info, /docs")
+    p = sub.add_parser(
+        "serve", help="the page at /, live mode (WS /live), POST /predict, GET /health, /info, /card, /docs"
+    )
     add_model_arguments(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
@@ -166,7 +169,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--max-seconds", type=float, default=600.0,
         help="longer audio gets 422; audio beyond the model's limit is answered with a timeline",
     )  # fmt: skip
-    p.add_argument("--workers", type=int, default=2, help="requests handled at once; the rest wait")
+    p.add_argument(
+        "--workers", type=int, default=2,
+        help="uploads decoded, transcribed or read as a timeline at once; the rest wait",
+    )  # fmt: skip
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: half the cores, at least one)"
+    )
     add_asr_arguments(p)
     p.set_defaults(func=_serve)
 

@@ -1,4 +1,5 @@
-"""HTTP service: `POST /predict` (multipart `audio` file and/or `text` field), `GET /health`, `GET /info`.
+"""HTTP service: `POST /predict` (multipart `audio` file and/or `text` field), `GET /health`, `GET /info`; the
+page at `/` and `GET /card` (`page.py`), live mode over `WS /live` (`live.py`).
 
 The model and its encoders load once, in `create_app`; the ASR model on the first upload that needs it.
 Uploads of any container PyAV reads (WAV, FLAC, MP3, OGG, WebM/Opus from browsers, M4A) are decoded in a worker
