@@ -4,17 +4,28 @@ On the same utterances (synthesised, or a manifest's), prints utterances/s and r
 time / audio time, lower is faster) for the installed Whisper presets and a WavLM-base-sized model with random
 weights, then the training step time from the cache vs from in-memory tensors (the loader's overhead):
     python benchmarks/extract_speed.py --utterances 48 [--device cuda] [--manifest M] [--encoders wavlm-base]
+With --batching it compares instead, interleaved over --repeats rounds (medians), the naive loop and
+`extract_features` at each of --sizes (default 1,16,auto; what auto chose is printed), on real speech from
+../shared/data (EmoDB + RAVDESS; --join K joins 1..K clips per utterance, for mixed lengths):
+    python benchmarks/extract_speed.py --batching --threads 2 --utterances 32 --join 3 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import random
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 import torch
 
+from mamer.data import extract
 from mamer.data.audio import load_audio
 from mamer.data.cache import Column, Shard, SplitFeatures, load_split
 from mamer.data.dataset import EmotionDataset, Targets, collate
@@ -171,6 +182,99 @@ def loader_overhead(work: Path, rows) -> None:
     print(f"  loader overhead (cache - memory loading, over a step)  {100 * extra:+.2f} %")
 
 
+def real_corpus(work: Path, data: Path, n: int, join: int, seed: int = 0) -> Path:
+    """A manifest of `n` utterances of real speech, half from EmoDB (2.0 s clips) and half from RAVDESS (2.39 s),
+    alternating; each joins 1..`join` clips of one corpus (at random), written as 16 kHz WAV."""
+    rng = random.Random(seed)
+    clips = {}
+    for corpus in ("emodb", "ravdess"):
+        with open(data / corpus / "metadata.csv", newline="") as f:
+            clips[corpus] = [data / corpus / row["audio"] for row in csv.DictReader(f)]
+        rng.shuffle(clips[corpus])
+    (work / "real").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        corpus = ("emodb", "ravdess")[i % 2]
+        parts = [clips[corpus].pop() for _ in range(rng.randint(1, join))]
+        path = work / "real" / f"{i:04d}.wav"
+        sf.write(path, np.concatenate([load_audio(p, 16000) for p in parts]), 16000)
+        lines.append(json.dumps({"id": f"{i:04d}", "audio": str(path), "text": "", "split": "train"}))
+    (work / "real.jsonl").write_text("\n".join(lines) + "\n")
+    return work / "real.jsonl"
+
+
+def naive_loop(name: str, model, rows, device) -> None:
+    """`naive_whisper` / `naive_hf` on a model built beforehand (`naive_model`), so that loading is not timed."""
+    from transformers import WhisperFeatureExtractor
+
+    extractor = WhisperFeatureExtractor() if name.startswith("whisper") else None
+    for u in rows:
+        wave = load_audio(u.audio, 16000)
+        with torch.no_grad():
+            if extractor is not None:
+                mel = extractor(wave, sampling_rate=16000, return_tensors="pt").input_features
+                model(mel.to(device), output_hidden_states=True)
+            else:
+                wave = torch.from_numpy(wave)
+                wave = (wave - wave.mean()) / torch.sqrt(wave.var() + 1e-7)
+                model(wave[None].to(device), output_hidden_states=True)
+
+
+def naive_model(name: str, work: Path, device):
+    """The whole model the naive loop runs: Whisper's encoder, or `AutoModel` of the WavLM folder."""
+    from transformers import AutoModel
+
+    if name == "wavlm-base":
+        return AutoModel.from_pretrained(work / name).to(device).eval()
+    return load_audio_encoder(name, device=device).model
+
+
+def compare_batching(
+    work: Path, rows, encoders: list[str], device: str, sizes: list, repeats: int, layers: str
+):
+    """Naive loop vs `extract_features` at each of `sizes`, interleaved `repeats` times: medians."""
+    from transformers import WavLMConfig, WavLMModel
+
+    seconds = sum(len(load_audio(u.audio, 16000)) for u in rows) / 16000
+    lengths = sorted(len(load_audio(u.audio, 16000)) / 16000 for u in rows)
+    print(f"{len(rows)} utterances, {seconds:.1f} s of audio, {lengths[0]:.2f}-{lengths[-1]:.2f} s each")
+    torch.manual_seed(0)
+    WavLMModel(WavLMConfig()).save_pretrained(work / "wavlm-base")
+    text, plans = load_text_encoder("hashed"), []
+    made = extract.batch_plan
+    extract.batch_plan = lambda *a: plans.append(made(*a)) or plans[-1]  # to report what "auto" chose
+    for name in encoders:
+        options = {"layers": int(layers)} if name == "wavlm-base" and layers != "default" else {}
+        encoder = load_audio_encoder(
+            str(work / name) if name == "wavlm-base" else name, device=device, **options
+        )
+        encoder.encode([load_audio(rows[0].audio, 16000)])  # load the weights before any timing
+        model = naive_model(name, work, device)
+        ways = {"naive loop": lambda c, m=model, n=name: naive_loop(n, m, rows, device)}
+        for size in sizes:
+            ways[f"extract_features, batch {size}"] = lambda c, e=encoder, s=size: extract_features(
+                splits(rows), e, text, c, s, False
+            )
+        times, chosen = {way: [] for way in ways}, []
+        for r in range(repeats):  # interleaved: a change in machine load hits every way alike
+            for k, (way, run) in enumerate(ways.items()):
+                first = len(plans)
+                times[way].append(timed(run, work / f"cache-{name}-{r}-{k}"))
+                if way.endswith("auto"):
+                    chosen.append(plans[first].chosen)  # the run's first plan is the audio one
+            print(
+                f"  round {r + 1}: " + ", ".join(f"{len(rows) / t[-1]:.2f}" for t in times.values()),
+                flush=True,
+            )
+        print(f"{name}{' (random weights)' if name == 'wavlm-base' else ''}, states {encoder.layers}:")
+        for way, values in times.items():
+            rates = ", ".join(f"{len(rows) / v:.2f}" for v in values)
+            print(f"  {way:34s} median {len(rows) / statistics.median(values):6.2f} utt/s  ({rates})")
+        if chosen:
+            print(f"  auto chose batch {chosen} (per round)", flush=True)
+    extract.batch_plan = made
+
+
 def main() -> None:
     whisper = [name for name in ("whisper-base", "whisper-tiny.en") if installed(name)]
     parser = argparse.ArgumentParser()
@@ -182,8 +286,24 @@ def main() -> None:
     parser.add_argument(
         "--wavlm-layers", default="-1,6", help="hidden states kept from WavLM-base, one extraction each"
     )
+    parser.add_argument("--batching", action="store_true", help="compare batch sizes on real speech only")
+    parser.add_argument("--data", default="../shared/data", help="with --batching: holds emodb/ and ravdess/")
+    parser.add_argument("--join", type=int, default=1, help="with --batching: join 1..K clips per utterance")
+    parser.add_argument("--repeats", type=int, default=3, help="with --batching: interleaved rounds")
+    parser.add_argument("--sizes", default="1,16,auto", help="with --batching: the batch sizes compared")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="mamer-bench-"))
+    if args.batching:
+        rows, _ = read_manifest(real_corpus(work, Path(args.data), args.utterances, args.join))
+        print(f"device {args.device}, torch threads {torch.get_num_threads()}")
+        layers = args.wavlm_layers.split(",")[0]
+        encoders = args.encoders.split(",")
+        sizes = [size if size == "auto" else int(size) for size in args.sizes.split(",")]
+        compare_batching(work, rows, encoders, args.device, sizes, args.repeats, layers)
+        return
     if args.manifest:
         manifest = Path(args.manifest)
     else:

@@ -2,7 +2,8 @@
 
 On a GPU a batch runs in parallel, so "auto" batches (`GPU_BATCH`). On a CPU a batch only saves per-call
 overhead while it pads and grows the working set, and which wins depends on the machine and its load: on 2
-shared cores batching 16 clips ran at 0.82x to 3x the rate of one clip at a time (docs/performance.md). So
+shared cores a batch of 16 WavLM-base clips ran at 0.8x (lightly loaded) to 2.5x (overloaded) the rate of one
+clip at a time, Whisper's at 0.8x to 1.8x (docs/performance.md, "Extraction batching"). So
 "auto" measures it on the items being encoded: a group of `CPU_BATCH` length-sorted items is encoded one at a
 time, the next as one batch, and the way with the lower time per unit of input (audio samples, characters) is
 used from then on; the other is timed again now and then (`MeasuredPlan`) so that a change in load can switch
@@ -71,6 +72,10 @@ class MeasuredPlan(BatchPlan):
     is much slower, and a change in load still switches the choice."""
 
     def __init__(self, batch: int = CPU_BATCH):
+        if batch < 2:
+            raise ValueError(
+                f"a measured plan weighs a batch of at least 2 against one at a time, got {batch}"
+            )
         super().__init__(batch)
         self.fixed, self.batch = None, batch
         self.costs: dict[int, deque[float]] = {1: deque(maxlen=WINDOW), batch: deque(maxlen=WINDOW)}

@@ -81,6 +81,8 @@ class ClipwiseFirstLayer(nn.Module):
         self.lengths: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if all(n == x.shape[-1] for n in self.lengths):  # no padding (one clip, or equal lengths): as is
+            return self.layer(x)
         rows = [self.layer(x[b : b + 1, :, :n]) for b, n in enumerate(self.lengths)]
         out = x.new_zeros(len(rows), rows[0].shape[1], max(r.shape[-1] for r in rows))
         for b, row in enumerate(rows):
