@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mamer.data.manifest import Utterance
+from mamer.data.textfile import decode_lines
 
 # C1 control characters that stand for their cp1252 glyphs in files saved through a cp1252 round trip
 # (MELD has "\x92" for a right quote); mapping them back keeps the transcript readable.
@@ -38,14 +39,9 @@ class CorpusError(ValueError):
 
 
 def read_text(path: Path) -> str:
-    """A text file as str, line by line UTF-8 with a cp1252 fallback (files that mix the two are common)."""
-    lines = []
-    for raw in Path(path).read_bytes().splitlines(keepends=True):
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            lines.append(raw.decode("cp1252", errors="replace"))
-    return "".join(lines).lstrip("\ufeff").translate(_C1_TO_CP1252)
+    """A text file as str, line by line UTF-8 with a cp1252 fallback (files that mix the two are common; the
+    corpus readers take the fallback silently, so the problems `decode_lines` names are dropped)."""
+    return "".join(decode_lines(Path(path), [])).lstrip("\ufeff").translate(_C1_TO_CP1252)
 
 
 def csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:

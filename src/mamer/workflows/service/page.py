@@ -15,6 +15,7 @@ import yaml
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from huggingface_hub import ModelCard
 
 from mamer.modality import DIMENSIONS, has_dimensions
 from mamer.workflows.evaluation.model_card import is_synthetic
@@ -111,17 +112,13 @@ def run_card(folder: Path, manifest: str) -> dict[str, Any]:
 
 
 def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """A markdown file with a `---` YAML header -> (header, body); no or unreadable header -> ({}, text)."""
-    if not text.startswith("---"):
-        return {}, text
-    end = text.find("\n---", 3)
-    if end < 0:
-        return {}, text
+    """A model card's markdown -> (its YAML header, its body), read by huggingface_hub's `ModelCard`, the class
+    that writes our cards (`hub_card.py`); no or unreadable header -> ({}, text)."""
     try:
-        header = yaml.safe_load(text[3:end]) or {}
-    except yaml.YAMLError:
+        card = ModelCard(text, ignore_metadata_errors=True)
+    except (yaml.YAMLError, ValueError):
         return {}, text
-    return (header if isinstance(header, dict) else {}), text[end + 4 :]
+    return card.data.to_dict(), card.text
 
 
 def first_paragraph(markdown: str) -> str | None:
