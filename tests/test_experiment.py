@@ -126,7 +126,7 @@ def test_an_experiment_folder_refuses_a_config_its_runs_are_not_built_on(tmp_pat
     # the audio-only baseline inherits the experiment section: its `unified` would be audio-only
     baseline = load_config("emodb_audio_only", [f"experiment.out={tmp_path}"])
     with pytest.raises(ValueError, match=r"'emodb_unified', which differs from this one \('emodb_audio_only'\) in "
-                       r"loss.contrastive, loss.mae, model.views"):  # fmt: skip
+                       r"loss.contrastive, loss.mae, loss.mask_ratio, model.views"):  # fmt: skip
         claim_folder(baseline, tmp_path)
 
 
@@ -135,6 +135,22 @@ def test_builtin_configs_that_share_an_experiment_folder_are_one_experiment(tmp_
         config, e = load_experiment(name)
         assert plan(config, e), name
         claim_folder(config, tmp_path / experiment_dir(config, e))  # raises for a second config in one folder
+
+
+def test_dedicated_systems_of_every_builtin_config_are_supervised_only_and_unmasked():
+    """A config may redefine audio_only / text_only / multimodal_only (own epochs, own manifest): they stay
+    dedicated models, with no L_C, no L_MAE and no [MASK]ed inputs; no_mae masks nothing either."""
+    checked = 0
+    for name in builtin_configs():
+        config, e = load_experiment(name)
+        for run in plan(config, e):
+            loss = run.config.loss
+            if run.system in ("audio_only", "text_only", "multimodal_only"):
+                assert (loss.contrastive, loss.mae, loss.mask_ratio) == (0, 0, 0), (name, run.system, loss)
+                checked += 1
+            if run.system == "no_mae":
+                assert (loss.mae, loss.mask_ratio) == (0, 0), (name, loss)
+    assert checked >= 5
 
 
 def test_plan_runs_every_fold_seed_and_system():

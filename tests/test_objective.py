@@ -93,3 +93,21 @@ def test_partially_paired_rows_feed_only_their_losses():
     again = objective(model, heads, noisy, torch.Generator().manual_seed(0))
     for name in terms:
         assert math.isclose(terms[name].item(), again[name].item(), rel_tol=1e-5), name
+
+
+def test_contrastive_pooling_chooses_what_the_contrastive_heads_read():
+    """`tokens` pools each unimodal view's output tokens; `cls` reads its [CLS] output: the two losses differ,
+    and `cls` equals the InfoNCE of the heads applied to the views' [CLS] vectors."""
+    from mamer.forward import run_view
+    from mamer.losses import utterance_keys
+
+    batch = fixed_batch()
+    model, heads, objective = setup(LossConfig(contrastive=1.0, mae=0.0, mask_ratio=0.0), task="categorical")
+    on_tokens = objective(model, heads, batch)["contrastive"]
+    on_cls = Objective(LossConfig(contrastive=1.0, mae=0.0, mask_ratio=0.0, contrastive_pooling="cls"),
+                       ["audio", "text", "audio+text"], objective.supervised)(model, heads, batch)["contrastive"]  # fmt: skip
+    audio, text = (run_view(model, batch, view, None, None).cls for view in ("audio", "text"))
+    expected = objective.contrastive(heads.audio_contrastive(audio), heads.text_contrastive(text),
+                                     heads.logit_scale, utterance_keys(batch.ids))  # fmt: skip
+    assert math.isclose(on_cls.item(), expected.item(), rel_tol=1e-5)
+    assert not math.isclose(on_cls.item(), on_tokens.item(), rel_tol=1e-3)

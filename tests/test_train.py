@@ -38,8 +38,16 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
     assert "audio+text" in capsys.readouterr().out
 
 
-def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path, monkeypatch):
-    whole = train(tiny_config(tmp_path / "a", "quickstart", "train.epochs=3", "train.patience=9"))
+ON_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=ON_CUDA)])
+def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(
+    device, tiny_config, tmp_path, monkeypatch
+):
+    """On a GPU, dropout draws from CUDA's generator: resume must restore it as well as the CPU's."""
+    options = ["train.epochs=3", "train.patience=9", f"train.device={device}", "train.precision=fp32"]
+    whole = train(tiny_config(tmp_path / "a", "quickstart", *options))
 
     real_save = resume_module.save_training_state
 
@@ -48,7 +56,7 @@ def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(tiny_config, 
         if state["epoch"] == 2:
             raise KeyboardInterrupt  # killed right after the epoch-2 checkpoint
 
-    config = tiny_config(tmp_path / "b", "quickstart", "train.epochs=3", "train.patience=9")
+    config = tiny_config(tmp_path / "b", "quickstart", *options)
     monkeypatch.setattr(resume_module, "save_training_state", save_then_crash)
     with pytest.raises(KeyboardInterrupt):
         train(config)

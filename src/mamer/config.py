@@ -48,6 +48,9 @@ class LossConfig:
     # which passes see the masked inputs: "all" (every view's supervised pass and the reconstruction, one set of
     # masks) or "mae" (only an extra audio+text pass for the reconstruction; supervised passes unmasked)
     mask_passes: str = "all"
+    # what L_C compares: "tokens" (the mean of each unimodal view's output tokens, as the paper) or "cls" (each
+    # unimodal view's [CLS] output, the vector the prediction head reads)
+    contrastive_pooling: str = "tokens"
     temperature: float = 0.07  # initial InfoNCE temperature (learnable)
     class_weighted: bool = True  # inverse-frequency class weights in the cross-entropy
 
@@ -178,6 +181,10 @@ class RunConfig:
             raise ValueError(f"loss.mask_ratio must be in [0, 1), got {self.loss.mask_ratio}")
         if self.loss.mask_passes not in ("all", "mae"):
             raise ValueError(f"loss.mask_passes must be 'all' or 'mae', got {self.loss.mask_passes!r}")
+        if self.loss.contrastive_pooling not in ("tokens", "cls"):
+            raise ValueError(
+                f"loss.contrastive_pooling must be 'tokens' or 'cls', got {self.loss.contrastive_pooling!r}"
+            )
         if self.loss.mae_kind not in ("mse", "cosine"):
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
         if self.train.precision not in ("auto", "fp32", "bf16"):

@@ -95,8 +95,11 @@ class Objective(nn.Module):
         if audio_out is None or text_out is None:  # no pairs here; under torchrun it still joins the gather
             none = heads.logit_scale.new_zeros((0, heads.text_contrastive[-1].out_features))
             return self.contrastive(none, none, heads.logit_scale)
-        audio = heads.audio_contrastive(_mean_pool(audio_out.audio_hidden, audio_out.audio_tokens_valid))
-        text = heads.text_contrastive(_mean_pool(text_out.text_hidden, text_out.text_valid))
+        if self.config.contrastive_pooling == "cls":
+            audio, text = heads.audio_contrastive(audio_out.cls), heads.text_contrastive(text_out.cls)
+        else:
+            audio = heads.audio_contrastive(_mean_pool(audio_out.audio_hidden, audio_out.audio_tokens_valid))
+            text = heads.text_contrastive(_mean_pool(text_out.text_hidden, text_out.text_valid))
         keys = utterance_keys(batch.ids).to(audio.device)[paired]
         return self.contrastive(audio[paired], text[paired], heads.logit_scale, keys)
 

@@ -59,6 +59,8 @@ SYSTEMS: dict[str, list[str]] = {
     "no_contrastive": ["loss.contrastive=0"],
     "no_mae": ["loss.mae=0", "loss.mask_ratio=0"],  # no reconstruction, and so nothing to mask for
     "mask_mae_pass_only": ["loss.mask_passes=mae"],  # supervised passes see unmasked inputs
+    # L_C between the unimodal views' [CLS] outputs instead of their mean-pooled tokens
+    "contrastive_on_cls": ["loss.contrastive_pooling=cls"],
 }
 RUN_FILE = "experiment_run.json"
 CONFIG_FILE = "experiment_config.json"  # in the experiment folder: the config its systems are built on
