@@ -127,3 +127,24 @@ def test_live_protocol_errors_are_answered_in_words(client, runs):
     with TestClient(create_app(runs["text_only"], asr=None)) as text_only:
         with text_only.websocket_connect("/live") as ws:
             assert "trained without audio" in live_messages(ws)[-1]["detail"]
+
+
+def test_live_takes_the_services_own_page_and_refuses_other_sites(client):
+    own = {"origin": "http://testserver"}  # the TestClient's Host is `testserver`
+    with client.websocket_connect("/live", headers=own) as ws:
+        assert ws.receive_json()["type"] == "ready"
+    with client.websocket_connect("/live", headers={"origin": "https://elsewhere.example"}) as ws:
+        detail = live_messages(ws)[-1]["detail"]
+    assert "the page at https://elsewhere.example is another site" in detail and "--allow-origin" in detail
+
+
+def test_live_streams_are_capped_and_an_allowed_origin_gets_in(runs):
+    app = create_app(runs["unified"], asr=None, max_live=1, allow_origins=["https://lab.example/"])
+    with TestClient(app) as client:
+        with client.websocket_connect("/live", headers={"origin": "https://lab.example"}) as first:
+            assert first.receive_json()["type"] == "ready"
+            with client.websocket_connect("/live") as second:
+                detail = live_messages(second)[-1]["detail"]
+            assert "already serves 1 streams" in detail and "try again later" in detail
+        with client.websocket_connect("/live") as third:  # the first has left: room again
+            assert third.receive_json()["type"] == "ready"

@@ -89,13 +89,16 @@ def chunked_body(total: int) -> Iterator[bytes]:
     yield b"\r\n--B--\r\n"
 
 
+SCOPE = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+         "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
+         "headers": [(b"content-type", MULTIPART.encode()), (b"transfer-encoding", b"chunked")],
+         "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}  # fmt: skip
+
+
 async def send_in_chunks(app: FastAPI, chunks: Iterator[bytes]) -> tuple[int, dict, bytes, int]:
     """POST /predict straight through ASGI, the body in chunks and no Content-Length (as `curl -T -` sends it):
     (status, headers, body, bytes the app had taken when it answered)."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"", "root_path": "",
-             "headers": [(b"content-type", MULTIPART.encode()), (b"transfer-encoding", b"chunked")],
-             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}  # fmt: skip
+    scope = dict(SCOPE)
     taken, sent, answered_at = 0, [], None
 
     async def receive() -> dict:
@@ -125,6 +128,37 @@ def test_chunked_upload_is_cut_off_at_the_limit(app, client):
     assert taken <= LIMIT + 64 * 1024 + 2 * CHUNK, f"read {taken} bytes of the body before answering"
     assert headers.get("connection") == "close"
     assert client.get("/health").json() == {"status": "ok"}
+
+
+def test_requests_beyond_the_pending_limit_get_503_before_their_body_is_read(run):
+    """One upload still arriving holds the only place: the next request is answered 503 at once."""
+    app = create_app(run, max_upload_mb=LIMIT_MB, asr=None, max_pending=1)
+
+    async def one_waiting_then_another():
+        arrived, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_receive() -> dict:  # a first chunk, then nothing until released
+            if not arrived.is_set():
+                arrived.set()
+                return {"type": "http.request", "body": PART_HEAD, "more_body": True}
+            await release.wait()
+            return {"type": "http.disconnect"}
+
+        async def ignore(message: dict) -> None:
+            pass
+
+        first = asyncio.create_task(app(dict(SCOPE), slow_receive, ignore))
+        await arrived.wait()
+        answer = await send_in_chunks(app, iter([PART_HEAD]))
+        release.set()
+        await asyncio.wait_for(first, 10)
+        return answer
+
+    status, headers, body, taken = asyncio.run(one_waiting_then_another())
+    assert status == 503 and headers["retry-after"] == "1" and taken == 0, (status, headers, taken)
+    assert b"the service is busy: 1 requests are being answered" in body and b"--max-pending" in body
+    with TestClient(app) as client:  # the place is free again
+        assert client.post("/predict", data={"text": "fine"}).status_code == 200
 
 
 def test_chunked_upload_over_a_real_socket(app):

@@ -95,6 +95,9 @@ def _serve(args: argparse.Namespace) -> None:
         threads=args.threads,
         asr=None if args.asr.lower() == "none" else args.asr,
         language=args.language,
+        max_live=args.max_live,
+        allow_origins=args.allow_origin,
+        **({"max_pending": args.max_pending} if args.max_pending else {}),
     )
 
 
@@ -176,6 +179,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: half the cores, at least one)"
     )
+    p.add_argument(
+        "--max-pending", type=int, default=None,
+        help="POST /predict requests answered or waiting at once (default 64); more get 503 at once",
+    )  # fmt: skip
+    p.add_argument(
+        "--max-live",
+        type=int,
+        default=None,
+        help="live streams (WS /live) at once (default 8); more are refused",
+    )
+    p.add_argument(
+        "--allow-origin", action="append", default=[], metavar="ORIGIN",
+        help="a page at another origin (scheme://host:port) that may open live streams; repeatable",
+    )  # fmt: skip
     add_asr_arguments(p)
     p.set_defaults(func=_serve)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,14 +29,15 @@ from mamer.data.audio import AudioLoadError, decode_bytes
 from mamer.workflows.inference.recognizer import EmotionRecognizer
 from mamer.workflows.service.batcher import Batcher
 from mamer.workflows.service.errors import install_error_handlers
-from mamer.workflows.service.limits import BodyLimit
-from mamer.workflows.service.live import mount_live
+from mamer.workflows.service.limits import BodyLimit, PendingLimit
+from mamer.workflows.service.live import MAX_CONNECTIONS, mount_live
 from mamer.workflows.service.page import mount_page
 
 SAMPLE_RATE = 16000  # uploads are decoded to this rate (what VAD and ASR read)
 OFF = ("none", "false", "0", "off", "no")
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the text field, on top of the audio limit
+MAX_PENDING = 64  # POST /predict requests answered or waiting at once; more get 503
 MIN_SECONDS = 0.1  # shorter uploads (a recording stopped at once) are refused rather than guessed at
 EMPTY_TEXT = "the `text` field is empty: type some text, or send an `audio` file"
 
@@ -49,11 +50,16 @@ def create_app(
     device: str = "cpu",
     asr: str | None = "whisper-base",
     language: str | None = None,
+    max_live: int | None = None,
+    allow_origins: Sequence[str] = (),
+    max_pending: int = MAX_PENDING,
 ) -> FastAPI:
     """A FastAPI app serving the run in `run_dir`; request bodies over `max_upload_mb` get 413 (counted as they
     arrive), audio over `max_seconds` 422; at most `workers` uploads are decoded (or transcribed, or read as a
     timeline) at once, the rest wait; short requests share the model in batches. `asr` (None: never)
-    transcribes audio sent without text, in `language` (None: detected)."""
+    transcribes audio sent without text, in `language` (None: detected). `WS /live` takes at most `max_live`
+    (None: `live.MAX_CONNECTIONS`) streams at once, from the service's own page or pages of `allow_origins`;
+    `POST /predict` answers at most `max_pending` requests at once (waiting ones included), the next gets 503."""
     recognizer = EmotionRecognizer.load(
         run_dir, device=device, preload=True, asr=asr or "whisper-base", language=language
     )
@@ -70,6 +76,7 @@ def create_app(
     app = FastAPI(title="MAMER emotion recognition", version=mamer.__version__, lifespan=lifespan)
     app.state.recognizer = recognizer
     app.add_middleware(BodyLimit, limit_bytes=limit_bytes + FORM_OVERHEAD, detail=_too_large(max_upload_mb))
+    app.add_middleware(PendingLimit, path="/predict", max_pending=max_pending)  # outermost: before the body
     install_error_handlers(app)
 
     @app.get("/health")
@@ -114,7 +121,8 @@ def create_app(
         return answer
 
     mount_page(app, recognizer, asr_on)  # GET /, /static/..., /card
-    mount_live(app, recognizer, limiter, asr_on)  # WS /live
+    origins = [o.rstrip("/") for o in allow_origins]
+    mount_live(app, recognizer, limiter, asr_on, max_live or MAX_CONNECTIONS, origins)  # WS /live
     return app
 
 

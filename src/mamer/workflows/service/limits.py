@@ -1,4 +1,10 @@
-"""A request-body limit that holds while the body streams in, chunked uploads without Content-Length included.
+"""Limits that hold before a request's body is read: its size, and how many predictions may be pending.
+
+`PendingLimit` is a pure ASGI middleware that counts the requests to a route (`POST /predict`) being answered
+now; one more than `max_pending` gets 503 with `Retry-After` before any of its body is read, so a burst of
+uploads cannot pile up in memory while they wait for the model.
+
+A request-body limit that holds while the body streams in, chunked uploads without Content-Length included.
 
 `BodyLimit` is a pure ASGI middleware. A request whose Content-Length states more than the limit gets 413 before
 any of its body is read. Any other request has its body counted as the route reads it (`receive`): once the
@@ -73,6 +79,32 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 413 with the limit's message, asking the client to close the connection."""
         await JSONResponse({"detail": self.detail}, status_code=413, headers=CLOSE)(scope, receive, send)
+
+
+class PendingLimit:
+    """ASGI middleware: at most `max_pending` HTTP requests to `path` at once; the next one gets 503."""
+
+    def __init__(self, app: ASGIApp, path: str, max_pending: int) -> None:
+        self.app, self.path, self.max_pending = app, path, max_pending
+        self.pending = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        if self.pending >= self.max_pending:
+            detail = (
+                f"the service is busy: {self.pending} requests are being answered, the most it queues "
+                "(mamer serve --max-pending); try again in a moment"
+            )
+            headers = {**CLOSE, "Retry-After": "1"}
+            await JSONResponse({"detail": detail}, 503, headers)(scope, receive, lingering(send, receive))
+            return
+        self.pending += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.pending -= 1
 
 
 def lingering(send: Send, receive: Receive) -> Send:

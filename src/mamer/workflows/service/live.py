@@ -13,6 +13,11 @@ The protocol, in order:
 - the text frame `{"type": "end"}` asks for a last window on any audio not yet answered, then
   `{"type": "end", "windows", "dropped"}` and the server closes.
 
+Who may connect: a browser page only from the service's own origin (its `Origin` header names the host the
+service answers on) or from one `mamer serve --allow-origin` names, so another site open in the same browser
+cannot stream to it; clients that send no `Origin` (scripts) are let in. At most `max_connections` streams run
+at once (`mamer serve --max-live`); one more is refused in words (close code 1013, try again later).
+
 Inference runs in a worker thread, one window at a time per connection; a window that comes due while the
 previous one is still being answered replaces any window still waiting (counted in `dropped`), so a slow model
 answers the newest audio instead of falling behind. Protocol errors are answered `{"type": "error", "detail"}`
@@ -23,8 +28,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
@@ -36,9 +43,10 @@ SAMPLE_RATE = 16000
 WINDOW, HOP = 3.0, 1.0  # defaults, seconds
 WINDOW_RANGE, HOP_RANGE = (0.5, 30.0), (0.25, 10.0)
 MAX_FRAME_SECONDS = 5.0
+MAX_CONNECTIONS = 8  # live streams at once, by default
 MIN_LAST_SECONDS = 0.1  # a last window on less new audio than this is not worth an answer
 ON, OFF = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "none", "")
-UNSUPPORTED, TOO_BIG, POLICY = 1003, 1009, 1008  # WebSocket close codes
+UNSUPPORTED, TOO_BIG, POLICY, TRY_LATER = 1003, 1009, 1008, 1013  # WebSocket close codes
 
 
 class LiveError(ValueError):
@@ -115,21 +123,54 @@ class Stream:
 
 
 def mount_live(
-    app: FastAPI, recognizer: EmotionRecognizer, limiter: anyio.CapacityLimiter, transcription: bool
+    app: FastAPI,
+    recognizer: EmotionRecognizer,
+    limiter: anyio.CapacityLimiter,
+    transcription: bool,
+    max_connections: int = MAX_CONNECTIONS,
+    allowed_origins: Sequence[str] = (),
 ) -> None:
-    """Add `WS /live` to `app`; `transcription` says whether the service may run ASR at all."""
+    """Add `WS /live` to `app`; `transcription` says whether the service may run ASR at all; at most
+    `max_connections` streams at once; pages of `allowed_origins` may connect besides the service's own."""
+    active = 0
 
     @app.websocket("/live")
     async def live(websocket: WebSocket) -> None:
+        nonlocal active
         await websocket.accept()
         try:
+            check_origin(websocket.headers.get("origin"), websocket.headers.get("host"), allowed_origins)
+            if active >= max_connections:
+                raise LiveError(
+                    f"live mode already serves {max_connections} streams, the most this service takes at "
+                    "once (mamer serve --max-live): try again later",
+                    TRY_LATER,
+                )
             settings = read_settings(dict(websocket.query_params), recognizer, transcription)
         except LiveError as err:
             await refuse(websocket, err)
             return
-        ready = {"type": "ready", "sample_rate": SAMPLE_RATE, "labels": recognizer.labels}
-        await websocket.send_json(ready | {k: v for k, v in vars(settings).items() if v is not None})
-        await run_stream(websocket, recognizer, limiter, settings)
+        active += 1
+        try:
+            ready = {"type": "ready", "sample_rate": SAMPLE_RATE, "labels": recognizer.labels}
+            await websocket.send_json(ready | {k: v for k, v in vars(settings).items() if v is not None})
+            await run_stream(websocket, recognizer, limiter, settings)
+        finally:
+            active -= 1
+
+
+def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -> None:
+    """LiveError unless the connecting page is the service's own (its origin's host:port is the `Host` the
+    request came to), one of `allowed` (scheme://host[:port]), or absent (a client that is not a browser)."""
+    if origin is None:
+        return
+    if urlsplit(origin).netloc.lower() == (host or "").lower() or origin.rstrip("/") in allowed:
+        return
+    raise LiveError(
+        f"live mode takes streams from this service's own page; the page at {origin} is another site "
+        "(mamer serve --allow-origin ORIGIN lets it in)",
+        POLICY,
+    )
 
 
 def read_settings(params: dict[str, str], recognizer: EmotionRecognizer, transcription: bool) -> Settings:
