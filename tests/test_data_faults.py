@@ -285,3 +285,24 @@ def test_predict_empty_text_is_said_in_cli_words(capsys):
     assert main(["predict", "--text", ""]) == 2
     err = capsys.readouterr().err
     assert "--text is empty" in err and "text=None" not in err
+
+
+def test_train_rows_outside_data_labels_are_counted_in_a_warning(tiny_config, tmp_path, caplog):
+    """`data.labels` without `sad`: the sad train rows train without a class, and the run says how many."""
+    from mamer.data.extract import prepare_features
+    from mamer.workflows.training.session import make_loaders
+
+    config = tiny_config(tmp_path, "quickstart", "data.labels=[angry,happy,neutral]")
+    train_rows = [u for u in read_manifest(Path(config.data.manifest))[0] if u.split == "train"]
+    sad = sum(u.label == "sad" for u in train_rows)
+    with caplog.at_level(logging.WARNING):
+        loaders = make_loaders(config, prepare_features(config, progress=False))
+    assert loaders.targets.labels == ["angry", "happy", "neutral"] and sad > 0
+    assert (
+        f"{sad} train rows have a class outside data.labels (angry, happy, neutral) and train without a class: "
+        f"sad {sad}" in caplog.text
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        make_loaders(tiny_config(tmp_path, "quickstart"), prepare_features(config, progress=False))
+    assert "outside data.labels" not in caplog.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,8 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
         if name not in by_split:
             raise ValueError(f"split {name!r} not found in {config.data.manifest}; it has {sorted(by_split)}")
     targets = Targets.fit(by_split[config.data.train_split], config.data.labels)
+    if context.is_main:
+        warn_classes_left_out(by_split[config.data.train_split], targets.labels, config.data.manifest)
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
     max_tokens = config.model.max_text_tokens
 
@@ -82,6 +85,18 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
     dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
     return Loaders(train, dev, targets)
+
+
+def warn_classes_left_out(train: list, labels: list[str], manifest: str) -> None:
+    """Say how many train rows carry a class outside `data.labels`: they train without a class (only the
+    contrastive and reconstruction losses read them), which a typo in `data.labels` would do silently."""
+    outside = Counter(u.label for u in train if u.label is not None and u.label not in labels)
+    if outside:
+        counts = ", ".join(f"{label} {n}" for label, n in outside.most_common())
+        log.warning(
+            "%s: %d train rows have a class outside data.labels (%s) and train without a class: %s",
+            manifest, sum(outside.values()), ", ".join(labels), counts,
+        )  # fmt: skip
 
 
 def class_weights(dataset: EmotionDataset, num_classes: int) -> torch.Tensor:
