@@ -259,6 +259,38 @@ def test_truncated_shard_is_named_then_repaired_by_extract(run, corpus, tmp_path
     assert main(["evaluate", str(copy)]) == 0
 
 
+def test_damaged_shard_data_behind_an_intact_header_is_named(run, corpus, tmp_path, capsys):
+    """Bytes of a shard's features overwritten (its header intact): reading that row names the shard, and
+    deleting it as the message says lets `extract` encode it again."""
+    copy = copy_run(run, tmp_path)
+    _, meta = load_model(copy)
+    index = json.loads((Path(meta.features) / "test.json").read_text())
+    store = Path(meta.features).parent / index["text"]["store"]
+    damaged = store / index["text"]["files"][0]
+    raw = bytearray(damaged.read_bytes())
+    header = int.from_bytes(raw[:8], "little")
+    start, end = (8 + header + k for k in json.loads(raw[8 : 8 + header])["features"]["data_offsets"])
+    raw[start:end] = b"\xff" * (end - start)  # float16 NaN in every row
+    damaged.write_bytes(bytes(raw))
+    assert main(["evaluate", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"{damaged}: the feature shard is truncated or corrupt" in err and "NaN or infinite" in err
+    assert "delete it, then run `mamer extract`" in err and "Traceback" not in err
+
+    damaged.unlink()
+    args = ["extract", "--manifest", str(corpus), "--out", str(tmp_path / "features")]
+    assert main([*args, "--audio-encoder", "logmel", "--text-encoder", "hashed"]) == 0
+    assert main(["evaluate", str(copy)]) == 0
+
+    raw = bytearray(damaged.read_bytes())  # now the offsets: caught when the shard is opened
+    header = int.from_bytes(raw[:8], "little")
+    start, end = (8 + header + k for k in json.loads(raw[8 : 8 + header])["offsets"]["data_offsets"])
+    raw[start:end] = b"\xff" * (end - start)
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(CacheError, match="its offsets do not run from 0 to its"):
+        load_split(meta.features, "test")
+
+
 def test_predict_transcripts_report_unmatched_rows_missing_texts_and_shared_stems(tmp_path, caplog):
     folder = tmp_path / "clips"
     folder.mkdir()

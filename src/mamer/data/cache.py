@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = 3  # bump when the layout changes: old caches then get new keys instead of being misread
 INDEX_FORMAT = 2  # bump when what a manifest's folder holds changes: it is re-indexed, nothing is re-encoded
 REEXTRACT = "run `mamer extract` (or `mamer train`) again: it encodes again what the shard held"
+REEXTRACT_DELETED = f"delete it, then {REEXTRACT}"  # damage that only reading the data shows
 
 
 class CacheError(BrokenFileError):
@@ -107,14 +108,24 @@ def set_key(stores: dict[str, str], rows: dict[str, list[Row]]) -> str:
 
 @dataclass
 class Shard:
-    """One shard's tensors: `features` `(sum T, D)` float16 and `offsets` `(n + 1,)` int64 into it."""
+    """One shard's tensors: `features` `(sum T, D)` float16 and `offsets` `(n + 1,)` int64 into it.
 
+    Extraction stores only finite features, so a block with NaN or infinity was damaged on disk after its
+    header was written (the header and offsets are checked when the shard is opened): a `CacheError` names it."""
+
+    path: Path
     features: torch.Tensor
     offsets: torch.Tensor
 
     def block(self, row: int) -> torch.Tensor | None:
         start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        return self.features[start:end] if end > start else None
+        if end <= start:
+            return None
+        block = self.features[start:end]
+        if not torch.isfinite(block).all():
+            damage = ValueError(f"row {row} holds NaN or infinite features, which extraction never stores")
+            raise CacheError(self.path, "the feature shard", REEXTRACT_DELETED, damage)
+        return block
 
 
 @dataclass
@@ -168,9 +179,21 @@ def _read_shard(path: Path) -> Shard:
         raise FileNotFoundError(f"feature shard {path} is listed in an index but missing; {REEXTRACT}")
     try:
         with safe_open(str(path), framework="pt") as f:  # memory-mapped: only what is read is paged in
-            return Shard(f.get_tensor("features"), f.get_tensor("offsets"))
+            shard = Shard(path, f.get_tensor("features"), f.get_tensor("offsets"))
     except Exception as err:  # SafetensorError (a bare Exception subclass), OSError
         raise CacheError(path, "the feature shard", REEXTRACT, err) from err
+    offsets = shard.offsets
+    if (
+        len(offsets) == 0
+        or offsets[0] != 0
+        or offsets[-1] != len(shard.features)
+        or (offsets.diff() < 0).any()
+    ):
+        damage = ValueError(
+            f"its offsets do not run from 0 to its {len(shard.features)} feature rows in order"
+        )
+        raise CacheError(path, "the feature shard", REEXTRACT, damage)
+    return shard
 
 
 def _shard_items(path: Path) -> tuple[list[str], dict[str, str]]:
