@@ -97,7 +97,7 @@ def _serve(args: argparse.Namespace) -> None:
         language=args.language,
         max_live=args.max_live,
         allow_origins=args.allow_origin,
-        **({"max_pending": args.max_pending} if args.max_pending else {}),
+        max_pending=args.max_pending,
     )
 
 

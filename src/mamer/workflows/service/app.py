@@ -52,14 +52,15 @@ def create_app(
     language: str | None = None,
     max_live: int | None = None,
     allow_origins: Sequence[str] = (),
-    max_pending: int = MAX_PENDING,
+    max_pending: int | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the run in `run_dir`; request bodies over `max_upload_mb` get 413 (counted as they
     arrive), audio over `max_seconds` 422; at most `workers` uploads are decoded (or transcribed, or read as a
     timeline) at once, the rest wait; short requests share the model in batches. `asr` (None: never)
     transcribes audio sent without text, in `language` (None: detected). `WS /live` takes at most `max_live`
     (None: `live.MAX_CONNECTIONS`) streams at once, from the service's own page or pages of `allow_origins`;
-    `POST /predict` answers at most `max_pending` requests at once (waiting ones included), the next gets 503."""
+    `POST /predict` answers at most `max_pending` (None: `MAX_PENDING`) requests at once, waiting ones
+    included; the next gets 503."""
     recognizer = EmotionRecognizer.load(
         run_dir, device=device, preload=True, asr=asr or "whisper-base", language=language
     )
@@ -76,7 +77,8 @@ def create_app(
     app = FastAPI(title="MAMER emotion recognition", version=mamer.__version__, lifespan=lifespan)
     app.state.recognizer = recognizer
     app.add_middleware(BodyLimit, limit_bytes=limit_bytes + FORM_OVERHEAD, detail=_too_large(max_upload_mb))
-    app.add_middleware(PendingLimit, path="/predict", max_pending=max_pending)  # outermost: before the body
+    # outermost, so that a request past the limit is answered before any of its body is read
+    app.add_middleware(PendingLimit, path="/predict", max_pending=max_pending or MAX_PENDING)
     install_error_handlers(app)
 
     @app.get("/health")

@@ -6,6 +6,7 @@ import logging
 import math
 import random
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from mamer.checkpoint import (
 from mamer.config import RunConfig
 from mamer.data.cache import load_spec, load_split
 from mamer.data.dataset import Batch, EmotionDataset, Targets, collate
-from mamer.data.manifest import read_manifest, splits
+from mamer.data.manifest import Utterance, read_manifest, splits
 from mamer.device import resolve_device
 from mamer.distributed import SINGLE_PROCESS, DistContext
 from mamer.encoders.base import stacked_layers
@@ -87,7 +88,7 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     return Loaders(train, dev, targets)
 
 
-def warn_classes_left_out(train: list, labels: list[str], manifest: str) -> None:
+def warn_classes_left_out(train: Sequence[Utterance], labels: list[str], manifest: str) -> None:
     """Say how many train rows carry a class outside `data.labels`: they train without a class (only the
     contrastive and reconstruction losses read them), which a typo in `data.labels` would do silently."""
     outside = Counter(u.label for u in train if u.label is not None and u.label not in labels)
