@@ -123,8 +123,7 @@ def create_app(
         return answer
 
     mount_page(app, recognizer, asr_on)  # GET /, /static/..., /card
-    origins = [o.rstrip("/") for o in allow_origins]
-    mount_live(app, recognizer, limiter, asr_on, max_live or MAX_CONNECTIONS, origins)  # WS /live
+    mount_live(app, recognizer, limiter, asr_on, max_live or MAX_CONNECTIONS, allow_origins)  # WS /live
     return app
 
 

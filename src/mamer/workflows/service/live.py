@@ -132,14 +132,14 @@ def mount_live(
 ) -> None:
     """Add `WS /live` to `app`; `transcription` says whether the service may run ASR at all; at most
     `max_connections` streams at once; pages of `allowed_origins` may connect besides the service's own."""
-    active = 0
+    active, allowed = 0, {origin_of(o) for o in allowed_origins}
 
     @app.websocket("/live")
     async def live(websocket: WebSocket) -> None:
         nonlocal active
         await websocket.accept()
         try:
-            check_origin(websocket.headers.get("origin"), websocket.headers.get("host"), allowed_origins)
+            check_origin(websocket.headers.get("origin"), websocket.headers.get("host"), allowed)
             if active >= max_connections:
                 raise LiveError(
                     f"live mode already serves {max_connections} streams, the most this service takes at "
@@ -159,18 +159,23 @@ def mount_live(
             active -= 1
 
 
-def check_origin(origin: str | None, host: str | None, allowed: Sequence[str]) -> None:
+def check_origin(origin: str | None, host: str | None, allowed: set[str]) -> None:
     """LiveError unless the connecting page is the service's own (its origin's host:port is the `Host` the
-    request came to), one of `allowed` (scheme://host[:port]), or absent (a client that is not a browser)."""
+    request came to), one of `allowed` (`origin_of` each), or absent (a client that is not a browser)."""
     if origin is None:
         return
-    if urlsplit(origin).netloc.lower() == (host or "").lower() or origin.rstrip("/") in allowed:
+    if urlsplit(origin).netloc.lower() == (host or "").lower() or origin_of(origin) in allowed:
         return
     raise LiveError(
         f"live mode takes streams from this service's own page; the page at {origin} is another site "
         "(mamer serve --allow-origin ORIGIN lets it in)",
         POLICY,
     )
+
+
+def origin_of(url: str) -> str:
+    """An origin for comparing: scheme://host[:port] without a trailing slash."""
+    return url.rstrip("/")
 
 
 def read_settings(params: dict[str, str], recognizer: EmotionRecognizer, transcription: bool) -> Settings:

@@ -68,27 +68,29 @@ def model_card(recognizer: EmotionRecognizer) -> dict[str, Any]:
 
 
 def released_card(text: str) -> dict[str, Any]:
-    """A Hub-style README.md -> name, training data, scores, licence and its first paragraph."""
-    header, body = split_front_matter(text)
-    found: dict[str, Any] = {"training_data": [str(d) for d in header.get("datasets") or []]}
-    if header.get("license"):
-        found["licence"] = str(header["license"])
-    scores = []
-    for entry in header.get("model-index") or []:
-        found["name"] = entry.get("name") or found.get("name")
-        for result in entry.get("results") or []:
-            dataset = result.get("dataset") or {}
-            for metric in result.get("metrics") or []:
-                scores.append(
-                    {
-                        "data": dataset.get("name"),
-                        "split": dataset.get("split"),
-                        "metric": metric.get("name") or metric.get("type"),
-                        "value": metric.get("value"),
-                    }
-                )
-    found["scores"] = scores
-    found["summary"] = first_paragraph(body)
+    """A Hub-style README.md -> name, training data, scores, licence and its first paragraph, read by
+    huggingface_hub's `ModelCard` (the class `hub_card.py` writes our cards with: its `eval_results` are the
+    model-index entries); no or unreadable header -> only the first paragraph."""
+    try:
+        card = ModelCard(text, ignore_metadata_errors=True)
+    except (yaml.YAMLError, ValueError):
+        return {"training_data": [], "scores": [], "summary": first_paragraph(text)}
+    data = card.data
+    found = {
+        "name": data.model_name,
+        "licence": data.license,
+        "training_data": [str(d) for d in data.datasets or []],
+        "scores": [
+            {
+                "data": r.dataset_name,
+                "split": r.dataset_split,
+                "metric": r.metric_name or r.metric_type,
+                "value": r.metric_value,
+            }
+            for r in data.eval_results or []
+        ],  # fmt: skip
+        "summary": first_paragraph(card.text),
+    }
     return {k: v for k, v in found.items() if v is not None}
 
 
@@ -109,16 +111,6 @@ def run_card(folder: Path, manifest: str) -> dict[str, Any]:
         if isinstance(value, int | float)
     ]
     return found
-
-
-def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
-    """A model card's markdown -> (its YAML header, its body), read by huggingface_hub's `ModelCard`, the class
-    that writes our cards (`hub_card.py`); no or unreadable header -> ({}, text)."""
-    try:
-        card = ModelCard(text, ignore_metadata_errors=True)
-    except (yaml.YAMLError, ValueError):
-        return {}, text
-    return card.data.to_dict(), card.text
 
 
 def first_paragraph(markdown: str) -> str | None:
