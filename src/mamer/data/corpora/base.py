@@ -41,7 +41,7 @@ class CorpusError(ValueError):
 def read_text(path: Path) -> str:
     """A text file as str, line by line UTF-8 with a cp1252 fallback (files that mix the two are common; the
     corpus readers take the fallback silently, so the problems `decode_lines` names are dropped)."""
-    return "".join(decode_lines(Path(path), [])).lstrip("\ufeff").translate(_C1_TO_CP1252)
+    return "".join(decode_lines(Path(path), [])).translate(_C1_TO_CP1252)  # byte-order mark already dropped
 
 
 def csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:

@@ -40,8 +40,9 @@ def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds
     if folds and not corpus.folds:
         raise ValueError(f"--folds: {name} has an official train/dev/test split; drop --folds")
     prepared = corpus.read(Path(root))
+    named = _namer(prepared.where)
     if not prepared.audio_checked:
-        prepared.rows = _readable_audio(prepared.rows, prepared.where, prepared.problems)
+        prepared.rows = _readable_audio(prepared.rows, named, prepared.problems)
     rows = _drop_duplicates(prepared.rows, name, prepared.problems)
     if strict and prepared.problems:
         raise CorpusError(prepared.problems)
@@ -55,7 +56,6 @@ def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds
         unit, group = corpus.fold_unit
         for k, fold_rows in enumerate(speaker_folds(rows, folds, group, unit)):
             result.written[out.with_name(f"{out.stem}_fold{k}{out.suffix}")] = fold_rows
-    named = _namer(prepared.where)
     for path, manifest_rows in result.written.items():
         write_manifest(manifest_rows, path)
         result.warnings += shared_speakers(manifest_rows, path)
@@ -70,7 +70,9 @@ def _namer(where: dict[str, str]) -> Callable[[Utterance], str]:
     return lambda u: where.get(u.id, f"row {u.id!r}")
 
 
-def _readable_audio(rows: list[Utterance], where: dict[str, str], problems: list[str]) -> list[Utterance]:
+def _readable_audio(
+    rows: list[Utterance], named: Callable[[Utterance], str], problems: list[str]
+) -> list[Utterance]:
     """Rows whose audio file's header reads; one that does not loses its audio (skipped if it has no text)."""
     kept = []
     for u in rows:
@@ -78,7 +80,7 @@ def _readable_audio(rows: list[Utterance], where: dict[str, str], problems: list
             if u.audio is not None:
                 check_readable(u.audio)
         except AudioLoadError as err:
-            row = where.get(u.id, f"row {u.id!r}")
+            row = named(u)
             if u.text is None:
                 problems.append(f"{err} ({row}, which has no text); row skipped")
                 continue
