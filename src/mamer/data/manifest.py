@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import io
 import json
 import math
 import os
@@ -25,7 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mamer.data.textfile import decode_lines
+from mamer.data.textfile import csv_records, decode_lines
 from mamer.modality import DIMENSIONS
 
 FIELDS = ("id", "audio", "text", "label", "arousal", "valence", "dominance", "speaker", "split")
@@ -116,7 +115,10 @@ def _raw_rows(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str, 
         raise ManifestError([f"{path}: unsupported manifest format {suffix!r}; use .jsonl or .csv"])
     lines = decode_lines(path, problems)
     if suffix == ".csv":
-        yield from _csv_rows(path, lines, problems)
+        try:
+            yield from csv_records(path, lines, problems)
+        except ValueError as err:  # an unreadable header: nothing in the file can be read
+            raise ManifestError([str(err)]) from err
         return
     for line, text in enumerate(lines, start=1):
         if not text.strip():
@@ -130,26 +132,6 @@ def _raw_rows(path: Path, problems: list[str]) -> Iterator[tuple[int, dict[str, 
             problems.append(f"{path}:{line}: expected a JSON object, got {type(raw).__name__}; row skipped")
             continue
         yield line, raw
-
-
-def _csv_rows(path: Path, lines: list[str], problems: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO("".join(lines), newline=""))
-    try:
-        reader.fieldnames  # noqa: B018 - reads the header so line numbers start after it
-    except csv.Error as e:
-        raise ManifestError([f"{path}:1: malformed CSV header ({e})"]) from e
-    line = reader.line_num
-    while True:
-        try:
-            raw = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:  # e.g. a NUL byte: that row is lost, the reader goes on with the next line
-            start, line = line + 1, reader.line_num
-            problems.append(f"{path}:{start}: malformed CSV ({e}); row skipped")
-            continue
-        start, line = line + 1, reader.line_num
-        yield start, {k: v for k, v in raw.items() if k is not None and v not in ("", None)}
 
 
 def _parse_row(

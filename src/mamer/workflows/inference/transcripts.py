@@ -7,14 +7,12 @@ id (`x`: any file whose stem is `x`).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from pathlib import Path
 
 from mamer.data.audio import AUDIO_SUFFIXES
-from mamer.data.textfile import decode_lines
+from mamer.data.textfile import csv_records, decode_lines
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +26,10 @@ def read_transcripts(path: str | Path) -> list[dict[str, str]]:
         raise FileNotFoundError(f"transcripts file not found: {path}")
     problems: list[str] = []
     lines = decode_lines(path, problems)
-    numbered = _csv_rows(lines) if path.suffix.lower() == ".csv" else _json_rows(path, lines, problems)
+    if path.suffix.lower() == ".csv":
+        numbered = list(csv_records(path, lines, problems))
+    else:
+        numbered = _json_rows(path, lines, problems)
     rows = []
     for number, row in numbered:
         if not isinstance(row, dict) or not str(row.get("text") or "").strip():
@@ -40,16 +41,6 @@ def read_transcripts(path: str | Path) -> list[dict[str, str]]:
     for problem in problems:
         log.warning(problem)
     return rows
-
-
-def _csv_rows(lines: list[str]) -> list[tuple[int, dict]]:
-    reader = csv.DictReader(io.StringIO("".join(lines), newline=""))
-    reader.fieldnames  # noqa: B018 - reads the header so line numbers start after it
-    numbered, line = [], reader.line_num
-    for row in reader:
-        numbered.append((line + 1, row))
-        line = reader.line_num
-    return numbered
 
 
 def _json_rows(path: Path, lines: list[str], problems: list[str]) -> list[tuple[int, object]]:
