@@ -1,11 +1,13 @@
 """The modality-agnostic promise end to end: one manifest mixing audio-only, text-only and paired rows."""
 
 import dataclasses
+import json
 
 import pytest
 import torch
 
 from mamer.checkpoint import load_model
+from mamer.cli import main
 from mamer.data.cache import load_split
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, splits, write_manifest
@@ -93,3 +95,26 @@ def test_audio_oversample_repeats_audio_rows_in_the_train_loader(tiny_corpus, ti
 
     with pytest.raises(ValueError, match="train.audio_oversample must be an integer >= 1"):
         tiny_config(tmp_path, "quickstart", "train.audio_oversample=0")
+
+
+def test_evaluate_by_corpus_scores_each_prefix_on_its_own(tiny_corpus, tiny_config, tmp_path):
+    """A joined manifest (ids `<corpus>/...`, as mamer-base's): `mamer evaluate --by-corpus --out` scores each
+    corpus's rows apart; the counts add up to the split's and the accuracies, weighted by them, to its own."""
+    utts, _ = read_manifest(tiny_corpus, strict=True)
+    joined = [dataclasses.replace(u, id=f"{('talk', 'read')[i % 2]}/{u.id}") for i, u in enumerate(utts)]
+    manifest = tmp_path / "joined.jsonl"
+    write_manifest(joined, manifest)
+    run_dir = train(tiny_config(tmp_path, "quickstart", f"data.manifest={manifest}", "train.epochs=1"))
+    out = tmp_path / "dev_report"
+
+    assert main(["evaluate", str(run_dir), "--split", "dev", "--by-corpus", "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    dev = [u for u in joined if u.split == "dev"]
+    assert set(report["by_corpus"]) == {u.id.split("/")[0] for u in dev} == {"talk", "read"}
+    assert "## By corpus" in (out / "report.md").read_text()
+    assert not (run_dir / "MODEL_CARD.md").exists()  # a report written elsewhere leaves the run's card alone
+    for view in ("audio", "text", "audio+text"):
+        parts = [c for c in report["by_corpus"].values() if view in c["results"]]
+        assert sum(c["n"][view] for c in parts) == report["n"][view] == len(dev)
+        correct = sum(c["results"][view]["accuracy"] * c["n"][view] for c in parts)
+        assert correct / len(dev) == pytest.approx(report["results"][view]["accuracy"])

@@ -43,15 +43,19 @@ def _experiment(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from mamer.workflows.evaluation.evaluate import evaluate_run
     from mamer.workflows.evaluation.model_card import write_model_card
-    from mamer.workflows.evaluation.report import describe_unscored, format_table
+    from mamer.workflows.evaluation.report import describe_unscored, format_corpus_table, format_table
 
-    report = evaluate_run(args.run_dir, args.split, args.device)
-    write_model_card(Path(args.run_dir), report)
+    out = args.out or args.run_dir
+    report = evaluate_run(args.run_dir, args.split, args.device, report_dir=out, by_corpus=args.by_corpus)
+    if not args.out:
+        write_model_card(Path(args.run_dir), report)
     print(format_table(report))
+    if args.by_corpus:
+        print(f"\n{format_corpus_table(report)}")
     if report["unscored"]["rows"]:
         print(f"{report['unscored']['rows']} {args.split} row(s) not scored: {describe_unscored(report['unscored'])}",
               file=sys.stderr)  # fmt: skip
-    print(f"report.json, report.md, plots and MODEL_CARD.md in {args.run_dir}")
+    print(f"report.json, report.md, plots{'' if args.out else ' and MODEL_CARD.md'} in {out}")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -99,6 +103,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir")
     p.add_argument("--split", default="test")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--by-corpus",
+        action="store_true",
+        help="also score each corpus of a joined split on its own (ids prefixed by corpus: emodb/03a01Fa)",
+    )
+    p.add_argument("--out", help="write the report here instead of the run folder (no MODEL_CARD.md then)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("compare", help="put the reports of several runs side by side, with parameter counts")

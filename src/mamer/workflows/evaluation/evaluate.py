@@ -3,6 +3,9 @@
 Only rows the task can score are scored, and `n` counts exactly those: a categorical task leaves out rows
 without a class and rows whose class the model does not know (one its train split lacked); a dimensional task
 rows without all three dimensions. The report's `unscored` says how many were left out and why.
+
+A joined manifest (mamer-base's five corpora) is scored per corpus with `by_corpus`: the rows are grouped by the
+prefix of their ids before the first "/" (`emodb/03a01Fa` -> emodb), each group scored on its own.
 """
 
 from __future__ import annotations
@@ -52,9 +55,11 @@ def evaluate_run(
     device: str = "cpu",
     batch_size: int = 64,
     report_dir: str | Path | None = None,
+    by_corpus: bool = False,
 ) -> dict:
     """Score every view the run can take on one split; writes report.json, report.md and plots into
-    `report_dir` (default: the run directory)."""
+    `report_dir` (default: the run directory). With `by_corpus` the report also holds each corpus's scores
+    (`by_corpus`: corpus -> {"n", "results"} of the views with rows of that corpus)."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, device)
     config, targets = meta.run_config, meta.label_space
@@ -63,9 +68,13 @@ def evaluate_run(
     rows, unscored = scored_rows(dataset, task)
     if unscored["rows"]:
         log.warning("%s: %d row(s) not scored: %s", split, unscored["rows"], describe_unscored(unscored))
-    loader = DataLoader(Subset(dataset, rows), batch_size=batch_size, collate_fn=collate)
     views = evaluable_views(config.model.views)
-    results, confusions, counts = evaluate_views(model, loader, views, task, targets, torch.device(device))
+
+    def scores(subset: list[int]) -> tuple[dict, dict, dict]:
+        loader = DataLoader(Subset(dataset, subset), batch_size=batch_size, collate_fn=collate)
+        return evaluate_views(model, loader, views, task, targets, torch.device(device))
+
+    results, confusions, counts = scores(rows)
     chance = None
     if targets.labels and has_categories(task):  # uniform guessing: exact for UAR, about for macro-F1
         chance = {"macro_f1": 1.0 / len(targets.labels), "uar": 1.0 / len(targets.labels)}
@@ -79,9 +88,31 @@ def evaluate_run(
         "encoders": meta.encoders,
         "chance": chance,
     }
+    if by_corpus:
+        extra["by_corpus"] = {}
+        for corpus, subset in corpus_groups(dataset, rows).items():
+            corpus_results, _, corpus_counts = scores(subset)
+            present = [view for view in views if corpus_counts[view]]  # a text corpus has no audio views
+            extra["by_corpus"][corpus] = {
+                "n": {view: corpus_counts[view] for view in present},
+                "results": {view: corpus_results[view] for view in present},
+            }
     report = build_report(task, results, targets.labels or None, extra=extra)
     write_report(report_dir or run_dir, report, confusions or None, chance)
     return report
+
+
+def corpus_of(utterance_id: str) -> str:
+    """The corpus an id names by its prefix (`meld/train_dia0_utt0` -> meld); "" for an id without one."""
+    return utterance_id.split("/", 1)[0] if "/" in utterance_id else ""
+
+
+def corpus_groups(dataset: EmotionDataset, rows: list[int]) -> dict[str, list[int]]:
+    """`rows` of `dataset` by corpus, corpora in name order."""
+    groups: dict[str, list[int]] = {}
+    for i in rows:
+        groups.setdefault(corpus_of(dataset.utterances[i].id), []).append(i)
+    return dict(sorted(groups.items()))
 
 
 def scored_rows(dataset: EmotionDataset, task: str) -> tuple[list[int], dict]:

@@ -43,6 +43,19 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def format_corpus_table(report: dict) -> str:
+    """Markdown table of a report's per-corpus scores: rows = corpus x view (with its n), columns = metrics."""
+    by_corpus = report.get("by_corpus") or {}
+    per_view = [scores for c in by_corpus.values() for scores in c["results"].values()]
+    metrics = _metric_columns(report["task"], per_view)
+    lines = ["| corpus | view | n | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
+    for corpus, found in by_corpus.items():
+        for view, scores in found["results"].items():
+            cells = " | ".join(_fmt(scores.get(m)) for m in metrics)
+            lines.append(f"| {corpus or '(no prefix)'} | {view} | {found['n'][view]} | {cells} |")
+    return "\n".join(lines)
+
+
 def write_report(
     run_dir: str | Path,
     report: dict,
@@ -103,6 +116,8 @@ def format_params(n: int | None) -> str:
 def _markdown(report: dict, chance: dict[str, float] | None) -> str:
     """The report.md text: a title, the table and, if given, the chance level."""
     text = f"# Evaluation report ({report['task']})\n\n{format_table(report)}\n"
+    if report.get("by_corpus"):
+        text += f"\n## By corpus\n\n{format_corpus_table(report)}\n"
     if chance:
         text += "\nChance level: " + ", ".join(f"{m} {v:.3f}" for m, v in chance.items()) + "\n"
     unscored = report.get("unscored") or {}
