@@ -118,3 +118,19 @@ def test_evaluate_by_corpus_scores_each_prefix_on_its_own(tiny_corpus, tiny_conf
         assert sum(c["n"][view] for c in parts) == report["n"][view] == len(dev)
         correct = sum(c["results"][view]["accuracy"] * c["n"][view] for c in parts)
         assert correct / len(dev) == pytest.approx(report["results"][view]["accuracy"])
+
+
+def test_evaluate_labels_restricts_the_classes_scored(train_tiny, tmp_path):
+    """`mamer evaluate --labels`: only those classes are predicted and scored; the others are named as not
+    scored, and a class the model does not know is a clear error."""
+    run_dir = train_tiny(tmp_path)
+    _, meta = load_model(run_dir)
+    kept = meta.label_space.labels[:2]
+    out = tmp_path / "two_classes"
+    assert main(["evaluate", str(run_dir), "--labels", ",".join(kept), "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    test = [u for u in read_manifest(meta.run_config.data.manifest, strict=True)[0] if u.split == "test"]
+    assert report["n"]["audio"] == sum(u.label in kept for u in test)
+    assert report["unscored"]["rows"] == sum(u.label not in kept for u in test) > 0
+    assert report["labels_scored"] == kept and report["chance"]["uar"] == 0.5
+    assert main(["evaluate", str(run_dir), "--labels", "bliss", "--out", str(out)]) == 2

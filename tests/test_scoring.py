@@ -35,3 +35,18 @@ def test_a_view_without_known_dimensions_has_no_ccc():
     pred = predictions([0, 1, 2], [[np.nan] * 3] * 3)
     metrics, matrix = score(pred, "both", TARGETS)
     assert "ccc_mean" not in metrics and "macro_f1" in metrics and matrix.shape == (3, 3)
+
+
+def test_classes_restrict_the_predictions_and_the_scored_rows():
+    """Scoring a corpus with fewer classes than the model (EmoDB and mamer-base's surprise): the likeliest of
+    the given classes is the prediction, and rows of the other classes have no categorical score."""
+    pred = predictions([0, 1, 1, 2], [[np.nan] * 3] * 4)
+    pred["logits"] = np.array(
+        [[0.0, 0.0, 5.0], [0.0, 1.0, 5.0], [2.0, 1.0, 5.0], [0.0, 1.0, 5.0]], np.float32
+    )
+    everything, _ = score(pred, "categorical", TARGETS)
+    assert everything["accuracy"] == 0.25  # "sad" wins every row
+    restricted, matrix = score(pred, "categorical", TARGETS, classes=[0, 1])
+    # rows 0-2 (angry, happy, happy) scored; predictions angry / happy / angry without "sad"
+    assert restricted["accuracy"] == 2 / 3 and restricted["uar"] == 0.75
+    assert matrix.sum() == 3 and matrix[:, 2].sum() == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -40,15 +42,22 @@ def predict_view(model: MAMER, loader: DataLoader, view: str, device: torch.devi
 
 
 def score(
-    pred: dict[str, np.ndarray], task: str, targets: Targets
+    pred: dict[str, np.ndarray], task: str, targets: Targets, classes: Sequence[int] | None = None
 ) -> tuple[dict[str, float], np.ndarray | None]:
-    """Metrics of one view's predictions, and its confusion matrix for categorical tasks."""
+    """Metrics of one view's predictions, and its confusion matrix for categorical tasks. With `classes`
+    (indices into the label space) the predicted class is the likeliest of those alone, and rows of other
+    classes have no categorical score."""
     metrics: dict[str, float] = {}
     matrix = None
     if has_categories(task) and "logits" in pred:
         labelled = pred["labels"] != -100
+        if classes is not None:
+            labelled &= np.isin(pred["labels"], classes)
         if labelled.any():  # a view whose rows carry no class (A/V/D-only rows) has no categorical score
-            y_true, y_pred = pred["labels"][labelled], pred["logits"][labelled].argmax(1)
+            logits = pred["logits"][labelled]
+            if classes is not None:
+                logits = np.where(np.isin(np.arange(logits.shape[1]), classes), logits, -np.inf)
+            y_true, y_pred = pred["labels"][labelled], logits.argmax(1)
             metrics.update(categorical_metrics(y_true, y_pred, len(targets.labels)))
             matrix = confusion(y_true, y_pred, len(targets.labels))
     if has_dimensions(task) and "dims" in pred:
@@ -70,12 +79,12 @@ def main_score(metrics: dict[str, float], task: str) -> float:
     return float(np.mean(parts))
 
 
-def evaluate_views(model, loader, views, task, targets, device) -> tuple[dict, dict, dict]:
-    """Metrics, confusion matrices and utterance counts per view."""
+def evaluate_views(model, loader, views, task, targets, device, classes=None) -> tuple[dict, dict, dict]:
+    """Metrics, confusion matrices and utterance counts per view (`classes`: see `score`)."""
     results, confusions, counts = {}, {}, {}
     for view in views:
         pred = predict_view(model, loader, view, device)
-        results[view], matrix = score(pred, task, targets)
+        results[view], matrix = score(pred, task, targets, classes)
         counts[view] = len(pred.get("ids", []))
         if matrix is not None:
             confusions[view] = matrix

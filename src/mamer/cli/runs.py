@@ -46,7 +46,10 @@ def _evaluate(args: argparse.Namespace) -> None:
     from mamer.workflows.evaluation.report import describe_unscored, format_corpus_table, format_table
 
     out = args.out or args.run_dir
-    report = evaluate_run(args.run_dir, args.split, args.device, report_dir=out, by_corpus=args.by_corpus)
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
+    report = evaluate_run(
+        args.run_dir, args.split, args.device, report_dir=out, by_corpus=args.by_corpus, labels=labels
+    )
     if not args.out:
         write_model_card(Path(args.run_dir), report)
     print(format_table(report))
@@ -107,6 +110,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--by-corpus",
         action="store_true",
         help="also score each corpus of a joined split on its own (ids prefixed by corpus: emodb/03a01Fa)",
+    )
+    p.add_argument(
+        "--labels", help="score only these classes, the predictions restricted to them: anger,happiness,..."
     )
     p.add_argument("--out", help="write the report here instead of the run folder (no MODEL_CARD.md then)")
     p.set_defaults(func=_evaluate)

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -56,28 +57,38 @@ def evaluate_run(
     batch_size: int = 64,
     report_dir: str | Path | None = None,
     by_corpus: bool = False,
+    labels: Sequence[str] | None = None,
 ) -> dict:
     """Score every view the run can take on one split; writes report.json, report.md and plots into
     `report_dir` (default: the run directory). With `by_corpus` the report also holds each corpus's scores
-    (`by_corpus`: corpus -> {"n", "results"} of the views with rows of that corpus)."""
+    (`by_corpus`: corpus -> {"n", "results"} of the views with rows of that corpus). `labels` restricts the
+    predictions to those classes (a corpus with fewer classes than the model, e.g. EmoDB and mamer-base's
+    surprise), as `EmotionRecognizer.predict(labels=...)` does; rows of other classes are not scored."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, device)
     config, targets = meta.run_config, meta.label_space
     task = config.data.task
+    if labels and not has_categories(task):
+        raise ValueError(f"labels restrict classes; {run_dir} has task {task!r}, which has none")
+    unknown = sorted(set(labels or ()) - set(targets.labels))
+    if unknown:
+        raise ValueError(f"unknown labels {unknown}: {run_dir} predicts {', '.join(targets.labels)}")
+    classes = [targets.labels.index(label) for label in labels] if labels else None
     dataset = split_dataset(meta, split)
-    rows, unscored = scored_rows(dataset, task)
+    rows, unscored = scored_rows(dataset, task, labels)
     if unscored["rows"]:
         log.warning("%s: %d row(s) not scored: %s", split, unscored["rows"], describe_unscored(unscored))
     views = evaluable_views(config.model.views)
 
     def scores(subset: list[int]) -> tuple[dict, dict, dict]:
         loader = DataLoader(Subset(dataset, subset), batch_size=batch_size, collate_fn=collate)
-        return evaluate_views(model, loader, views, task, targets, torch.device(device))
+        return evaluate_views(model, loader, views, task, targets, torch.device(device), classes)
 
     results, confusions, counts = scores(rows)
     chance = None
     if targets.labels and has_categories(task):  # uniform guessing: exact for UAR, about for macro-F1
-        chance = {"macro_f1": 1.0 / len(targets.labels), "uar": 1.0 / len(targets.labels)}
+        guessed = len(labels or targets.labels)
+        chance = {"macro_f1": 1.0 / guessed, "uar": 1.0 / guessed}
     extra = {
         "split": split,
         "n": counts,
@@ -87,6 +98,7 @@ def evaluate_run(
         "trained_views": config.model.views,
         "encoders": meta.encoders,
         "chance": chance,
+        "labels_scored": list(labels) if labels else None,
     }
     if by_corpus:
         extra["by_corpus"] = {}
@@ -115,8 +127,11 @@ def corpus_groups(dataset: EmotionDataset, rows: list[int]) -> dict[str, list[in
     return dict(sorted(groups.items()))
 
 
-def scored_rows(dataset: EmotionDataset, task: str) -> tuple[list[int], dict]:
-    """The rows of `dataset` the task scores, and `{"rows": how many are not, "why": {reason: count}}`."""
+def scored_rows(
+    dataset: EmotionDataset, task: str, scored: Sequence[str] | None = None
+) -> tuple[list[int], dict]:
+    """The rows of `dataset` the task scores (of the `scored` classes only, when given), and
+    `{"rows": how many are not, "why": {reason: count}}`."""
     labels = set(dataset.targets.labels)
     keep, why = [], Counter()
     for i, u in enumerate(dataset.utterances):
@@ -126,6 +141,8 @@ def scored_rows(dataset: EmotionDataset, task: str) -> tuple[list[int], dict]:
                 reasons.append("no class")
             elif u.label not in labels:
                 reasons.append(f"class {u.label!r}, which the model was not trained on")
+            elif scored and u.label not in scored:
+                reasons.append(f"class {u.label!r}, outside the labels scored")
         if has_dimensions(task) and any(
             v is None or math.isnan(v) for v in dataset.targets.normalised_dims(u)
         ):

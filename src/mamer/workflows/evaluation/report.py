@@ -118,6 +118,8 @@ def _markdown(report: dict, chance: dict[str, float] | None) -> str:
     text = f"# Evaluation report ({report['task']})\n\n{format_table(report)}\n"
     if report.get("by_corpus"):
         text += f"\n## By corpus\n\n{format_corpus_table(report)}\n"
+    if report.get("labels_scored"):
+        text += f"\nClasses scored (predictions restricted to them): {', '.join(report['labels_scored'])}.\n"
     if chance:
         text += "\nChance level: " + ", ".join(f"{m} {v:.3f}" for m, v in chance.items()) + "\n"
     unscored = report.get("unscored") or {}

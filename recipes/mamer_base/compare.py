@@ -1,0 +1,87 @@
+"""mamer-base against dedicated single-corpus models, over seeds: the comparison table of docs/mamer-base.md.
+
+    python recipes/mamer_base/compare.py --mamer-base RUN [RUN ...] --dedicated RUN [RUN ...]
+
+Every mamer-base run is scored on each corpus's test split (`release.TESTS`: the view and metrics per corpus),
+every dedicated run on its own config's `data.test_split`; each score is the mean ± std over the runs given
+(seeds), with the single runs' values beside it. Reports go to `RUN/report_<split>/`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from release import TESTS
+
+from mamer.checkpoint import read_meta
+from mamer.workflows.evaluation.evaluate import evaluate_run
+
+# EmoDB has no surprise: also scored with the predictions restricted to its own six classes, as a user scoring
+# EmoDB would (`EmotionRecognizer.predict(labels=...)`, `mamer evaluate --labels`)
+OWN_CLASSES = {"test_emodb": ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]}
+
+
+def run_scores(run_dir: Path, split: str) -> dict[str, float]:
+    """The split's headline metrics (release.TESTS) of one run, scored again now; `<metric> (own classes)`
+    too where the corpus has fewer classes than the model (OWN_CLASSES)."""
+    _, view, metrics = TESTS[split]
+    report = evaluate_run(run_dir, split, report_dir=run_dir / f"report_{split}")
+    found = {metric: report["results"][view][metric] for metric in metrics}
+    if split in OWN_CLASSES:
+        report = evaluate_run(
+            run_dir, split, report_dir=run_dir / f"report_{split}_own", labels=OWN_CLASSES[split]
+        )
+        found |= {f"{metric} (own classes)": report["results"][view][metric] for metric in metrics}
+    return found
+
+
+def spread(values: list[float]) -> str:
+    """Mean ± sample std (just the value for one run), and the single values."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    each = " / ".join(f"{v:.3f}" for v in values)
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({each})"
+
+
+def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
+    lines = [
+        "| test set | view | metric | mamer-base | dedicated | difference of means |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split, (corpus, view, metrics) in TESTS.items():
+        own = [f"{metric} (own classes)" for metric in metrics] if split in OWN_CLASSES else []
+        for metric in [*metrics, *own]:
+            ours = [scores[metric] for scores in base.get(split, [])]
+            theirs = [scores[metric] for scores in dedicated.get(split, [])]
+            gap = statistics.mean(ours) - statistics.mean(theirs) if ours and theirs else None
+            cells = [spread(ours) if ours else "-", spread(theirs) if theirs else "-"]
+            lines.append(f"| {corpus} | {view} | {metric} | {' | '.join(cells)} | "
+                         f"{'-' if gap is None else f'{gap:+.3f}'} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mamer-base", nargs="+", type=Path, required=True, help="mamer-base runs (seeds)")
+    parser.add_argument("--dedicated", nargs="+", type=Path, required=True, help="dedicated runs, any corpus")
+    parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    args = parser.parse_args()
+    base = {split: [run_scores(run, split) for run in args.mamer_base] for split in TESTS}
+    dedicated: dict[str, list[dict]] = {}
+    for run in args.dedicated:
+        split = read_meta(run).run_config.data.test_split
+        if split not in TESTS:
+            parser.error(f"{run}: its test split {split!r} is none of {sorted(TESTS)}")
+        dedicated.setdefault(split, []).append(run_scores(run, split))
+    text = table(base, dedicated)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
