@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # mamer-base, the released model, from ../shared/data to src/mamer/pretrained/mamer-base: one command.
 #   bash recipes/mamer_base/run.sh [DATA_ROOT]
-# 1. the five corpora in one label space (4 s), 2. features + training (config mamer_base; about 25 min on 2
+# 1. the five corpora in one label space (4 s), 2. features + training (config mamer_base; about 45 min on 2
 # CPU cores with features cached, 5 min more to extract them), 3. per-corpus test reports, card and release.
 # Evidence and the dedicated models: docs/mamer-base.md.
 set -euo pipefail
