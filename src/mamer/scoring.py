@@ -79,11 +79,13 @@ def main_score(metrics: dict[str, float], task: str) -> float:
     return float(np.mean(parts))
 
 
-def evaluate_views(model, loader, views, task, targets, device, classes=None) -> tuple[dict, dict, dict]:
-    """Metrics, confusion matrices and utterance counts per view (`classes`: see `score`)."""
+def score_views(
+    preds: dict[str, dict[str, np.ndarray]], task: str, targets: Targets, classes: Sequence[int] | None = None
+) -> tuple[dict, dict, dict]:
+    """Metrics, confusion matrices and utterance counts per view of `predict_view`'s outputs (`classes`: see
+    `score`)."""
     results, confusions, counts = {}, {}, {}
-    for view in views:
-        pred = predict_view(model, loader, view, device)
+    for view, pred in preds.items():
         results[view], matrix = score(pred, task, targets, classes)
         counts[view] = len(pred.get("ids", []))
         if matrix is not None:

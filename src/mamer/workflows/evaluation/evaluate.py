@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
@@ -25,8 +26,9 @@ from mamer.data.cache import load_split
 from mamer.data.dataset import EmotionDataset, collate
 from mamer.data.manifest import read_manifest, splits
 from mamer.modality import has_categories, has_dimensions
-from mamer.scoring import evaluable_views, evaluate_views
+from mamer.scoring import evaluable_views, predict_view, score_views
 from mamer.workflows.evaluation.report import build_report, describe_unscored, write_report
+from mamer.workflows.inference.prediction import check_labels
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +72,16 @@ def evaluate_run(
     task = config.data.task
     if labels and not has_categories(task):
         raise ValueError(f"labels restrict classes; {run_dir} has task {task!r}, which has none")
-    unknown = sorted(set(labels or ()) - set(targets.labels))
-    if unknown:
-        raise ValueError(f"unknown labels {unknown}: {run_dir} predicts {', '.join(targets.labels)}")
+    labels = check_labels(labels, targets.labels)
     classes = [targets.labels.index(label) for label in labels] if labels else None
     dataset = split_dataset(meta, split)
     rows, unscored = scored_rows(dataset, task, labels)
     if unscored["rows"]:
         log.warning("%s: %d row(s) not scored: %s", split, unscored["rows"], describe_unscored(unscored))
+    loader = DataLoader(Subset(dataset, rows), batch_size=batch_size, collate_fn=collate)
     views = evaluable_views(config.model.views)
-
-    def scores(subset: list[int]) -> tuple[dict, dict, dict]:
-        loader = DataLoader(Subset(dataset, subset), batch_size=batch_size, collate_fn=collate)
-        return evaluate_views(model, loader, views, task, targets, torch.device(device), classes)
-
-    results, confusions, counts = scores(rows)
+    preds = {view: predict_view(model, loader, view, torch.device(device)) for view in views}
+    results, confusions, counts = score_views(preds, task, targets, classes)
     chance = None
     if targets.labels and has_categories(task):  # uniform guessing: exact for UAR, about for macro-F1
         guessed = len(labels or targets.labels)
@@ -98,17 +95,13 @@ def evaluate_run(
         "trained_views": config.model.views,
         "encoders": meta.encoders,
         "chance": chance,
-        "labels_scored": list(labels) if labels else None,
+        "labels_scored": labels,
     }
     if by_corpus:
         extra["by_corpus"] = {}
-        for corpus, subset in corpus_groups(dataset, rows).items():
-            corpus_results, _, corpus_counts = scores(subset)
-            present = [view for view in views if corpus_counts[view]]  # a text corpus has no audio views
-            extra["by_corpus"][corpus] = {
-                "n": {view: corpus_counts[view] for view in present},
-                "results": {view: corpus_results[view] for view in present},
-            }
+        for corpus, part in corpus_parts(preds).items():
+            part_results, _, part_counts = score_views(part, task, targets, classes)
+            extra["by_corpus"][corpus] = {"n": part_counts, "results": part_results}
     report = build_report(task, results, targets.labels or None, extra=extra)
     write_report(report_dir or run_dir, report, confusions or None, chance)
     return report
@@ -119,12 +112,15 @@ def corpus_of(utterance_id: str) -> str:
     return utterance_id.split("/", 1)[0] if "/" in utterance_id else ""
 
 
-def corpus_groups(dataset: EmotionDataset, rows: list[int]) -> dict[str, list[int]]:
-    """`rows` of `dataset` by corpus, corpora in name order."""
-    groups: dict[str, list[int]] = {}
-    for i in rows:
-        groups.setdefault(corpus_of(dataset.utterances[i].id), []).append(i)
-    return dict(sorted(groups.items()))
+def corpus_parts(preds: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Each view's predictions split by the corpus of their ids: corpus -> view -> that corpus's rows, corpora
+    in name order; a view without rows of a corpus (a text corpus has no audio) is left out of its part."""
+    parts: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for view, pred in preds.items():
+        corpora = np.array([corpus_of(i) for i in pred.get("ids", [])])
+        for corpus in np.unique(corpora).tolist():
+            parts.setdefault(corpus, {})[view] = {k: v[corpora == corpus] for k, v in pred.items()}
+    return dict(sorted(parts.items()))
 
 
 def scored_rows(
