@@ -6,9 +6,9 @@ import pytest
 
 from mamer.data.corpora import prepare_corpus
 from mamer.data.corpora.goemotions import read_goemotions
-from mamer.data.corpora.mamer_base import LABELS, MAPPINGS, corpus_of, read_mamer_base
+from mamer.data.corpora.mamer_base import LABELS, MAPPINGS, read_mamer_base
 from mamer.data.corpora.ravdess import parse_name, read_ravdess
-from mamer.data.manifest import read_manifest
+from mamer.data.manifest import corpus_of, read_manifest
 from test_corpora import DATA, needs_data  # the real corpora in ../shared/data
 
 

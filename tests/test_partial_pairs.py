@@ -97,6 +97,28 @@ def test_audio_oversample_repeats_audio_rows_in_the_train_loader(tiny_corpus, ti
         tiny_config(tmp_path, "quickstart", "train.audio_oversample=0")
 
 
+def test_corpus_oversample_gives_a_corpus_its_own_count(tiny_corpus, tiny_config, tmp_path):
+    """`train.corpus_oversample.talk=4` with `audio_oversample=2`: rows of corpus `talk` (id prefix) are drawn 4
+    times whether or not they have audio, the other corpus's audio rows twice and its text-only rows once; a count
+    below 1 is an error naming the corpus."""
+    utts, _ = read_manifest(_partial_manifest(tiny_corpus, tmp_path), strict=True)
+    joined = [dataclasses.replace(u, id=f"{('talk', 'read')[i % 2]}/{u.id}") for i, u in enumerate(utts)]
+    manifest = tmp_path / "joined.jsonl"
+    write_manifest(joined, manifest)
+    overrides = [f"data.manifest={manifest}", "train.audio_oversample=2", "train.corpus_oversample.talk=4"]
+    config = tiny_config(tmp_path, "quickstart", *overrides)
+    loaders = make_loaders(config, prepare_features(config, progress=False))
+
+    drawn = [i for batch in loaders.train for i in batch.ids]
+    train_rows = [u for u in joined if u.split == "train"]
+    expected = {u.id: 4 if u.id.startswith("talk/") else 2 if u.audio is not None else 1 for u in train_rows}
+    assert {i: drawn.count(i) for i in set(drawn)} == expected
+    assert set(expected.values()) == {1, 2, 4}
+
+    with pytest.raises(ValueError, match="train.corpus_oversample.talk must be an integer >= 1, got 0"):
+        tiny_config(tmp_path, "quickstart", "train.corpus_oversample.talk=0")
+
+
 def test_evaluate_by_corpus_scores_each_prefix_on_its_own(tiny_corpus, tiny_config, tmp_path):
     """A joined manifest (ids `<corpus>/...`, as mamer-base's): `mamer evaluate --by-corpus --out` scores each
     corpus's rows apart; the counts add up to the split's and the accuracies, weighted by them, to its own."""

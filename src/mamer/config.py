@@ -112,6 +112,9 @@ class TrainConfig:
     # each training row that has audio is drawn this many times an epoch (1 = once): for partially paired data
     # whose audio rows are few, e.g. EmoDB beside MELD's text-only rows; class weights count the repeats
     audio_oversample: int = 1
+    # per corpus of a joined manifest (the id prefix, `emodb/...`): its training rows are drawn this many times an
+    # epoch, in place of audio_oversample; e.g. {emodb: 12} draws EmoDB's few clips more often than RAVDESS's
+    corpus_oversample: dict[str, int] = field(default_factory=dict)
     # fine-tune from a trained model: a built-in name (mamer-base), a run or release folder, or a hub id; the run
     # takes its architecture and encoders, copies its weights, and gets a new head if the labels differ
     init_from: str = ""
@@ -189,8 +192,16 @@ class RunConfig:
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
         if self.train.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
-        for key in ("grad_accum_steps", "audio_oversample"):
-            value = getattr(self.train, key)
+        counts = {
+            "grad_accum_steps": self.train.grad_accum_steps,
+            "audio_oversample": self.train.audio_oversample,
+        }
+        if not isinstance(self.train.corpus_oversample, dict):
+            raise ValueError(
+                f"train.corpus_oversample must map corpus names to counts, got {self.train.corpus_oversample!r}"
+            )
+        counts.update({f"corpus_oversample.{k}": v for k, v in self.train.corpus_oversample.items()})
+        for key, value in counts.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"train.{key} must be an integer >= 1, got {value!r}")
         if not isinstance(self.train.compile, bool):

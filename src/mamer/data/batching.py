@@ -124,8 +124,11 @@ class MeasuredPlan(BatchPlan):
             self.since, self.wait = 0, min(2 * self.wait, MAX_RECHECK)
         else:
             self.since += 1
-        if best != self.best:
-            log.info(
+        if (
+            best != self.best
+        ):  # the first choice is news; later switches (cache hits cost microseconds) are noise
+            log.log(
+                logging.INFO if self.best is None else logging.DEBUG,
                 "extraction batch %d: %.3g s per unit one at a time, %.3g s batched by %d",
                 best, cost[1], cost[self.batch], self.batch,
             )  # fmt: skip

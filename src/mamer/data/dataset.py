@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import Dataset
 
-from mamer.data.manifest import Utterance
+from mamer.data.manifest import Utterance, corpus_of
 from mamer.modality import DIMENSIONS
 
 if TYPE_CHECKING:  # keeps audio I/O out of the import path of the model-side code
@@ -79,7 +79,8 @@ class Batch:
 
 class EmotionDataset(Dataset):
     """Rows of one split's feature cache joined with their manifest labels; with `audio_repeat` k > 1, each row
-    that has audio appears k times (oversampling the audio rows of partially paired data)."""
+    that has audio appears k times (oversampling the audio rows of partially paired data); `corpus_repeat` gives
+    the rows of named corpora (`corpus_of` their id) their own count, in place of `audio_repeat`."""
 
     def __init__(
         self,
@@ -89,6 +90,7 @@ class EmotionDataset(Dataset):
         max_frames: int,
         audio_repeat: int = 1,
         max_tokens: int | None = None,
+        corpus_repeat: Mapping[str, int] | None = None,
     ):
         """`max_frames` / `max_tokens`: the most audio frames and text tokens the model reads (its learned
         positions); longer rows are shortened, and the count is logged."""
@@ -99,9 +101,13 @@ class EmotionDataset(Dataset):
             max_frames,
             max_tokens,
         )
-        self.rows = [
-            i for i in range(len(features.ids)) for _ in range(audio_repeat if features.has_audio(i) else 1)
-        ]
+        corpus_repeat = corpus_repeat or {}
+
+        def repeats(i: int) -> int:
+            default = audio_repeat if features.has_audio(i) else 1
+            return corpus_repeat.get(corpus_of(features.ids[i]), default)
+
+        self.rows = [i for i in range(len(features.ids)) for _ in range(repeats(i))]
         self.utterances = [by_id[features.ids[i]] for i in self.rows]
         _warn_long(features, max_frames)
         _warn_long_text(features, max_tokens)

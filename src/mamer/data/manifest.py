@@ -53,6 +53,12 @@ class Utterance:
     split: str
 
 
+def corpus_of(utterance_id: str) -> str:
+    """The corpus an id names by its prefix (`meld/train_dia0_utt0` -> meld); "" for an id without one. Joined
+    manifests (mamer-base's) name every id so; per-corpus scores and oversampling read it back."""
+    return utterance_id.split("/", 1)[0] if "/" in utterance_id else ""
+
+
 def read_manifest(
     path: Path,
     strict: bool = False,

@@ -26,8 +26,8 @@ are notes. EmoBank has no classes: its rows carry valence, arousal and dominance
 Modalities: EmoDB and RAVDESS are audio with their fixed sentences as text (the same sentences in every emotion,
 so the text carries no emotion and the model must learn to ignore it); MELD, GoEmotions and EmoBank are text.
 
-Ids and speakers are ``<corpus>/<id or speaker in the corpus>`` (`corpus_of` reads the corpus back), so per-corpus scores need no extra
-field. Splits, speaker-independent for the audio corpora and official for the text corpora:
+Ids and speakers are ``<corpus>/<id or speaker in the corpus>`` (`mamer.data.manifest.corpus_of` reads the corpus
+back), so per-corpus scores and oversampling need no extra field. Splits, speaker-independent for the audio corpora and official for the text corpora:
 
 | corpus | train | dev | test |
 |---|---|---|---|
@@ -95,11 +95,6 @@ EMODB_SPEAKERS = {"03": "test", "08": "test", "09": "dev", "10": "dev"}  # the o
 # Every 8th GoEmotions train row (4,945 of 39,555 single-label rows), so that the whole recipe trains in about an
 # hour on 2 CPU cores; its dev and test rows are all kept.
 GOEMOTIONS_TRAIN_EVERY = 8
-
-
-def corpus_of(uid: str) -> str:
-    """The corpus of a mamer-base id (``emodb/03a01Fa`` -> ``emodb``)."""
-    return uid.split("/", 1)[0]
 
 
 def split_name(corpus: str, split: str) -> str:

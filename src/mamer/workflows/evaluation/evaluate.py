@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.cache import load_split
 from mamer.data.dataset import EmotionDataset, collate
-from mamer.data.manifest import read_manifest, splits
+from mamer.data.manifest import corpus_of, read_manifest, splits
 from mamer.modality import has_categories, has_dimensions
 from mamer.scoring import evaluable_views, predict_view, score_views
 from mamer.workflows.evaluation.report import build_report, describe_unscored, write_report
@@ -105,11 +105,6 @@ def evaluate_run(
     report = build_report(task, results, targets.labels or None, extra=extra)
     write_report(report_dir or run_dir, report, confusions or None, chance)
     return report
-
-
-def corpus_of(utterance_id: str) -> str:
-    """The corpus an id names by its prefix (`meld/train_dia0_utt0` -> meld); "" for an id without one."""
-    return utterance_id.split("/", 1)[0] if "/" in utterance_id else ""
 
 
 def corpus_parts(preds: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[str, np.ndarray]]]:

@@ -61,14 +61,22 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
     max_tokens = config.model.max_text_tokens
 
-    def dataset(split: str, audio_repeat: int = 1) -> EmotionDataset:
+    def dataset(
+        split: str, audio_repeat: int = 1, corpus_repeat: dict[str, int] | None = None
+    ) -> EmotionDataset:
         return EmotionDataset(
-            load_split(features, split), by_split[split], targets, max_frames, audio_repeat, max_tokens
+            load_split(features, split),
+            by_split[split],
+            targets,
+            max_frames,
+            audio_repeat,
+            max_tokens,
+            corpus_repeat,
         )
 
     generator = torch.Generator().manual_seed(config.train.seed)
     t = config.train
-    train_set = dataset(config.data.train_split, t.audio_oversample)
+    train_set = dataset(config.data.train_split, t.audio_oversample, t.corpus_oversample)
     dev_set = dataset(config.data.dev_split)
     sampler = None
     if context.enabled:  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
