@@ -2,6 +2,7 @@
 
 Prints steps/s and utterances/s per model size and precision, on CPU or CUDA, eager and/or compiled:
     python benchmarks/train_step.py --device cpu --sizes quickstart
+    python benchmarks/train_step.py --device cpu --sizes quickstart,quickstart-wide --batch-size 64
     python benchmarks/train_step.py --device cuda --sizes quickstart,gpu-base,gpu-large --precision fp32,bf16
     python benchmarks/train_step.py --device cuda --sizes gpu-large --precision bf16 --compile eager,compiled
 """
@@ -22,6 +23,7 @@ from mamer.objective import Objective
 
 SIZES = {  # width, depth, heads; audio/text feature dims of the encoders each size is meant for
     "quickstart": (dict(width=128, depth=3, heads=4), 512, 384),  # whisper-base + MiniLM
+    "quickstart-wide": (dict(width=192, depth=4, heads=4), 512, 384),  # mamer-base's untried bigger size
     "gpu-base": (dict(width=384, depth=6, heads=6), 768, 768),  # WavLM-base / RoBERTa-base
     "gpu-large": (dict(width=768, depth=8, heads=12), 1024, 1024),  # WavLM-large / RoBERTa-large
 }

@@ -58,13 +58,22 @@ def test_reconstruction_scores_masked_positions_only():
     assert ReconstructionLoss("mse")(pred, target, masked).item() == pytest.approx(0.5, abs=1e-5)
 
 
-def test_supervised_class_weights_and_ignored_rows():
+def test_supervised_row_weights_and_ignored_rows():
     logits = torch.tensor([[2.0, 0.0], [0.0, 2.0], [5.0, -5.0]])
     labels = torch.tensor([0, 0, -100])
-    weights = torch.tensor([1.0, 3.0])
-    loss = SupervisedLoss(weights)(logits, None, labels, torch.full((3, 3), math.nan))
-    expected = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(2))) / 2  # class 0 rows only, weight 1
-    assert loss.item() == pytest.approx(expected, abs=1e-5)
+    no_dims = torch.full((3, 3), math.nan)
+    first, second = math.log(1 + math.exp(-2)), math.log(1 + math.exp(2))
+    assert SupervisedLoss()(logits, None, labels, no_dims).item() == pytest.approx(
+        (first + second) / 2, abs=1e-5
+    )
+    weights = torch.tensor([1.0, 3.0, 100.0])  # the unlabelled row's weight counts for nothing
+    loss = SupervisedLoss()(logits, None, labels, no_dims, weights)
+    assert loss.item() == pytest.approx((first + 3 * second) / 4, abs=1e-5)
+    as_torch = torch.nn.functional.cross_entropy(
+        logits[:2], torch.tensor([0, 1]), weight=torch.tensor([1.0, 3.0])
+    )
+    rows = SupervisedLoss()(logits[:2], None, torch.tensor([0, 1]), no_dims[:2], torch.tensor([1.0, 3.0]))
+    assert rows.item() == pytest.approx(as_torch.item(), abs=1e-6)  # class weights given per row
 
 
 def test_a_row_drawn_twice_is_not_its_own_negative():

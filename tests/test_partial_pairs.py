@@ -2,9 +2,9 @@
 
 import dataclasses
 import json
+from collections import Counter
 
 import pytest
-import torch
 
 from mamer.checkpoint import load_model
 from mamer.cli import main
@@ -13,7 +13,7 @@ from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, splits, write_manifest
 from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.training.loop import train
-from mamer.workflows.training.session import class_weights, make_loaders
+from mamer.workflows.training.session import make_loaders, row_weights, start_session
 
 
 def _partial_manifest(tiny_corpus, folder):
@@ -87,17 +87,19 @@ def test_audio_oversample_repeats_audio_rows_in_the_train_loader(tiny_corpus, ti
         for i, has_audio in zip(batch.ids, batch.has_audio.tolist(), strict=True):
             assert has_audio == (expected[i] == 3)
 
-    dataset = loaders.train.dataset
-    labels = [dataset.targets.class_index(u) for u in dataset.utterances]
-    counts = torch.bincount(torch.tensor(labels), minlength=len(dataset.targets.labels)).float()
-    weights = class_weights(dataset, len(dataset.targets.labels))
-    assert torch.allclose(weights * counts / counts.sum(), (weights * counts / counts.sum())[0])
+    dataset = loaders.train.dataset  # each class weighs as much in all, repeats counted
+    weight_of = Counter()
+    for u, w in zip(dataset.utterances, row_weights(dataset), strict=True):
+        weight_of[u.label] += w
+    assert len(weight_of) > 1 and all(
+        w == pytest.approx(len(dataset) / len(weight_of)) for w in weight_of.values()
+    )
 
     with pytest.raises(ValueError, match="train.audio_oversample must be an integer >= 1"):
         tiny_config(tmp_path, "quickstart", "train.audio_oversample=0")
 
 
-def test_corpus_oversample_gives_a_corpus_its_own_count(tiny_corpus, tiny_config, tmp_path):
+def test_corpus_oversample_and_class_balance_count_each_corpus_apart(tiny_corpus, tiny_config, tmp_path):
     """`train.corpus_oversample.talk=4` with `audio_oversample=2`: rows of corpus `talk` (id prefix) are drawn 4
     times whether or not they have audio, the other corpus's audio rows twice and its text-only rows once; a count
     below 1 is an error naming the corpus."""
@@ -114,6 +116,27 @@ def test_corpus_oversample_gives_a_corpus_its_own_count(tiny_corpus, tiny_config
     expected = {u.id: 4 if u.id.startswith("talk/") else 2 if u.audio is not None else 1 for u in train_rows}
     assert {i: drawn.count(i) for i in set(drawn)} == expected
     assert set(expected.values()) == {1, 2, 4}
+
+    # loss.class_balance=corpus: within each corpus every class weighs as much, and the rows average 1
+    dataset = loaders.train.dataset
+    by_corpus = row_weights(dataset, by_corpus=True)
+    for corpus in ("talk", "read"):
+        mine = [
+            (u.label, w)
+            for u, w in zip(dataset.utterances, by_corpus, strict=True)
+            if u.id.startswith(corpus)
+        ]
+        totals = Counter()
+        for label, w in mine:
+            totals[label] += w
+        assert sum(w for _, w in mine) == pytest.approx(len(mine))
+        assert max(totals.values()) == pytest.approx(min(totals.values()))
+    assert by_corpus != row_weights(dataset)  # the two corpora's classes are not drawn alike
+    session_config = tiny_config(tmp_path, "quickstart", *overrides, "loss.class_balance=corpus")
+    session = start_session(session_config, prepare_features(session_config, progress=False))
+    assert session.loaders.train.dataset.row_weights == pytest.approx(by_corpus)
+    with pytest.raises(ValueError, match="loss.class_balance must be 'split' or 'corpus', got 'speaker'"):
+        tiny_config(tmp_path, "quickstart", "loss.class_balance=speaker")
 
     with pytest.raises(ValueError, match="train.corpus_oversample.talk must be an integer >= 1, got 0"):
         tiny_config(tmp_path, "quickstart", "train.corpus_oversample.talk=0")

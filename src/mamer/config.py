@@ -53,6 +53,10 @@ class LossConfig:
     contrastive_pooling: str = "tokens"
     temperature: float = 0.07  # initial InfoNCE temperature (learnable)
     class_weighted: bool = True  # inverse-frequency class weights in the cross-entropy
+    # with class_weighted, where class frequencies are counted: over the whole train split ("split"), or within
+    # each corpus of a joined manifest ("corpus", the id prefix `emodb/...`): each corpus's classes then weigh as
+    # in a model of that corpus alone, and each corpus keeps the share of the loss its rows give it
+    class_balance: str = "split"
 
 
 @dataclass
@@ -187,6 +191,10 @@ class RunConfig:
         if self.loss.contrastive_pooling not in ("tokens", "cls"):
             raise ValueError(
                 f"loss.contrastive_pooling must be 'tokens' or 'cls', got {self.loss.contrastive_pooling!r}"
+            )
+        if self.loss.class_balance not in ("split", "corpus"):
+            raise ValueError(
+                f"loss.class_balance must be 'split' or 'corpus', got {self.loss.class_balance!r}"
             )
         if self.loss.mae_kind not in ("mse", "cosine"):
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")

@@ -34,13 +34,10 @@ class CCCLoss(nn.Module):
 
 
 class SupervisedLoss(nn.Module):
-    """L_S for one view: class-weighted cross-entropy and/or 1 - CCC; unlabelled rows are ignored."""
+    """L_S for one view: row-weighted cross-entropy and/or 1 - CCC; unlabelled rows are ignored."""
 
-    def __init__(
-        self, class_weights: torch.Tensor | None = None, use_classes: bool = True, use_dims: bool = False
-    ):
+    def __init__(self, use_classes: bool = True, use_dims: bool = False):
         super().__init__()
-        self.register_buffer("class_weights", class_weights)
         self.use_classes, self.use_dims = use_classes, use_dims
         self.ccc = CCCLoss()
 
@@ -50,11 +47,17 @@ class SupervisedLoss(nn.Module):
         dims: torch.Tensor | None,
         labels: torch.Tensor,
         targets: torch.Tensor,
+        weights: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """logits: (N, C); dims: (N, 3); labels: (N,) long, -100 = unlabelled; targets: (N, 3), NaN = unknown."""
+        """logits: (N, C); dims: (N, 3); labels: (N,) long, -100 = unlabelled; targets: (N, 3), NaN = unknown;
+        weights: (N,) each row's weight in the cross-entropy (its class weight, `row_weights`), None = equal.
+        The cross-entropy is the weighted mean over the labelled rows, as torch's `weight=` gives for classes."""
         loss = labels.new_zeros((), dtype=torch.float32)
-        if self.use_classes and (labels != -100).any():
-            loss = loss + F.cross_entropy(logits, labels, weight=self.class_weights, ignore_index=-100)
+        labelled = labels != -100
+        if self.use_classes and labelled.any():
+            each = F.cross_entropy(logits, labels, ignore_index=-100, reduction="none")
+            weights = labelled.float() if weights is None else weights.float() * labelled
+            loss = loss + (each * weights).sum() / weights.sum()
         if self.use_dims:
             loss = loss + self.ccc(dims, targets)
         return loss

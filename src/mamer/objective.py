@@ -76,7 +76,10 @@ class Objective(nn.Module):
                 continue
             logits = None if out.logits is None else out.logits[rows]
             dims = None if out.dims is None else out.dims[rows]
-            terms[f"supervised/{view}"] = self.supervised(logits, dims, batch.labels[rows], batch.dims[rows])
+            weights = None if batch.weights is None else batch.weights[rows]
+            terms[f"supervised/{view}"] = self.supervised(
+                logits, dims, batch.labels[rows], batch.dims[rows], weights
+            )
             total = total + cfg.view_weights.get(view, 1.0) * terms[f"supervised/{view}"]
         if cfg.contrastive > 0:
             terms["contrastive"] = self._contrastive(heads, batch, outputs)

@@ -68,6 +68,7 @@ class Batch:
     has_text: torch.Tensor  # (B,) bool
     labels: torch.Tensor  # (B,) long, -100 = no class label
     dims: torch.Tensor  # (B, 3) float, normalised, NaN = unknown
+    weights: torch.Tensor | None = None  # (B,) float, each row's weight in the cross-entropy; None = equal
 
     def to(self, device: torch.device | str) -> Batch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -109,6 +110,7 @@ class EmotionDataset(Dataset):
 
         self.rows = [i for i in range(len(features.ids)) for _ in range(repeats(i))]
         self.utterances = [by_id[features.ids[i]] for i in self.rows]
+        self.row_weights: list[float] | None = None  # the cross-entropy weight of each row (training sets it)
         _warn_long(features, max_frames)
         _warn_long_text(features, max_tokens)
 
@@ -124,6 +126,7 @@ class EmotionDataset(Dataset):
             "text": None if text is None else text[: self.max_tokens],
             "label": self.targets.class_index(u),
             "dims": self.targets.normalised_dims(u),
+            "weight": 1.0 if self.row_weights is None else self.row_weights[i],
         }
 
 
@@ -180,4 +183,5 @@ def collate(items: list[dict]) -> Batch:
         has_text=torch.tensor([it["text"] is not None for it in items]),
         labels=torch.tensor([it["label"] for it in items], dtype=torch.long),
         dims=torch.tensor([it["dims"] for it in items], dtype=torch.float32),
+        weights=torch.tensor([it["weight"] for it in items], dtype=torch.float32),
     )

@@ -25,7 +25,7 @@ from mamer.checkpoint import (
 from mamer.config import RunConfig
 from mamer.data.cache import load_spec, load_split
 from mamer.data.dataset import Batch, EmotionDataset, Targets, collate
-from mamer.data.manifest import Utterance, read_manifest, splits
+from mamer.data.manifest import Utterance, corpus_of, read_manifest, splits
 from mamer.device import resolve_device
 from mamer.distributed import SINGLE_PROCESS, DistContext
 from mamer.encoders.base import stacked_layers
@@ -108,18 +108,20 @@ def warn_classes_left_out(train: Sequence[Utterance], labels: list[str], manifes
         )  # fmt: skip
 
 
-def class_weights(dataset: EmotionDataset, num_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights, normalised to mean 1 over the classes present."""
-    counts = torch.bincount(
-        torch.tensor(
-            [dataset.targets.class_index(u) for u in dataset.utterances if u.label in dataset.targets.labels]
-        ),
-        minlength=num_classes,
-    ).float()
-    weights = torch.where(
-        counts > 0, counts.sum() / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts)
-    )
-    return weights / weights[counts > 0].mean()
+def row_weights(dataset: EmotionDataset, by_corpus: bool = False) -> list[float]:
+    """Each row's inverse-frequency class weight, N / (K n_k) for a row of class k among N labelled rows of K
+    classes, counted over the whole dataset or, `by_corpus`, within each corpus (`corpus_of` the id): every
+    class of a group then weighs as much in all, and the rows of a group average 1, so each corpus keeps its
+    share of the loss. Repeated (oversampled) rows count as often as they are drawn; unlabelled rows get 1."""
+    groups = [corpus_of(u.id) if by_corpus else "" for u in dataset.utterances]
+    labels = [u.label if u.label in dataset.targets.labels else None for u in dataset.utterances]
+    counts = Counter((g, label) for g, label in zip(groups, labels, strict=True) if label is not None)
+    rows = Counter(g for g, _ in counts.elements())
+    classes = Counter(g for g, _ in counts)
+    return [
+        1.0 if label is None else rows[g] / (classes[g] * counts[g, label])
+        for g, label in zip(groups, labels, strict=True)
+    ]
 
 
 def seed_everything(seed: int) -> None:
@@ -206,9 +208,10 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     heads = PretrainingHeads(
         m.width, audio_target, text_target, m.audio_downsample, m.contrastive_dim, config.loss.temperature
     ).to(device)
-    use_weights = config.loss.class_weighted and has_categories(task)
-    weights = class_weights(loaders.train.dataset, len(targets.labels)) if use_weights else None
-    supervised = SupervisedLoss(weights, use_classes=has_categories(task), use_dims=has_dimensions(task))
+    if config.loss.class_weighted and has_categories(task):
+        train_set = loaders.train.dataset
+        train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
+    supervised = SupervisedLoss(use_classes=has_categories(task), use_dims=has_dimensions(task))
     objective = Objective(config.loss, m.views, supervised).to(device)
     optimizer = make_optimizer(config, model, heads, kept)
     meta = make_meta(config, model, audio_dim, text_dim, targets, features, encoders)
