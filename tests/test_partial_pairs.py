@@ -140,6 +140,9 @@ def test_corpus_oversample_and_class_balance_count_each_corpus_apart(tiny_corpus
 
     with pytest.raises(ValueError, match="train.corpus_oversample.talk must be an integer >= 1, got 0"):
         tiny_config(tmp_path, "quickstart", "train.corpus_oversample.talk=0")
+    typo = tiny_config(tmp_path, "quickstart", *overrides, "train.corpus_oversample.tlak=4")
+    with pytest.raises(ValueError, match="names tlak, which no train row .* belongs to; .*: read, talk"):
+        make_loaders(typo, prepare_features(typo, progress=False))
 
 
 def test_evaluate_by_corpus_scores_each_prefix_on_its_own(tiny_corpus, tiny_config, tmp_path):

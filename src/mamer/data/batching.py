@@ -124,9 +124,8 @@ class MeasuredPlan(BatchPlan):
             self.since, self.wait = 0, min(2 * self.wait, MAX_RECHECK)
         else:
             self.since += 1
-        if (
-            best != self.best
-        ):  # the first choice is news; later switches (cache hits cost microseconds) are noise
+        # the first choice is news; later switches are noise (cache hits cost microseconds and flip it often)
+        if best != self.best:
             log.log(
                 logging.INFO if self.best is None else logging.DEBUG,
                 "extraction batch %d: %.3g s per unit one at a time, %.3g s batched by %d",

@@ -27,7 +27,8 @@ Modalities: EmoDB and RAVDESS are audio with their fixed sentences as text (the 
 so the text carries no emotion and the model must learn to ignore it); MELD, GoEmotions and EmoBank are text.
 
 Ids and speakers are ``<corpus>/<id or speaker in the corpus>`` (`mamer.data.manifest.corpus_of` reads the corpus
-back), so per-corpus scores and oversampling need no extra field. Splits, speaker-independent for the audio corpora and official for the text corpora:
+back), so per-corpus scores and oversampling need no extra field. Splits, speaker-independent for the audio
+corpora and official for the text corpora:
 
 | corpus | train | dev | test |
 |---|---|---|---|

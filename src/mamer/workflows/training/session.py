@@ -56,27 +56,27 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
         if name not in by_split:
             raise ValueError(f"split {name!r} not found in {config.data.manifest}; it has {sorted(by_split)}")
     targets = Targets.fit(by_split[config.data.train_split], config.data.labels)
+    check_corpora(config.train.corpus_oversample, by_split[config.data.train_split], config.data.manifest)
     if context.is_main:
         warn_classes_left_out(by_split[config.data.train_split], targets.labels, config.data.manifest)
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
     max_tokens = config.model.max_text_tokens
 
-    def dataset(
-        split: str, audio_repeat: int = 1, corpus_repeat: dict[str, int] | None = None
-    ) -> EmotionDataset:
+    def dataset(split: str, **repeats) -> EmotionDataset:  # repeats: audio_repeat, corpus_repeat
         return EmotionDataset(
             load_split(features, split),
             by_split[split],
             targets,
             max_frames,
-            audio_repeat,
-            max_tokens,
-            corpus_repeat,
+            max_tokens=max_tokens,
+            **repeats,
         )
 
     generator = torch.Generator().manual_seed(config.train.seed)
     t = config.train
-    train_set = dataset(config.data.train_split, t.audio_oversample, t.corpus_oversample)
+    train_set = dataset(
+        config.data.train_split, audio_repeat=t.audio_oversample, corpus_repeat=t.corpus_oversample
+    )
     dev_set = dataset(config.data.dev_split)
     sampler = None
     if context.enabled:  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
@@ -94,6 +94,17 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
     dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
     return Loaders(train, dev, targets)
+
+
+def check_corpora(named: dict[str, int], train: Sequence[Utterance], manifest: str) -> None:
+    """`train.corpus_oversample` must name corpora the train split has (a typo would otherwise change nothing)."""
+    present = {corpus_of(u.id) for u in train}
+    unknown = sorted(set(named) - present)
+    if unknown:
+        raise ValueError(
+            f"train.corpus_oversample names {', '.join(unknown)}, which no train row of {manifest} belongs to; "
+            f"the train rows' corpora (id prefixes): {', '.join(sorted(present - {''})) or 'none'}"
+        )
 
 
 def warn_classes_left_out(train: Sequence[Utterance], labels: list[str], manifest: str) -> None:
