@@ -110,7 +110,7 @@ class EmotionDataset(Dataset):
 
         self.rows = [i for i in range(len(features.ids)) for _ in range(repeats(i))]
         self.utterances = [by_id[features.ids[i]] for i in self.rows]
-        self.row_weights: list[float] | None = None  # the cross-entropy weight of each row (training sets it)
+        self.row_weights: list[float] | None = None  # each row's cross-entropy weight (make_loaders)
         _warn_long(features, max_frames)
         _warn_long_text(features, max_tokens)
 

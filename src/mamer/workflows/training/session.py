@@ -77,6 +77,8 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     train_set = dataset(
         config.data.train_split, audio_repeat=t.audio_oversample, corpus_repeat=t.corpus_oversample
     )
+    if config.loss.class_weighted and has_categories(config.data.task):
+        train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
     dev_set = dataset(config.data.dev_split)
     sampler = None
     if context.enabled:  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
@@ -219,9 +221,6 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     heads = PretrainingHeads(
         m.width, audio_target, text_target, m.audio_downsample, m.contrastive_dim, config.loss.temperature
     ).to(device)
-    if config.loss.class_weighted and has_categories(task):
-        train_set = loaders.train.dataset
-        train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
     supervised = SupervisedLoss(use_classes=has_categories(task), use_dims=has_dimensions(task))
     objective = Objective(config.loss, m.views, supervised).to(device)
     optimizer = make_optimizer(config, model, heads, kept)
