@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 import torch
 
 from mamer.config import load_experiment
+from mamer.data.manifest import read_manifest, splits, write_manifest
 from mamer.data.synthetic import generate_corpus
 from mamer.workflows.training.loop import train
 
@@ -40,6 +42,22 @@ def tiny_corpus(tmp_path_factory) -> Path:
     """A real synthesised corpus: 4 speakers x 8 utterances, speakers split 2 / 1 / 1."""
     return generate_corpus(tmp_path_factory.mktemp("corpus"), n_speakers=4, utterances_per_speaker=8, seed=0,
                            split_speakers=(2, 1, 1), progress=False)  # fmt: skip
+
+
+@pytest.fixture
+def partial_manifest(tiny_corpus, tmp_path) -> Path:
+    """The tiny corpus partially paired: rows cycle paired / audio-only / text-only within each split, so every
+    split keeps rows of each kind."""
+    utts, _ = read_manifest(tiny_corpus, strict=True)
+    rows = []
+    for group in splits(utts).values():
+        for i, u in enumerate(group):
+            kind = i % 3
+            rows.append(dataclasses.replace(u, text=None) if kind == 1 else
+                        dataclasses.replace(u, audio=None) if kind == 2 else u)  # fmt: skip
+    path = tmp_path / "partial.jsonl"
+    write_manifest(rows, path)
+    return path
 
 
 @pytest.fixture(scope="session")

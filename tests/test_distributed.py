@@ -207,3 +207,25 @@ def test_bad_accumulation_or_compile_values_are_rejected(override):
 
     with pytest.raises(ValueError, match=override.split("=")[0]):
         load_config("quickstart", [override])
+
+
+def test_torchrun_trains_batches_by_modality_when_ranks_hold_different_modalities(
+    partial_manifest, tiny_config, tmp_path
+):
+    """`train.batching=by_modality` on 2 ranks: in a step one rank may hold text-only rows while the other holds
+    audio rows (DDP's unused-parameter path); every rank takes the steps its share of the batches gives."""
+    from mamer.config import save_config
+    from mamer.data.manifest import read_manifest, splits
+    from mamer.data.sampling import ModalityBatches
+
+    manifest = partial_manifest
+    train_rows = splits(read_manifest(manifest, strict=True)[0])["train"]
+    kinds = [(u.audio is not None, u.text is not None) for u in train_rows]
+    shares = [list(ModalityBatches(kinds, 4, seed=0, rank=r, world_size=2)) for r in (0, 1)]
+    assert any(kinds[a[0]] != kinds[b[0]] for a, b in zip(*shares, strict=True))  # the case under test occurs
+
+    config = tiny_config(tmp_path, "quickstart", f"data.manifest={manifest}", "train.batching=by_modality",
+                         "train.batch_size=4", "train.epochs=1", "train.seed=0")  # fmt: skip
+    save_config(config, tmp_path / "run.yaml")
+    torchrun(2, "train", "--config", str(tmp_path / "run.yaml"))
+    assert optimizer_steps(Path(config.run_dir)) == len(shares[0]) == len(shares[1])

@@ -4,6 +4,7 @@ import dataclasses
 import json
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from mamer.checkpoint import load_model
@@ -11,27 +12,14 @@ from mamer.cli import main
 from mamer.data.cache import load_split
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, splits, write_manifest
+from mamer.scoring import main_score
 from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.training.loop import train
 from mamer.workflows.training.session import make_loaders, row_weights, start_session
 
 
-def _partial_manifest(tiny_corpus, folder):
-    """Rows cycle paired / audio-only / text-only within each split, so every split keeps paired rows."""
-    utts, _ = read_manifest(tiny_corpus, strict=True)
-    rows = []
-    for group in splits(utts).values():
-        for i, u in enumerate(group):
-            kind = i % 3
-            rows.append(dataclasses.replace(u, text=None) if kind == 1 else
-                        dataclasses.replace(u, audio=None) if kind == 2 else u)  # fmt: skip
-    path = folder / "partial.jsonl"
-    write_manifest(rows, path)
-    return path
-
-
-def test_partially_paired_manifest_trains_caches_and_evaluates(tiny_corpus, tiny_config, tmp_path):
-    manifest = _partial_manifest(tiny_corpus, tmp_path)
+def test_partially_paired_manifest_trains_caches_and_evaluates(partial_manifest, tiny_config, tmp_path):
+    manifest = partial_manifest
     utts, _ = read_manifest(manifest, strict=True)
     by_split = splits(utts)
     for group in by_split.values():
@@ -70,10 +58,10 @@ def test_dev_score_leaves_out_views_without_rows(tiny_corpus, tiny_config, tmp_p
     assert meta.dev_score == report["results"]["text"]["macro_f1"] > 0
 
 
-def test_audio_oversample_repeats_audio_rows_in_the_train_loader(tiny_corpus, tiny_config, tmp_path):
+def test_audio_oversample_repeats_audio_rows_in_the_train_loader(partial_manifest, tiny_config, tmp_path):
     """`train.audio_oversample=3`: each train row with audio is drawn 3 times an epoch, text-only rows once; the
     class weights count the repeats; dev is left as it is."""
-    manifest = _partial_manifest(tiny_corpus, tmp_path)
+    manifest = partial_manifest
     by_split = splits(read_manifest(manifest, strict=True)[0])
     config = tiny_config(tmp_path, "quickstart", f"data.manifest={manifest}", "train.audio_oversample=3")
     features = prepare_features(config, progress=False)
@@ -99,11 +87,11 @@ def test_audio_oversample_repeats_audio_rows_in_the_train_loader(tiny_corpus, ti
         tiny_config(tmp_path, "quickstart", "train.audio_oversample=0")
 
 
-def test_corpus_oversample_and_class_balance_count_each_corpus_apart(tiny_corpus, tiny_config, tmp_path):
+def test_corpus_oversample_and_class_balance_count_each_corpus_apart(partial_manifest, tiny_config, tmp_path):
     """`train.corpus_oversample.talk=4` with `audio_oversample=2`: rows of corpus `talk` (id prefix) are drawn 4
     times whether or not they have audio, the other corpus's audio rows twice and its text-only rows once; a count
     below 1 is an error naming the corpus."""
-    utts, _ = read_manifest(_partial_manifest(tiny_corpus, tmp_path), strict=True)
+    utts, _ = read_manifest(partial_manifest, strict=True)
     joined = [dataclasses.replace(u, id=f"{('talk', 'read')[i % 2]}/{u.id}") for i, u in enumerate(utts)]
     manifest = tmp_path / "joined.jsonl"
     write_manifest(joined, manifest)
@@ -182,3 +170,36 @@ def test_evaluate_labels_restricts_the_classes_scored(train_tiny, tmp_path):
     assert report["unscored"]["rows"] == sum(u.label not in kept for u in test) > 0
     assert report["labels_scored"] == kept and report["chance"]["uar"] == 0.5
     assert main(["evaluate", str(run_dir), "--labels", "bliss", "--out", str(out)]) == 2
+
+
+def test_select_by_corpus_ranks_by_the_mean_of_each_corpus_over_joined_dev_splits(
+    tiny_corpus, tiny_config, tmp_path
+):
+    """`data.dev_split=[dev,dev_read]` reads both splits; `train.select_by=corpus` scores each corpus (id prefix)
+    on its own rows and ranks by their mean: the saved dev score is what `mamer evaluate --by-corpus` gives."""
+    utts, _ = read_manifest(tiny_corpus, strict=True)
+    joined = []
+    for i, u in enumerate(utts):
+        corpus = ("talk", "read")[i % 2]
+        split = "dev_read" if corpus == "read" and u.split == "dev" else u.split
+        joined.append(dataclasses.replace(u, id=f"{corpus}/{u.id}", split=split))
+    manifest = tmp_path / "joined.jsonl"
+    write_manifest(joined, manifest)
+    options = [f"data.manifest={manifest}", "data.dev_split=[dev,dev_read]", "train.select_by=corpus"]
+    run_dir = train(tiny_config(tmp_path, "quickstart", *options, "train.epochs=1"))
+    _, meta = load_model(run_dir)
+
+    per_corpus = []
+    for split, corpus in (("dev", "talk"), ("dev_read", "read")):
+        report = evaluate_run(run_dir, split=split, by_corpus=True, report_dir=tmp_path / split)
+        assert list(report["by_corpus"]) == [corpus]
+        results = report["by_corpus"][corpus]["results"]
+        views = [v for v in report["trained_views"] if results.get(v)]
+        assert len(views) == 3
+        per_corpus.append(np.mean([main_score(results[v], "categorical") for v in views]))
+    assert meta.dev_score == pytest.approx(np.mean(per_corpus))
+
+    with pytest.raises(ValueError, match="train.select_by must be 'split' or 'corpus'"):
+        tiny_config(tmp_path, "quickstart", "train.select_by=speaker")
+    with pytest.raises(ValueError, match="data.dev_split must be a split name or a non-empty list"):
+        tiny_config(tmp_path, "quickstart", "data.dev_split=[]")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from mamer.data.dataset import Targets
 from mamer.scoring import main_score, score
@@ -50,3 +51,11 @@ def test_classes_restrict_the_predictions_and_the_scored_rows():
     # rows 0-2 (angry, happy, happy) scored; predictions angry / happy / angry without "sad"
     assert restricted["accuracy"] == 2 / 3 and restricted["uar"] == 0.75
     assert matrix.sum() == 3 and matrix[:, 2].sum() == 0
+
+
+def test_main_score_of_task_both_averages_the_parts_the_rows_have():
+    """A corpus with classes and no ratings (EmoDB in mamer-base) is ranked by its macro-F1, not half of it."""
+    assert main_score({"macro_f1": 0.6}, "both") == pytest.approx(0.6)
+    assert main_score({"ccc_mean": 0.4}, "both") == pytest.approx(0.4)
+    assert main_score({"macro_f1": 0.6, "ccc_mean": 0.4}, "both") == pytest.approx(0.5)
+    assert main_score({}, "both") == 0.0

@@ -86,8 +86,14 @@ class DataConfig:
     task: str = "categorical"  # "categorical", "dimensional" (arousal/valence/dominance) or "both"
     labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
     train_split: str = "train"  # manifest split trained on
-    dev_split: str = "dev"  # manifest split early stopping and selection read
+    # manifest split early stopping and selection read; a list joins several (e.g. [dev, dev_emodb, dev_ravdess])
+    dev_split: str | list[str] = "dev"
     test_split: str = "test"  # manifest split `mamer evaluate` scores by default
+
+    @property
+    def dev_splits(self) -> list[str]:
+        """`dev_split` as a list."""
+        return [self.dev_split] if isinstance(self.dev_split, str) else list(self.dev_split)
 
 
 @dataclass
@@ -104,6 +110,10 @@ class TrainConfig:
     # epochs without dev improvement before stopping; the dev score is the mean, over the trained views with dev
     # rows, of macro-F1 (categorical), mean CCC (dimensional) or their mean (both)
     patience: int = 8
+    # "split": the dev score is taken over all dev rows at once; "corpus": each corpus of a joined manifest (the
+    # id prefix, `emodb/...`) is scored on its own and the dev score is their mean, so 69 EmoDB clips weigh as
+    # much as 4,946 GoEmotions rows
+    select_by: str = "split"
     num_workers: int = 0  # DataLoader worker processes
     device: str = "auto"  # "auto" = cuda when available, else cpu
     precision: str = "auto"  # "auto" = bf16 autocast on cuda, fp32 on cpu; or "fp32" / "bf16"
@@ -119,6 +129,9 @@ class TrainConfig:
     # per corpus of a joined manifest (the id prefix, `emodb/...`): its training rows are drawn this many times an
     # epoch, in place of audio_oversample; e.g. {emodb: 12} draws EmoDB's few clips more often than RAVDESS's
     corpus_oversample: dict[str, int] = field(default_factory=dict)
+    # "mixed": batches drawn from all rows at random; "by_modality": each batch holds rows with the same
+    # modalities (audio+text, audio, text), so text-only rows of partially paired data skip the audio passes
+    batching: str = "mixed"
     # fine-tune from a trained model: a built-in name (mamer-base), a run or release folder, or a hub id; the run
     # takes its architecture and encoders, copies its weights, and gets a new head if the labels differ
     init_from: str = ""
@@ -198,6 +211,15 @@ class RunConfig:
             )
         if self.loss.mae_kind not in ("mse", "cosine"):
             raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
+        if self.train.select_by not in ("split", "corpus"):
+            raise ValueError(f"train.select_by must be 'split' or 'corpus', got {self.train.select_by!r}")
+        dev = self.data.dev_split
+        if not (
+            isinstance(dev, str) or (isinstance(dev, list) and dev and all(isinstance(d, str) for d in dev))
+        ):
+            raise ValueError(f"data.dev_split must be a split name or a non-empty list of them, got {dev!r}")
+        if self.train.batching not in ("mixed", "by_modality"):
+            raise ValueError(f"train.batching must be 'mixed' or 'by_modality', got {self.train.batching!r}")
         if self.train.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
         counts = {

@@ -9,6 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mamer.data.dataset import Targets
+from mamer.data.manifest import corpus_of
 from mamer.forward import run_view, view_rows
 from mamer.metrics import categorical_metrics, confusion, dimensional_metrics
 from mamer.modality import has_categories, has_dimensions, modalities_in, views_within
@@ -70,13 +71,25 @@ def score(
 
 
 def main_score(metrics: dict[str, float], task: str) -> float:
-    """The number early stopping and comparisons rank by: macro-F1, mean CCC, or their mean for both."""
+    """The number early stopping and comparisons rank by: macro-F1, mean CCC, or for task both the mean of those
+    the rows have (a corpus with classes and no ratings is ranked by its macro-F1); 0 with neither."""
     parts = []
-    if has_categories(task):
-        parts.append(metrics.get("macro_f1", 0.0))
-    if has_dimensions(task):
-        parts.append(metrics.get("ccc_mean", 0.0))
-    return float(np.mean(parts))
+    if has_categories(task) and "macro_f1" in metrics:
+        parts.append(metrics["macro_f1"])
+    if has_dimensions(task) and "ccc_mean" in metrics:
+        parts.append(metrics["ccc_mean"])
+    return float(np.mean(parts)) if parts else 0.0
+
+
+def corpus_parts(preds: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
+    """Each view's predictions split by the corpus of their ids: corpus -> view -> that corpus's rows, corpora
+    in name order; a view without rows of a corpus (a text corpus has no audio) is left out of its part."""
+    parts: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for view, pred in preds.items():
+        corpora = np.array([corpus_of(i) for i in pred.get("ids", [])])
+        for corpus in np.unique(corpora).tolist():
+            parts.setdefault(corpus, {})[view] = {k: v[corpora == corpus] for k, v in pred.items()}
+    return dict(sorted(parts.items()))
 
 
 def score_views(

@@ -158,7 +158,12 @@ class SplitFeatures:
         return self.text[self._check(i)]
 
     def has_audio(self, i: int) -> bool:
-        return self.audio_of(i) is not None
+        """Whether row `i` has audio, from the index alone (its features are not read)."""
+        return bool(self.audio.rows[self._check(i)][0] >= 0)
+
+    def has_text(self, i: int) -> bool:
+        """Whether row `i` has text, from the index alone."""
+        return bool(self.text.rows[self._check(i)][0] >= 0)
 
     def _check(self, i: int) -> int:
         if not 0 <= i < len(self.ids):

@@ -117,6 +117,10 @@ class EmotionDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def modalities(self, i: int) -> tuple[bool, bool]:
+        """(has audio, has text) of row `i`, without reading its features."""
+        return self.features.has_audio(self.rows[i]), self.features.has_text(self.rows[i])
+
     def __getitem__(self, i: int) -> dict:
         u, row = self.utterances[i], self.rows[i]
         audio, text = self.features.audio_of(row), self.features.text_of(row)

@@ -17,16 +17,15 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.cache import load_split
 from mamer.data.dataset import EmotionDataset, collate
-from mamer.data.manifest import corpus_of, read_manifest, splits
+from mamer.data.manifest import read_manifest, splits
 from mamer.modality import has_categories, has_dimensions
-from mamer.scoring import evaluable_views, predict_view, score_views
+from mamer.scoring import corpus_parts, evaluable_views, predict_view, score_views
 from mamer.workflows.evaluation.report import build_report, describe_unscored, write_report
 from mamer.workflows.inference.prediction import check_labels
 
@@ -105,17 +104,6 @@ def evaluate_run(
     report = build_report(task, results, targets.labels or None, extra=extra)
     write_report(report_dir or run_dir, report, confusions or None, chance)
     return report
-
-
-def corpus_parts(preds: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, dict[str, np.ndarray]]]:
-    """Each view's predictions split by the corpus of their ids: corpus -> view -> that corpus's rows, corpora
-    in name order; a view without rows of a corpus (a text corpus has no audio) is left out of its part."""
-    parts: dict[str, dict[str, dict[str, np.ndarray]]] = {}
-    for view, pred in preds.items():
-        corpora = np.array([corpus_of(i) for i in pred.get("ids", [])])
-        for corpus in np.unique(corpora).tolist():
-            parts.setdefault(corpus, {})[view] = {k: v[corpora == corpus] for k, v in pred.items()}
-    return dict(sorted(parts.items()))
 
 
 def scored_rows(

@@ -74,7 +74,7 @@ def model_card(run_dir: str | Path, report: dict | None = None) -> str:
         "",
         "## Data",
         f"- manifest: `{config.data.manifest}`" + (" (synthetic quickstart corpus)" if synthetic else ""),
-        f"- splits: train `{config.data.train_split}`, dev `{config.data.dev_split}`, "
+        f"- splits: train `{config.data.train_split}`, dev `{', '.join(config.data.dev_splits)}`, "
         f"test `{config.data.test_split}`",
         "",
         "## Encoders (frozen)",

@@ -30,8 +30,9 @@ from mamer.checkpoint import (
 from mamer.config import RunConfig, save_config
 from mamer.data.dataset import Batch
 from mamer.data.extract import prepare_features
+from mamer.data.sampling import ModalityBatches
 from mamer.device import autocast, resolve_device
-from mamer.scoring import evaluable_views, main_score, predict_view, score
+from mamer.scoring import corpus_parts, evaluable_views, main_score, predict_view, score
 from mamer.workflows.training.init_from import adopt_source, load_source
 from mamer.workflows.training.resume import resume_last, save_last
 from mamer.workflows.training.session import Session, seed_everything, start_session
@@ -89,8 +90,9 @@ def optimizer_step(s: Session, batches: list[Batch], step: int) -> dict[str, tor
 
 def train_epoch(s: Session, writer: SummaryWriter | None, bar: tqdm) -> None:
     s.trainee.train()
-    if isinstance(s.loaders.train.sampler, DistributedSampler):
-        s.loaders.train.sampler.set_epoch(s.state["epoch"])  # the same shuffle on every rank, new each epoch
+    for sampler in (s.loaders.train.sampler, s.loaders.train.batch_sampler):
+        if isinstance(sampler, DistributedSampler | ModalityBatches):
+            sampler.set_epoch(s.state["epoch"])  # the same shuffle on every rank, new each epoch
     step = s.state["epoch"] * steps_per_epoch(s)
     for batches in accumulation_groups(s.loaders.train, s.config.train.grad_accum_steps):
         terms = optimizer_step(s, batches, step)
@@ -103,29 +105,57 @@ def train_epoch(s: Session, writer: SummaryWriter | None, bar: tqdm) -> None:
     s.state["epoch"] += 1
 
 
-def dev_results(s: Session) -> dict[str, dict[str, float]]:
-    """Metrics per view over every dev row: each rank predicts its share, and every rank scores them all."""
-    results = {}
+def dev_predictions(s: Session) -> dict[str, dict[str, np.ndarray]]:
+    """Predictions per view over every dev row: each rank predicts its share, and every rank gets them all."""
+    preds = {}
     for view in evaluable_views(s.config.model.views):
         shares = distributed.all_gather_object(predict_view(s.model, s.loaders.dev, view, s.device))
         keys = {key for share in shares for key in share}
-        rows = {key: np.concatenate([share[key] for share in shares if key in share]) for key in keys}
-        results[view], _ = score(rows, s.config.data.task, s.loaders.targets)
-    return results
+        preds[view] = {key: np.concatenate([share[key] for share in shares if key in share]) for key in keys}
+    return preds
+
+
+def views_score(results: dict[str, dict[str, float]], views: list[str], task: str) -> float | None:
+    """Mean over `views` of the task's main metric; a view without scores (no rows) is left out, and None
+    when every one is."""
+    scores = [main_score(results[v], task) for v in views if results.get(v)]
+    return float(np.mean(scores)) if scores else None
 
 
 def dev_score(s: Session, writer: SummaryWriter | None) -> float:
-    """Mean over the trained views of the task's main metric on the dev split (logged per view). A view with
-    no dev rows (audio on a text-only corpus) is left out rather than counted as 0."""
-    task, epoch = s.config.data.task, s.state["epoch"]
-    results = dev_results(s)
-    scores = [main_score(results[v], task) for v in s.config.model.views if results[v]]
-    value = float(np.mean(scores)) if scores else 0.0
+    """Mean over the trained views of the task's main metric on the dev rows (logged per view). A view with
+    no dev rows (audio on a text-only corpus) is left out rather than counted as 0. With
+    `train.select_by: corpus` each corpus (id prefix) is scored so on its own rows, and the mean over corpora
+    is the dev score (logged per corpus too)."""
+    task, epoch, views, targets = (
+        s.config.data.task,
+        s.state["epoch"],
+        s.config.model.views,
+        s.loaders.targets,
+    )
+    preds = dev_predictions(s)
+    results = {view: score(pred, task, targets)[0] for view, pred in preds.items()}
+    if s.config.train.select_by == "corpus":
+        by_corpus = {
+            corpus: views_score(
+                {view: score(pred, task, targets)[0] for view, pred in part.items()}, views, task
+            )
+            for corpus, part in corpus_parts(preds).items()
+        }
+        by_corpus = {corpus: value for corpus, value in by_corpus.items() if value is not None}
+        value = float(np.mean(list(by_corpus.values()))) if by_corpus else 0.0
+    else:
+        by_corpus, value = {}, views_score(results, views, task) or 0.0
     if writer is not None:
         for view, metrics in results.items():
             for name, number in metrics.items():
                 writer.add_scalar(f"dev/{view}/{name}", number, epoch)
+        for corpus, number in by_corpus.items():
+            writer.add_scalar(f"dev/corpus/{corpus or 'none'}", number, epoch)
         writer.add_scalar("dev/score", value, epoch)
+    if s.context.is_main:  # the progress bar shows the best score; without it, a line an epoch
+        log.log(logging.DEBUG if s.config.train.progress else logging.INFO, "%s: epoch %d, dev score %.4f%s",
+                s.config.name, epoch, value, "".join(f", {c or 'none'} {v:.4f}" for c, v in by_corpus.items()))  # fmt: skip
     return value
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, Subset
 
 from mamer import distributed
 from mamer.checkpoint import (
@@ -26,6 +26,7 @@ from mamer.config import RunConfig
 from mamer.data.cache import load_spec, load_split
 from mamer.data.dataset import Batch, EmotionDataset, Targets, collate
 from mamer.data.manifest import Utterance, corpus_of, read_manifest, splits
+from mamer.data.sampling import ModalityBatches
 from mamer.device import resolve_device
 from mamer.distributed import SINGLE_PROCESS, DistContext
 from mamer.encoders.base import stacked_layers
@@ -52,7 +53,7 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     data = config.data  # problems were reported when the features were extracted (`prepare_features`)
     utterances, _ = read_manifest(Path(data.manifest), labels=data.labels, train_split=data.train_split)
     by_split = splits(utterances)
-    for name in (config.data.train_split, config.data.dev_split):
+    for name in (config.data.train_split, *config.data.dev_splits):
         if name not in by_split:
             raise ValueError(f"split {name!r} not found in {config.data.manifest}; it has {sorted(by_split)}")
     targets = Targets.fit(by_split[config.data.train_split], config.data.labels)
@@ -79,20 +80,33 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     )
     if config.loss.class_weighted and has_categories(config.data.task):
         train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
-    dev_set = dataset(config.data.dev_split)
-    sampler = None
-    if context.enabled:  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
-        sampler = DistributedSampler(train_set, context.world_size, context.rank, seed=t.seed)
-    train = DataLoader(
-        train_set,
-        t.batch_size,
-        shuffle=sampler is None,
-        sampler=sampler,
-        collate_fn=collate,
-        generator=generator,
-        num_workers=t.num_workers,
-        drop_last=False,
-    )
+    dev_set = ConcatDataset([dataset(split) for split in config.data.dev_splits])
+    if t.batching == "by_modality":  # batches of one modality set each, drawn by (seed, epoch) on every rank
+        kinds = [train_set.modalities(i) for i in range(len(train_set))]
+        batches = ModalityBatches(kinds, t.batch_size, t.seed, context.rank, context.world_size)
+        train = DataLoader(
+            train_set,
+            batch_sampler=batches,
+            collate_fn=collate,
+            generator=generator,
+            num_workers=t.num_workers,
+        )
+    else:
+        sampler = None
+        if (
+            context.enabled
+        ):  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
+            sampler = DistributedSampler(train_set, context.world_size, context.rank, seed=t.seed)
+        train = DataLoader(
+            train_set,
+            t.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            collate_fn=collate,
+            generator=generator,
+            num_workers=t.num_workers,
+            drop_last=False,
+        )
     dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
     dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
     return Loaders(train, dev, targets)

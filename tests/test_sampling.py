@@ -1,0 +1,115 @@
+"""`train.batching: by_modality`: batches of one modality set each, every row drawn as often as when mixed."""
+
+from collections import Counter
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mamer.data.extract import prepare_features
+from mamer.data.manifest import read_manifest, splits
+from mamer.data.sampling import ModalityBatches
+from mamer.workflows.training import resume as resume_module
+from mamer.workflows.training.loop import train
+from mamer.workflows.training.session import make_loaders
+
+KINDS = ["a"] * 10 + ["t"] * 23 + ["at"] * 5
+
+
+def test_each_batch_holds_one_kind_and_an_epoch_draws_every_row_once():
+    sampler = ModalityBatches(KINDS, batch_size=4, seed=3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 3 + 6 + 2
+    assert sorted(i for batch in batches for i in batch) == list(range(len(KINDS)))
+    assert all(len({KINDS[i] for i in batch}) == 1 and 1 <= len(batch) <= 4 for batch in batches)
+    assert Counter(len(batch) for batch in batches) == Counter({4: 8, 2: 1, 3: 1, 1: 1})
+
+
+def test_the_order_is_a_function_of_seed_and_epoch():
+    def order(seed, epoch):
+        sampler = ModalityBatches(KINDS, 4, seed)
+        sampler.set_epoch(epoch)
+        return list(sampler)
+
+    assert order(0, 1) == order(0, 1)
+    assert order(0, 1) != order(0, 2) and order(0, 1) != order(1, 1)
+    kinds_in_order = [KINDS[batch[0]] for batch in order(0, 1)]
+    assert kinds_in_order != sorted(kinds_in_order)  # the kinds are interleaved, not one after another
+
+
+def test_ranks_share_the_batches_and_step_as_often():
+    """11 batches over 3 ranks: padded from the start to 12, so each rank steps 4 times and no row is lost."""
+    ranks = [ModalityBatches(KINDS, 4, seed=5, rank=r, world_size=3) for r in range(3)]
+    for sampler in ranks:
+        sampler.set_epoch(2)
+    shares = [list(sampler) for sampler in ranks]
+    assert [len(share) for share in shares] == [len(sampler) for sampler in ranks] == [4, 4, 4]
+    drawn = Counter(i for share in shares for batch in share for i in batch)
+    assert set(drawn) == set(range(len(KINDS)))
+    whole = ModalityBatches(KINDS, 4, seed=5)
+    whole.set_epoch(2)
+    assert [batch for share in zip(*shares, strict=True) for batch in share][:11] == list(whole)
+
+
+def test_a_batch_size_below_one_is_rejected():
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        ModalityBatches(KINDS, 0)
+
+
+def test_partially_paired_train_loader_batches_by_modality(partial_manifest, tiny_config, tmp_path):
+    """Audio-only, text-only and paired rows never share a batch; the oversampled rows are drawn as often as
+    in mixed batches; dev batches are left as they are."""
+    manifest = partial_manifest
+    by_split = splits(read_manifest(manifest, strict=True)[0])
+    options = [f"data.manifest={manifest}", "train.audio_oversample=3", "train.batch_size=4"]
+    config = tiny_config(tmp_path, "quickstart", *options, "train.batching=by_modality")
+    loaders = make_loaders(config, prepare_features(config, progress=False))
+    mixed = make_loaders(
+        tiny_config(tmp_path, "quickstart", *options), prepare_features(config, progress=False)
+    )
+
+    batches = list(loaders.train)
+    assert len(batches) == len(loaders.train)
+    for batch in batches:
+        assert len(set(zip(batch.has_audio.tolist(), batch.has_text.tolist(), strict=True))) == 1, batch.ids
+    kinds = {(b.has_audio[0].item(), b.has_text[0].item()) for b in batches}
+    assert kinds == {(True, True), (True, False), (False, True)}
+    assert Counter(i for b in batches for i in b.ids) == Counter(i for b in mixed.train for i in b.ids)
+    assert [i for b in loaders.dev for i in b.ids] == [u.id for u in by_split["dev"]]
+
+    with pytest.raises(ValueError, match="train.batching must be 'mixed' or 'by_modality'"):
+        tiny_config(tmp_path, "quickstart", "train.batching=modality")
+
+
+def test_training_by_modality_resumes_to_the_weights_of_an_uninterrupted_run(
+    partial_manifest, tiny_config, tmp_path, monkeypatch
+):
+    """Killed after epoch 1 of 2 and resumed, the run draws the batches it would have drawn: the same model."""
+    manifest = partial_manifest
+    options = [
+        f"data.manifest={manifest}",
+        "train.batching=by_modality",
+        "train.epochs=2",
+        "train.patience=9",
+    ]
+    whole = train(tiny_config(tmp_path / "a", "quickstart", *options))
+
+    real_save = resume_module.save_training_state
+
+    def save_then_crash(folder, model, heads, state):
+        real_save(folder, model, heads, state)
+        raise KeyboardInterrupt  # killed right after the epoch-1 checkpoint
+
+    config = tiny_config(tmp_path / "b", "quickstart", *options)
+    monkeypatch.setattr(resume_module, "save_training_state", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    monkeypatch.setattr(resume_module, "save_training_state", real_save)
+    resumed = train(config, resume=True)
+    a, b = (
+        load_file(str(whole / "last/model.safetensors")),
+        load_file(str(resumed / "last/model.safetensors")),
+    )
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
