@@ -3,14 +3,10 @@
 from collections import Counter
 
 import pytest
-import torch
-from safetensors.torch import load_file
 
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, splits
 from mamer.data.sampling import ModalityBatches
-from mamer.workflows.training import resume as resume_module
-from mamer.workflows.training.loop import train
 from mamer.workflows.training.session import make_loaders
 
 KINDS = ["a"] * 10 + ["t"] * 23 + ["at"] * 5
@@ -79,37 +75,3 @@ def test_partially_paired_train_loader_batches_by_modality(partial_manifest, tin
 
     with pytest.raises(ValueError, match="train.batching must be 'mixed' or 'by_modality'"):
         tiny_config(tmp_path, "quickstart", "train.batching=modality")
-
-
-def test_training_by_modality_resumes_to_the_weights_of_an_uninterrupted_run(
-    partial_manifest, tiny_config, tmp_path, monkeypatch
-):
-    """Killed after epoch 1 of 2 and resumed, the run draws the batches it would have drawn: the same model."""
-    manifest = partial_manifest
-    options = [
-        f"data.manifest={manifest}",
-        "train.batching=by_modality",
-        "train.epochs=2",
-        "train.patience=9",
-    ]
-    whole = train(tiny_config(tmp_path / "a", "quickstart", *options))
-
-    real_save = resume_module.save_training_state
-
-    def save_then_crash(folder, model, heads, state):
-        real_save(folder, model, heads, state)
-        raise KeyboardInterrupt  # killed right after the epoch-1 checkpoint
-
-    config = tiny_config(tmp_path / "b", "quickstart", *options)
-    monkeypatch.setattr(resume_module, "save_training_state", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        train(config)
-    monkeypatch.setattr(resume_module, "save_training_state", real_save)
-    resumed = train(config, resume=True)
-    a, b = (
-        load_file(str(whole / "last/model.safetensors")),
-        load_file(str(resumed / "last/model.safetensors")),
-    )
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], msg=key)

@@ -41,12 +41,17 @@ def test_quickstart_path_end_to_end(tmp_path, capsys):
 ON_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=ON_CUDA)])
+@pytest.mark.parametrize(
+    ("device", "batching"),
+    [("cpu", "mixed"), ("cpu", "by_modality"), pytest.param("cuda", "mixed", marks=ON_CUDA)],
+)
 def test_resume_after_a_crash_ends_where_an_uninterrupted_run_ends(
-    device, tiny_config, tmp_path, monkeypatch
+    device, batching, partial_manifest, tiny_config, tmp_path, monkeypatch
 ):
-    """On a GPU, dropout draws from CUDA's generator: resume must restore it as well as the CPU's."""
-    options = ["train.epochs=3", "train.patience=9", f"train.device={device}", "train.precision=fp32"]
+    """On a GPU, dropout draws from CUDA's generator: resume must restore it as well as the CPU's. Batched by
+    modality, the resumed epoch draws the batches it would have drawn (their order is a function of the epoch)."""
+    options = ["train.epochs=3", "train.patience=9", f"train.device={device}", "train.precision=fp32",
+               f"data.manifest={partial_manifest}", f"train.batching={batching}"]  # fmt: skip
     whole = train(tiny_config(tmp_path / "a", "quickstart", *options))
 
     real_save = resume_module.save_training_state
