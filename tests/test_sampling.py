@@ -47,9 +47,18 @@ def test_ranks_share_the_batches_and_step_as_often():
     assert [batch for share in zip(*shares, strict=True) for batch in share][:11] == list(whole)
 
 
-def test_a_batch_size_below_one_is_rejected():
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
-        ModalityBatches(KINDS, 0)
+def test_a_kind_may_have_its_own_batch_size():
+    """Audio-only rows ("a") in batches of 3: 4 of them for 10 rows, the other kinds still in batches of 4."""
+    batches = list(ModalityBatches(KINDS, 4, seed=1, sizes={"a": 3}))
+    sizes = {kind: sorted(len(b) for b in batches if KINDS[b[0]] == kind) for kind in ("a", "t", "at")}
+    assert sizes == {"a": [1, 3, 3, 3], "t": [3, 4, 4, 4, 4, 4], "at": [1, 4]}
+    assert len(ModalityBatches(KINDS, 4, sizes={"a": 3})) == 4 + 6 + 2
+
+
+@pytest.mark.parametrize(("size", "sizes"), [(0, None), (4, {"a": 0})])
+def test_a_batch_size_below_one_is_rejected(size, sizes):
+    with pytest.raises(ValueError, match="batch sizes must be >= 1"):
+        ModalityBatches(KINDS, size, sizes=sizes)
 
 
 def test_partially_paired_train_loader_batches_by_modality(partial_manifest, tiny_config, tmp_path):
@@ -73,5 +82,12 @@ def test_partially_paired_train_loader_batches_by_modality(partial_manifest, tin
     assert Counter(i for b in batches for i in b.ids) == Counter(i for b in mixed.train for i in b.ids)
     assert [i for b in loaders.dev for i in b.ids] == [u.id for u in by_split["dev"]]
 
+    small = tiny_config(
+        tmp_path, "quickstart", *options, "train.batching=by_modality", "train.audio_batch_size=2"
+    )
+    for batch in make_loaders(small, prepare_features(small, progress=False)).train:
+        assert len(batch) <= (2 if batch.has_audio.any() else 4)
+    with pytest.raises(ValueError, match="train.audio_batch_size must be an integer >= 0"):
+        tiny_config(tmp_path, "quickstart", "train.audio_batch_size=-1")
     with pytest.raises(ValueError, match="train.batching must be 'mixed' or 'by_modality'"):
         tiny_config(tmp_path, "quickstart", "train.batching=modality")

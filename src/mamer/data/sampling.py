@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import Sampler
@@ -17,7 +17,8 @@ from torch.utils.data import Sampler
 
 class ModalityBatches(Sampler[list[int]]):
     """Each epoch the rows are shuffled, grouped by `kinds` (e.g. which modalities a row has), cut into batches of
-    `batch_size` within each group (the last of a group may be shorter), and the batches shuffled together.
+    `batch_size` (or the kind's own size) within each group (the last of a group may be shorter), and the batches
+    shuffled together.
 
     The order is a function of (seed, epoch) alone, set by `set_epoch` as with DistributedSampler, so a resumed
     epoch draws the same batches. Under torchrun rank r takes batches r, r + W, ...; the list is first padded
@@ -25,16 +26,25 @@ class ModalityBatches(Sampler[list[int]]):
     """
 
     def __init__(
-        self, kinds: Sequence[Hashable], batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        kinds: Sequence[Hashable],
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        sizes: Mapping[Hashable, int] | None = None,
     ):
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.kinds, self.batch_size, self.seed = list(kinds), batch_size, seed
+        """`sizes`: a batch size of its own for some kinds (e.g. smaller batches of audio rows, so that they get
+        as many optimizer steps as in mixed batches); the others take `batch_size`."""
+        self.sizes = {kind: (sizes or {}).get(kind, batch_size) for kind in set(kinds)}
+        if min(self.sizes.values(), default=batch_size) < 1 or batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {dict(sizes or {})}")
+        self.kinds, self.seed = list(kinds), seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
-        sizes: dict[Hashable, int] = defaultdict(int)
+        rows: dict[Hashable, int] = defaultdict(int)
         for kind in self.kinds:
-            sizes[kind] += 1
-        self.total_batches = sum(math.ceil(n / batch_size) for n in sizes.values())
+            rows[kind] += 1
+        self.total_batches = sum(math.ceil(n / self.sizes[kind]) for kind, n in rows.items())
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -46,9 +56,9 @@ class ModalityBatches(Sampler[list[int]]):
         for i in torch.randperm(len(self.kinds), generator=generator).tolist():
             groups[self.kinds[i]].append(i)
         batches = [
-            rows[start : start + self.batch_size]
-            for rows in groups.values()
-            for start in range(0, len(rows), self.batch_size)
+            rows[start : start + self.sizes[kind]]
+            for kind, rows in groups.items()
+            for start in range(0, len(rows), self.sizes[kind])
         ]
         order = torch.randperm(len(batches), generator=generator).tolist()
         batches = [batches[i] for i in order]

@@ -83,7 +83,9 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     dev_set = ConcatDataset([dataset(split) for split in config.data.dev_splits])
     if t.batching == "by_modality":  # batches of one modality set each, drawn by (seed, epoch) on every rank
         kinds = [train_set.modalities(i) for i in range(len(train_set))]
-        batches = ModalityBatches(kinds, t.batch_size, t.seed, context.rank, context.world_size)
+        audio_size = t.audio_batch_size or t.batch_size
+        sizes = {kind: audio_size for kind in set(kinds) if kind[0]}  # kind: (has audio, has text)
+        batches = ModalityBatches(kinds, t.batch_size, t.seed, context.rank, context.world_size, sizes)
         train = DataLoader(
             train_set,
             batch_sampler=batches,
