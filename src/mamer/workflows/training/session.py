@@ -81,37 +81,42 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     if config.loss.class_weighted and has_categories(config.data.task):
         train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
     dev_set = ConcatDataset([dataset(split) for split in config.data.dev_splits])
-    if t.batching == "by_modality":  # batches of one modality set each, drawn by (seed, epoch) on every rank
-        kinds = [train_set.modalities(i) for i in range(len(train_set))]
-        audio_size = t.audio_batch_size or t.batch_size
-        sizes = {kind: audio_size for kind in set(kinds) if kind[0]}  # kind: (has audio, has text)
+    train = train_loader(train_set, config, context, generator)
+    dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
+    dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
+    return Loaders(train, dev, targets)
+
+
+def train_loader(
+    train_set: EmotionDataset, config: RunConfig, context: DistContext, generator: torch.Generator
+) -> DataLoader:
+    """The train split's batches: mixed (shuffled, or under torchrun dealt over the ranks by a shuffle fixed by
+    (seed, epoch), padded to as many steps each) or by modality (`ModalityBatches`, also by (seed, epoch))."""
+    t = config.train
+    if t.batching == "by_modality":
+        kinds = [train_set.modalities(i) for i in range(len(train_set))]  # (has audio, has text)
+        sizes = {kind: t.audio_batch_size or t.batch_size for kind in set(kinds) if kind[0]}
         batches = ModalityBatches(kinds, t.batch_size, t.seed, context.rank, context.world_size, sizes)
-        train = DataLoader(
+        return DataLoader(
             train_set,
             batch_sampler=batches,
             collate_fn=collate,
             generator=generator,
             num_workers=t.num_workers,
         )
-    else:
-        sampler = None
-        if (
-            context.enabled
-        ):  # a shuffle fixed by (seed, epoch) dealt over the ranks, padded to as many steps each
-            sampler = DistributedSampler(train_set, context.world_size, context.rank, seed=t.seed)
-        train = DataLoader(
-            train_set,
-            t.batch_size,
-            shuffle=sampler is None,
-            sampler=sampler,
-            collate_fn=collate,
-            generator=generator,
-            num_workers=t.num_workers,
-            drop_last=False,
-        )
-    dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
-    dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
-    return Loaders(train, dev, targets)
+    sampler = None
+    if context.enabled:
+        sampler = DistributedSampler(train_set, context.world_size, context.rank, seed=t.seed)
+    return DataLoader(
+        train_set,
+        t.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        collate_fn=collate,
+        generator=generator,
+        num_workers=t.num_workers,
+        drop_last=False,
+    )
 
 
 def check_corpora(named: dict[str, int], train: Sequence[Utterance], manifest: str) -> None:
