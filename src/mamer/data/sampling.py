@@ -8,7 +8,7 @@ text-only rows run the text passes alone: the same rows an epoch, each drawn as 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 
 import torch
@@ -41,9 +41,7 @@ class ModalityBatches(Sampler[list[int]]):
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {dict(sizes or {})}")
         self.kinds, self.seed = list(kinds), seed
         self.rank, self.world_size, self.epoch = rank, world_size, 0
-        rows: dict[Hashable, int] = defaultdict(int)
-        for kind in self.kinds:
-            rows[kind] += 1
+        rows = Counter(self.kinds)
         self.total_batches = sum(math.ceil(n / self.sizes[kind]) for kind, n in rows.items())
 
     def set_epoch(self, epoch: int) -> None:
