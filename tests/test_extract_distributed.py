@@ -53,6 +53,8 @@ def test_two_ranks_equal_one_process_and_resume_per_rank(tiny_corpus, tmp_path):
     new = {name: meta for name, meta in shard_metadata(tmp_path / "two").items() if name not in before}
     assert {meta["rank"] for meta in new.values()} == {"0", "1"}  # both ranks wrote shards
     assert sum(len(json.loads(meta["keys"])) for meta in new.values()) == 24  # the 8 test clips were reused
+    hashed = (tmp_path / "two" / "file-hashes.jsonl").read_text().splitlines()
+    assert len(hashed) == len(rows) == 32  # each file hashed once: rank 0 first, rank 1 read its hashes
 
     for split in ("train", "dev", "test"):
         one, two = load_split(single, split), load_split(folder, split)

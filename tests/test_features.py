@@ -77,11 +77,12 @@ def test_keys_follow_encoders_files_and_splits(corpus, tmp_path):
     sf.write(wave, np.zeros(1600, np.float32), 16000)
     before = audio_key(wave)
     assert audio_key(tmp_path / "." / "a.wav") == before  # the resolved path
+    assert audio_key(shutil.copy(wave, tmp_path / "copy.wav")) == before  # the content, not the name
     sf.write(wave, np.ones(1600, np.float32) * 0.1, 16000)  # same size, new content
     os.utime(wave, ns=(0, os.stat(wave).st_mtime_ns + 1))  # whatever the clock's resolution
     assert audio_key(wave) != before
     wave.unlink()
-    assert audio_key(wave) not in (before, audio_key(tmp_path / "b.wav"))
+    assert audio_key(wave) not in (before, audio_key(tmp_path / "b.wav"))  # unreadable: its own, by path
 
     stores = {"audio": "audio-x", "text": "text-y"}
     key = set_key(stores, manifest_rows(corpus))
@@ -173,6 +174,29 @@ def test_rewritten_audio_file_is_encoded_again(corpus, tmp_path):
     )
     expected = LogMelEncoder().encode([load_audio(rows[1].audio, 16000)])[0]
     torch.testing.assert_close(new.audio_of(1).float(), expected, atol=0.02, rtol=0.01)
+
+
+def test_a_copy_of_the_corpus_elsewhere_finds_its_features(corpus, tmp_path):
+    """Audio is keyed by content: a corpus copied to another folder (new paths, new mtimes: rsync, a job's
+    scratch disk) is indexed without encoding anything, and its files are hashed once."""
+    text = HashedTextEncoder(dim=16)
+    first = extract_features(corpus, LogMelEncoder(), text, tmp_path / "cache", progress=False)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    moved = {
+        name: [dataclasses.replace(u, audio=shutil.copy(u.audio, copy / f"{u.id}.wav")) for u in split]
+        for name, split in corpus.items()
+    }
+    assert all(os.stat(u.audio).st_mtime_ns != os.stat(v.audio).st_mtime_ns
+               for u, v in zip(corpus["train"], moved["train"], strict=True))  # fmt: skip
+    second = extract_features(moved, CountingEncoder(budget=0), text, tmp_path / "cache", progress=False)
+    assert second == first
+    for split in corpus:
+        assert_same_features(first, second, split)
+    hashes = (tmp_path / "cache" / "file-hashes.jsonl").read_text().splitlines()
+    assert len(hashes) == 2 * sum(len(split) for split in corpus.values())  # each file of both copies, once
+    extract_features(moved, CountingEncoder(budget=0), text, tmp_path / "cache", progress=False)
+    assert len((tmp_path / "cache" / "file-hashes.jsonl").read_text().splitlines()) == len(hashes)
 
 
 def test_bad_audio_is_reported_and_skipped(corpus, tmp_path):

@@ -5,10 +5,11 @@ Layout under `root`:
   (name, weights, layers, options), so features of different encoders or layers never mix. A store holds
   `spec.json` and shards `<hash>.safetensors`: `features` (sum of frames, D) float16 with `offsets` (n + 1)
   into it, and in the header's metadata the keys of its n items in row order, the items that failed
-  (key -> reason) and the rank that wrote it. An item's key names its input: for audio the resolved path,
-  size and mtime_ns (the make/rsync test: rewriting a file changes its key, and a cache hit only stats the
-  files, where a content hash would read all the audio on every run), for text the text itself. So an item
-  is encoded once per encoder, whatever manifest, speaker fold or split uses it.
+  (key -> reason) and the rank that wrote it. An item's key names its input: for audio the hash of the file's
+  bytes (a copy of the corpus elsewhere finds its features; `file-hashes.jsonl` remembers each file's hash by
+  path, size and mtime_ns, so a file is read once and a later run only stats it: `mamer.data.file_hashes`),
+  for text the text itself. So an item is encoded once per encoder, whatever manifest, speaker fold, split or
+  copy of the corpus uses it.
 - `<key>/`, the folder `extract_manifest` returns (`key` hashes both stores and the manifest's utterances,
   with their item keys and splits): `<split>.json` per split (ids; per modality the store, its shard files
   and each utterance's `[shard, row]`; the skipped utterances, and the partial ones: kept with one modality
@@ -37,6 +38,7 @@ import torch
 from safetensors import safe_open
 
 from mamer.atomic import BrokenFileError
+from mamer.data.file_hashes import FileHashes
 from mamer.data.manifest import Utterance
 
 log = logging.getLogger(__name__)
@@ -61,15 +63,10 @@ def store_name(modality: str, spec: dict) -> str:
     return f"{modality}-{digest([CACHE_FORMAT, spec])}"
 
 
-def audio_key(path: str | Path) -> str:
-    """Key of an audio file: hash of its resolved path, size and mtime_ns (a missing file has its own)."""
-    path = Path(path).resolve()
-    try:
-        stat = path.stat()
-        identity = [str(path), stat.st_size, stat.st_mtime_ns]
-    except OSError:
-        identity = [str(path), None, None]
-    return digest(identity)
+def audio_key(path: str | Path, hashes: FileHashes | None = None) -> str:
+    """Key of an audio file: hash of its bytes (looked up in `hashes`), or, where it cannot be read, of its path."""
+    content = (FileHashes() if hashes is None else hashes).sha256(path)
+    return digest(["unreadable", str(Path(path).resolve())] if content is None else ["sha256", content])
 
 
 def text_key(text: str) -> str:
@@ -86,15 +83,19 @@ class Row:
     text: str | None
 
 
-def manifest_rows(split_utterances: dict[str, Sequence[Utterance]]) -> dict[str, list[Row]]:
-    """Each split's utterances with their audio and text keys."""
-    return {
-        name: [
-            Row(u, None if u.audio is None else audio_key(u.audio), text_key(u.text) if u.text else None)
-            for u in utterances
-        ]
-        for name, utterances in split_utterances.items()
-    }
+def manifest_rows(
+    split_utterances: dict[str, Sequence[Utterance]], hashes: FileHashes | None = None
+) -> dict[str, list[Row]]:
+    """Each split's utterances with their audio and text keys (new file hashes are saved in `hashes`)."""
+    hashes = FileHashes() if hashes is None else hashes
+
+    def row(u: Utterance) -> Row:
+        audio = None if u.audio is None else audio_key(u.audio, hashes)
+        return Row(u, audio, text_key(u.text) if u.text else None)
+
+    rows = {name: [row(u) for u in utterances] for name, utterances in split_utterances.items()}
+    hashes.save()
+    return rows
 
 
 def set_key(stores: dict[str, str], rows: dict[str, list[Row]]) -> str:

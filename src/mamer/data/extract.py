@@ -40,6 +40,7 @@ from mamer.data.cache import (
     set_key,
     store_name,
 )
+from mamer.data.file_hashes import FileHashes
 from mamer.data.manifest import Utterance, read_manifest, splits
 from mamer.device import resolve_device
 from mamer.distributed import barrier, rank_device, rank_world
@@ -260,7 +261,7 @@ def extract_features(
         raise ValueError(f"shard_size must be >= 1, got {shard_size}")
     modalities = _modalities(audio_encoder, text_encoder)
     stores = {m.name: Path(root) / store_name(m.name, m.encoder.spec()) for m in modalities}
-    rows = manifest_rows(splits)
+    rows = _keyed_rows(splits, Path(root))
     folder = Path(root) / set_key({m: s.name for m, s in stores.items()}, rows)
     complete = (folder / "spec.json").is_file()
     damaged = _damaged(folder) if complete else {}
@@ -275,6 +276,14 @@ def extract_features(
             _write_index(folder, rows, stores, _spec(audio_encoder, text_encoder, stores))
         barrier()
     return folder
+
+
+def _keyed_rows(splits: dict[str, list[Utterance]], root: Path) -> dict[str, list[Row]]:
+    """The rows with their item keys; rank 0 hashes the new audio files first, the other ranks read its hashes."""
+    first = rank_world()[0] == 0
+    rows = manifest_rows(splits, FileHashes(root)) if first else None
+    barrier()
+    return rows if first else manifest_rows(splits, FileHashes(root))
 
 
 def _damaged(folder: Path) -> dict[Path, str]:

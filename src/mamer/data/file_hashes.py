@@ -1,0 +1,80 @@
+"""Content hashes of audio files, remembered by (path, size, mtime_ns) so that each file is read once.
+
+The feature cache keys audio by content, so a corpus copied to another folder or machine (fresh paths and
+mtimes: rsync, a job's scratch disk, a shared data folder laid down again) finds its features already encoded.
+Hashing every file on every run would cost a read of the whole corpus, so `FileHashes` keeps each file's
+SHA-256 in `<cache root>/file-hashes.jsonl` under its resolved path, size and mtime_ns: a later run only stats
+the files, and a file rewritten in place (new size or mtime) is hashed again.
+
+The file is append-only, one JSON line per hashed file, each written by a single `write` to a file opened for
+appending, so concurrent writers do not interleave and a kill -9 loses at most the line being written (the
+next save ends that line first). A line that does not parse is ignored: the file it named is hashed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+HASHES_FILE = "file-hashes.jsonl"
+SAVE_EVERY = 256  # new hashes kept in memory before they are appended, so a killed run loses few
+
+
+class FileHashes:
+    """SHA-256 of files, read from and appended to `<root>/file-hashes.jsonl` (root None: kept in memory only)."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.path = None if root is None else Path(root) / HASHES_FILE
+        self._known: dict[tuple[str, int, int], str] = {}
+        self._unsaved: list[str] = []
+        if self.path is not None and self.path.is_file():
+            self._load()
+
+    def _load(self) -> None:
+        with self.path.open(encoding="utf-8", errors="replace") as lines:
+            for line in lines:
+                try:
+                    item = json.loads(line)
+                    identity = (item["path"], int(item["size"]), int(item["mtime_ns"]))
+                    self._known[identity] = str(item["sha256"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by a kill: that file is hashed again
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def sha256(self, path: str | Path) -> str | None:
+        """Hex SHA-256 of the file's bytes, or None where it cannot be read (missing, a folder, no permission)."""
+        path = Path(path).resolve()
+        try:
+            stat = path.stat()
+            identity = (str(path), stat.st_size, stat.st_mtime_ns)
+            if identity in self._known:
+                return self._known[identity]
+            with path.open("rb") as content:
+                value = hashlib.file_digest(content, "sha256").hexdigest()
+        except OSError:
+            return None
+        self._known[identity] = value
+        entry = {"path": identity[0], "size": identity[1], "mtime_ns": identity[2], "sha256": value}
+        self._unsaved.append(json.dumps(entry))
+        if len(self._unsaved) >= SAVE_EVERY:
+            self.save()
+        return value
+
+    def save(self) -> None:
+        """Append the hashes not yet written (nothing without a root)."""
+        if self.path is None or not self._unsaved:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            if os.fstat(handle).st_size and os.pread(handle, 1, os.fstat(handle).st_size - 1) != b"\n":
+                os.write(handle, b"\n")  # end a line a kill cut, so it does not swallow the next one
+            for line in self._unsaved:
+                os.write(handle, (line + "\n").encode())
+        finally:
+            os.close(handle)
+        self._unsaved.clear()
