@@ -204,7 +204,7 @@ def test_learned_layer_sum_trains_saves_and_predicts(wavlm, tiny_bert, tiny_corp
 
 
 def test_config_rejects_unknown_layer_pooling(tiny_corpus):
-    with pytest.raises(ValueError, match="data.audio_layer_pooling must be one of"):
+    with pytest.raises(ValueError, match="data.audio_layer_pooling must be .mean. or .learned., got .sum."):
         load_config("quickstart", [f"data.manifest={tiny_corpus}", "data.audio_layer_pooling=sum"])
 
 

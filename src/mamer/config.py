@@ -14,6 +14,13 @@ from mamer.modality import TASKS
 LAYER_POOLINGS = ("mean", "learned")  # the keys of mamer.encoders.base.LAYER_POOLINGS
 
 
+def one_of(option: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise a ValueError naming `option` unless `value` is one of `choices`."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices[:-1]) + f" or {choices[-1]!r}"
+        raise ValueError(f"{option} must be {listed}, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """The shared transformer and its projections (sizes default to CPU-friendly values)."""
@@ -191,10 +198,7 @@ class RunConfig:
         if size != "auto" and (type(size) is not int or size < 1):
             raise ValueError(f"data.extract_batch_size must be 'auto' or an integer >= 1, got {size!r}")
         for key in ("audio_layer_pooling", "text_layer_pooling"):
-            if getattr(self.data, key) not in LAYER_POOLINGS:
-                raise ValueError(
-                    f"data.{key} must be one of {LAYER_POOLINGS}, got {getattr(self.data, key)!r}"
-                )
+            one_of(f"data.{key}", getattr(self.data, key), LAYER_POOLINGS)
         unknown = set(self.model.views) - {"audio", "text", "audio+text"}
         if unknown or not self.model.views:
             raise ValueError(
@@ -202,20 +206,11 @@ class RunConfig:
             )
         if not 0.0 <= self.loss.mask_ratio < 1.0:
             raise ValueError(f"loss.mask_ratio must be in [0, 1), got {self.loss.mask_ratio}")
-        if self.loss.mask_passes not in ("all", "mae"):
-            raise ValueError(f"loss.mask_passes must be 'all' or 'mae', got {self.loss.mask_passes!r}")
-        if self.loss.contrastive_pooling not in ("tokens", "cls"):
-            raise ValueError(
-                f"loss.contrastive_pooling must be 'tokens' or 'cls', got {self.loss.contrastive_pooling!r}"
-            )
-        if self.loss.class_balance not in ("split", "corpus"):
-            raise ValueError(
-                f"loss.class_balance must be 'split' or 'corpus', got {self.loss.class_balance!r}"
-            )
-        if self.loss.mae_kind not in ("mse", "cosine"):
-            raise ValueError(f"loss.mae_kind must be 'mse' or 'cosine', got {self.loss.mae_kind!r}")
-        if self.train.select_by not in ("split", "corpus"):
-            raise ValueError(f"train.select_by must be 'split' or 'corpus', got {self.train.select_by!r}")
+        one_of("loss.mask_passes", self.loss.mask_passes, ("all", "mae"))
+        one_of("loss.contrastive_pooling", self.loss.contrastive_pooling, ("tokens", "cls"))
+        one_of("loss.class_balance", self.loss.class_balance, ("split", "corpus"))
+        one_of("loss.mae_kind", self.loss.mae_kind, ("mse", "cosine"))
+        one_of("train.select_by", self.train.select_by, ("split", "corpus"))
         dev = self.data.dev_split
         if not (
             isinstance(dev, str) or (isinstance(dev, list) and dev and all(isinstance(d, str) for d in dev))
@@ -225,10 +220,8 @@ class RunConfig:
             raise ValueError(
                 f"train.audio_batch_size must be an integer >= 0, got {self.train.audio_batch_size!r}"
             )
-        if self.train.batching not in ("mixed", "by_modality"):
-            raise ValueError(f"train.batching must be 'mixed' or 'by_modality', got {self.train.batching!r}")
-        if self.train.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"train.precision must be auto, fp32 or bf16, got {self.train.precision!r}")
+        one_of("train.batching", self.train.batching, ("mixed", "by_modality"))
+        one_of("train.precision", self.train.precision, ("auto", "fp32", "bf16"))
         counts = {
             "grad_accum_steps": self.train.grad_accum_steps,
             "audio_oversample": self.train.audio_oversample,
