@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -127,6 +128,11 @@ def test_dimensional_and_categorical_together(tiny_config, tmp_path):
     for metrics in report["results"].values():
         assert {"macro_f1", "uar", "ccc_arousal", "ccc_valence", "ccc_dominance", "ccc_mean"} <= set(metrics)
         assert -1.0 <= metrics["ccc_mean"] <= 1.0
+    assert report == json.loads((run / "report.json").read_text())
+    for view, matrix in report["confusion"].items():  # rows true, columns predicted, in label order
+        counts = np.array(matrix)
+        assert counts.shape == (len(report["labels"]),) * 2 and counts.sum() == report["n"][view]
+        assert np.trace(counts) / counts.sum() == pytest.approx(report["results"][view]["accuracy"])
 
 
 def test_configured_layers_reach_the_feature_extractor(tiny_config, tmp_path):

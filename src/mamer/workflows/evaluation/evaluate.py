@@ -95,6 +95,7 @@ def evaluate_run(
         "encoders": meta.encoders,
         "chance": chance,
         "labels_scored": labels,
+        "confusion": {view: matrix.tolist() for view, matrix in confusions.items()},  # rows: true classes
     }
     if by_corpus:
         extra["by_corpus"] = {}
