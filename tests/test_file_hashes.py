@@ -60,3 +60,20 @@ def test_unreadable_paths_have_no_hash(tmp_path):
     assert hashes.sha256(tmp_path) is None  # a folder
     hashes.save()
     assert not (tmp_path / HASHES_FILE).exists()
+
+
+def test_a_cache_root_that_cannot_be_written_only_costs_the_memory(tmp_path, caplog):
+    """Another user's read-only cache: hashing goes on, the hashes are not remembered, a warning says so once."""
+    clip = tmp_path / "a.wav"
+    clip.write_bytes(b"a")
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")  # a file where the cache root should be: appending fails, as on a read-only root
+    hashes = FileHashes(blocked)
+    assert hashes.sha256(clip) == hashlib.sha256(b"a").hexdigest()
+    hashes.save()
+    hashes.sha256(tmp_path)  # nothing new
+    (tmp_path / "b.wav").write_bytes(b"b")
+    hashes.sha256(tmp_path / "b.wav")
+    hashes.save()
+    assert len(hashes) == 2
+    assert len([r for r in caplog.records if "cannot remember audio hashes" in r.message]) == 1

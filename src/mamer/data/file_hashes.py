@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 HASHES_FILE = "file-hashes.jsonl"
 SAVE_EVERY = 256  # new hashes kept in memory before they are appended, so a killed run loses few
@@ -29,6 +32,7 @@ class FileHashes:
         self.path = None if root is None else Path(root) / HASHES_FILE
         self._known: dict[tuple[str, int, int], str] = {}
         self._unsaved: list[str] = []
+        self._warned = False
         if self.path is not None and self.path.is_file():
             self._load()
 
@@ -65,9 +69,21 @@ class FileHashes:
         return value
 
     def save(self) -> None:
-        """Append the hashes not yet written (nothing without a root)."""
+        """Append the hashes not yet written (nothing without a root). A cache root this process cannot write
+        (another user's shared cache) only costs the memory: the hashes are kept for this run and a warning says
+        so once."""
         if self.path is None or not self._unsaved:
             return
+        try:
+            self._append()
+        except OSError as err:
+            if not self._warned:
+                log.warning("cannot remember audio hashes in %s (%s): the next run hashes these files again",
+                            self.path, err)  # fmt: skip
+            self._warned = True
+        self._unsaved.clear()
+
+    def _append(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -77,4 +93,3 @@ class FileHashes:
                 os.write(handle, (line + "\n").encode())
         finally:
             os.close(handle)
-        self._unsaved.clear()
