@@ -85,9 +85,11 @@ class FileHashes:
 
     def _append(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        # 0o666 less the umask, the mode `mamer.atomic` gives every file, so a shared cache's group can append
+        handle = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            if os.fstat(handle).st_size and os.pread(handle, 1, os.fstat(handle).st_size - 1) != b"\n":
+            size = os.fstat(handle).st_size
+            if size and os.pread(handle, 1, size - 1) != b"\n":
                 os.write(handle, b"\n")  # end a line a kill cut, so it does not swallow the next one
             for line in self._unsaved:
                 os.write(handle, (line + "\n").encode())
