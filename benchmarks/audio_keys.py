@@ -3,7 +3,7 @@
 Times three passes over every audio file under FOLDER: the first run after a copy (each file read and hashed,
 its hash appended to `file-hashes.jsonl`), a later run (the listing read back, each file only stat'ed), and a bare
 `stat` of each file for reference (what keys by path, size and mtime cost). The first pass reads from the page
-cache if the files were read recently; `--drop` is not attempted (it needs root), so say which case you measured.
+cache if the files were read recently (dropping that cache needs root), so say which case you measured.
     python benchmarks/audio_keys.py ../shared/data/emodb ../shared/data/ravdess
 """
 
