@@ -44,7 +44,7 @@ def test_onnxruntime_matches_pytorch_on_every_view(exported):
     for view, name in description["views"].items():
         session = ort.InferenceSession(str(folder / name), providers=["CPUExecutionProvider"])
         assert [i.name for i in session.get_inputs()] == description["inputs"][view]
-        wrapper = ViewModel(model, view, targets.dim_mean, targets.dim_std).eval()
+        wrapper = ViewModel(model, view, targets).eval()
         # batch sizes and lengths unlike the export example (3, 7k + 3 frames, 9 tokens), batch 1 included
         for seed, (batch, frames, tokens) in enumerate([(1, 50, 4), (5, 123, 21), (2, 8, 1)]):
             inputs = random_inputs(view, batch, {"audio": frames, "text": tokens}, dims, seed)

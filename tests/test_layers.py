@@ -17,6 +17,7 @@ from mamer import EmotionRecognizer
 from mamer.checkpoint import load_model
 from mamer.cli import main
 from mamer.config import load_config
+from mamer.data.dataset import Targets
 from mamer.encoders import registry
 from mamer.encoders.base import LAYER_POOLINGS, stacked_layers
 from mamer.encoders.choice import EncoderChoice
@@ -196,7 +197,7 @@ def test_learned_layer_sum_trains_saves_and_predicts(wavlm, tiny_bert, tiny_corp
                   features.text[None], torch.ones(1, len(features.text), dtype=torch.bool)]  # fmt: skip
         assert features.audio.shape[-1] == 5 * 32 and features.text.shape[-1] == 2 * 24
         with torch.inference_mode():
-            (expected,) = ViewModel(model, "audio+text", [], []).eval()(*inputs)
+            (expected,) = ViewModel(model, "audio+text", Targets(**meta["targets"])).eval()(*inputs)
         (got,) = session.run(
             None, {i.name: x.numpy() for i, x in zip(session.get_inputs(), inputs, strict=True)}
         )

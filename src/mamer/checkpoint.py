@@ -59,7 +59,7 @@ def build_model(
     """The inference model for features of `encoders` (their specs by modality; None = one hidden state or a
     mean each) and `targets`' label space."""
     task = config.data.task
-    num_classes = len(targets.labels) if has_categories(task) else 0
+    num_classes = len(targets.outputs) if has_categories(task) else 0
     num_dims = len(DIMENSIONS) if has_dimensions(task) else 0
     modalities = modalities_in(config.model.views)
     audio_dim = audio_dim if "audio" in modalities else 0

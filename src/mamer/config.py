@@ -92,6 +92,11 @@ class DataConfig:
     text_layer_pooling: str = "mean"  # as audio_layer_pooling
     task: str = "categorical"  # "categorical", "dimensional" (arousal/valence/dominance) or "both"
     labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
+    # per corpus of a joined manifest (the id prefix, `ravdess/...`): classes whose rows of that corpus train an
+    # output of their own, a part of the class (`happiness@ravdess`) whose probability is added to the class's
+    # wherever the model answers or is scored; for a corpus whose rendering of a class differs from the others'
+    # (mamer-base: RAVDESS's acted happy clips, which otherwise pull EmoDB's happiness away; docs/mamer-base.md)
+    class_parts: dict[str, list[str]] = field(default_factory=dict)
     train_split: str = "train"  # manifest split trained on
     # manifest split early stopping and selection read; a list joins several (e.g. [dev, dev_emodb, dev_ravdess])
     dev_split: str | list[str] = "dev"
@@ -199,6 +204,12 @@ class RunConfig:
             raise ValueError(f"data.extract_batch_size must be 'auto' or an integer >= 1, got {size!r}")
         for key in ("audio_layer_pooling", "text_layer_pooling"):
             one_of(f"data.{key}", getattr(self.data, key), LAYER_POOLINGS)
+        parts = self.data.class_parts
+        if not isinstance(parts, dict) or not all(
+            isinstance(c, str) and isinstance(v, list) and all(isinstance(k, str) for k in v)
+            for c, v in parts.items()
+        ):
+            raise ValueError(f"data.class_parts must map corpus names to lists of classes, got {parts!r}")
         unknown = set(self.model.views) - {"audio", "text", "audio+text"}
         if unknown or not self.model.views:
             raise ValueError(
@@ -302,11 +313,14 @@ def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Pa
     )
 
 
+REPLACED_WHOLE = ("view_weights", "class_parts")  # dict options a derived config replaces, not merges into
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in update.items():
         both_dicts = isinstance(value, dict) and isinstance(merged.get(key), dict)
-        merged[key] = _merge(merged[key], value) if both_dicts and key != "view_weights" else value
+        merged[key] = _merge(merged[key], value) if both_dicts and key not in REPLACED_WHOLE else value
     return merged
 
 

@@ -45,20 +45,22 @@ def predict_view(model: MAMER, loader: DataLoader, view: str, device: torch.devi
 def score(
     pred: dict[str, np.ndarray], task: str, targets: Targets, classes: Sequence[int] | None = None
 ) -> tuple[dict[str, float], np.ndarray | None]:
-    """Metrics of one view's predictions, and its confusion matrix for categorical tasks. With `classes`
-    (indices into the label space) the predicted class is the likeliest of those alone, and rows of other
-    classes have no categorical score."""
+    """Metrics of one view's predictions, and its confusion matrix for categorical tasks, over the classes (a
+    class's parts count as the class: `Targets.class_logits`). With `classes` (indices into the label space)
+    the predicted class is the likeliest of those alone, and rows of other classes have no categorical score."""
     metrics: dict[str, float] = {}
     matrix = None
     if has_categories(task) and "logits" in pred:
-        labelled = pred["labels"] != -100
+        labels = pred["labels"]
+        labels = np.where(labels < 0, -100, np.asarray(targets.output_classes)[np.maximum(labels, 0)])
+        labelled = labels != -100
         if classes is not None:
-            labelled &= np.isin(pred["labels"], classes)
+            labelled &= np.isin(labels, classes)
         if labelled.any():  # a view whose rows carry no class (A/V/D-only rows) has no categorical score
-            logits = pred["logits"][labelled]
+            logits = targets.class_logits(torch.from_numpy(pred["logits"][labelled])).numpy()
             if classes is not None:
                 logits = np.where(np.isin(np.arange(logits.shape[1]), classes), logits, -np.inf)
-            y_true, y_pred = pred["labels"][labelled], logits.argmax(1)
+            y_true, y_pred = labels[labelled], logits.argmax(1)
             metrics.update(categorical_metrics(y_true, y_pred, len(targets.labels)))
             matrix = confusion(y_true, y_pred, len(targets.labels))
     if has_dimensions(task) and "dims" in pred:

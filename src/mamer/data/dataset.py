@@ -22,14 +22,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Targets:
-    """Label space: class names, and train-split mean/std that normalise the dimensional targets."""
+    """Label space: class names, their parts, and train-split mean/std that normalise the dimensional targets.
+
+    A part (`<class>@<corpus>`, from `data.class_parts`) is an output of its own that the rows of one corpus
+    with that class train, e.g. `happiness@ravdess`: RAVDESS's acted happy clips then do not pull EmoDB's
+    happiness towards them. The head has `outputs` (the classes, then the parts); wherever the model answers
+    or is scored, `class_logits` adds each part's probability to its class's, so the parts never show."""
 
     labels: list[str]
     dim_mean: list[float] = field(default_factory=lambda: [0.0, 0.0, 0.0])
     dim_std: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0])
+    parts: list[str] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, train: Sequence[Utterance], labels: Sequence[str] = ()) -> Targets:
+    def fit(
+        cls,
+        train: Sequence[Utterance],
+        labels: Sequence[str] = (),
+        class_parts: Mapping[str, Sequence[str]] | None = None,
+    ) -> Targets:
+        """The label space of the train rows: `labels` (default: their classes, sorted), the parts that
+        `class_parts` (corpus -> classes) names, each checked to have train rows, and the A/V/D statistics."""
         names = list(labels) or sorted({u.label for u in train if u.label is not None})
         mean, std = [], []
         for dim in DIMENSIONS:
@@ -38,10 +51,47 @@ class Targets:
             )
             mean.append(values.mean().item() if len(values) else 0.0)
             std.append(values.std().item() if len(values) > 1 and values.std() > 0 else 1.0)
-        return cls(names, mean, std)
+        parts = [f"{label}@{corpus}" for corpus, chosen in (class_parts or {}).items() for label in chosen]
+        trained = {f"{u.label}@{corpus_of(u.id)}" for u in train if u.label is not None}
+        for part in parts:
+            label, corpus = part.split("@")
+            if label not in names:
+                raise ValueError(f"data.class_parts: {corpus}: {label!r} is not a class ({', '.join(names)})")
+            if part not in trained:
+                raise ValueError(
+                    f"data.class_parts: no train row of corpus {corpus!r} (id prefix {corpus}/) has class "
+                    f"{label!r}, so its part would never train"
+                )
+        return cls(names, mean, std, parts)
+
+    @property
+    def outputs(self) -> list[str]:
+        """The head's outputs: the classes, then their parts."""
+        return self.labels + self.parts
+
+    @property
+    def output_classes(self) -> list[int]:
+        """For each output, the index of the class it counts as."""
+        return list(range(len(self.labels))) + [self.labels.index(p.split("@")[0]) for p in self.parts]
 
     def class_index(self, u: Utterance) -> int:
+        """The output row `u` trains: its corpus's part of its class if there is one, else its class; -100 for
+        none."""
+        part = f"{u.label}@{corpus_of(u.id)}"
+        if part in self.parts:
+            return len(self.labels) + self.parts.index(part)
         return self.labels.index(u.label) if u.label in self.labels else -100
+
+    def class_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, outputs) head logits -> (N, classes) logits: the same without parts; with parts, the log of each
+        class's probability with its parts' added (their softmax is the classes' probabilities)."""
+        if not self.parts:
+            return logits
+        classes = range(len(self.labels))
+        merge = torch.tensor(
+            [[float(c == k) for k in classes] for c in self.output_classes], device=logits.device
+        )
+        return torch.log(logits.float().softmax(-1) @ merge)
 
     def normalised_dims(self, u: Utterance) -> list[float]:
         values = [getattr(u, d) for d in DIMENSIONS]

@@ -5,8 +5,9 @@ the model can take) and `out.json` describing them. Inputs, batch and lengths al
 
     audio: (B, Ta, Da) float32 frozen-encoder frames,  audio_mask: (B, Ta) bool, True = valid
     text:  (B, Tt, Dt) float32 frozen-encoder tokens,   text_mask:  (B, Tt) bool
-Outputs: `logits` (B, C) for categorical runs, `dims` (B, 3) arousal/valence/dominance on the corpus scale for
-dimensional runs, both for task "both". The frozen encoders are not exported: run them first (see predict.py).
+Outputs: `logits` (B, C) over the classes for categorical runs (a model with class parts, `data.class_parts`, gives
+their log-probabilities, each part's added to its class's), `dims` (B, 3) arousal/valence/dominance on the corpus
+scale for dimensional runs, both for task "both". The frozen encoders are not exported: run them first (see predict.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 from torch import nn
 
 from mamer.checkpoint import load_model
+from mamer.data.dataset import Targets
 from mamer.modality import modalities_of, views_within
 from mamer.model.mamer import MAMER
 
@@ -34,19 +36,20 @@ VIEW_INPUTS = {
 
 
 class ViewModel(nn.Module):
-    """One view of MAMER as a plain tensor-in, tuple-out module (what the exporter needs)."""
+    """One view of MAMER as a plain tensor-in, tuple-out module (what the exporter needs): class logits and
+    A/V/D on the corpus scale of `targets`."""
 
-    def __init__(self, model: MAMER, view: str, dim_mean: list[float], dim_std: list[float]):
+    def __init__(self, model: MAMER, view: str, targets: Targets):
         super().__init__()
-        self.model, self.view = model, view
-        self.register_buffer("dim_mean", torch.tensor(dim_mean, dtype=torch.float32))
-        self.register_buffer("dim_std", torch.tensor(dim_std, dtype=torch.float32))
+        self.model, self.view, self.targets = model, view, targets
+        self.register_buffer("dim_mean", torch.tensor(targets.dim_mean, dtype=torch.float32))
+        self.register_buffer("dim_std", torch.tensor(targets.dim_std, dtype=torch.float32))
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(**dict(zip(VIEW_INPUTS[self.view], inputs, strict=True)))
         outputs = []
         if out.logits is not None:
-            outputs.append(out.logits)
+            outputs.append(self.targets.class_logits(out.logits))
         if out.dims is not None:
             outputs.append(out.dims * self.dim_std + self.dim_mean)
         return tuple(outputs)
@@ -108,9 +111,9 @@ def quiet_exporter() -> Iterator[None]:
                 logger.setLevel(level)
 
 
-def export_view(model: MAMER, view: str, path: Path, dim_mean: list[float], dim_std: list[float]) -> Path:
+def export_view(model: MAMER, view: str, path: Path, targets: Targets) -> Path:
     """One view -> one ONNX file with dynamic batch and lengths (dynamo exporter; see the module docstring)."""
-    wrapper = ViewModel(model, view, dim_mean, dim_std).eval()
+    wrapper = ViewModel(model, view, targets).eval()
     with quiet_exporter():
         program = torch.onnx.export(
             wrapper,
@@ -136,7 +139,7 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> dict[str, Path]:
     targets = meta.label_space
     for view, path in paths.items():
         log.info("exporting the %s view to %s", view, path)
-        export_view(model, view, path, targets.dim_mean, targets.dim_std)
+        export_view(model, view, path, targets)
     description = {
         "views": {view: path.name for view, path in paths.items()},
         "inputs": {view: list(VIEW_INPUTS[view]) for view in views},

@@ -59,6 +59,9 @@ def model_card(run_dir: str | Path, report: dict | None = None) -> str:
     modalities = modalities_in(config.model.views)
     synthetic = is_synthetic(config.data.manifest)
     labels = ", ".join(meta.label_space.labels) or "-"
+    if meta.label_space.parts:
+        parts = ", ".join(meta.label_space.parts)
+        labels += f" (parts trained as outputs of their own, each counted as its class: {parts})"
     lines = [
         f"# Model card: {config.name}",
         "",

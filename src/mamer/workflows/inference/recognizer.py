@@ -310,7 +310,8 @@ class EmotionRecognizer:
         n = len(logits if logits is not None else dims)
         results = [Prediction(view) for _ in range(n)]
         if logits is not None:
-            for result, p in zip(results, logits.float().softmax(-1).cpu().tolist(), strict=True):
+            classes = self.meta.label_space.class_logits(logits.float())
+            for result, p in zip(results, classes.softmax(-1).cpu().tolist(), strict=True):
                 result.probabilities = dict(zip(self.labels, p, strict=True))
                 result.label = self.labels[int(np.argmax(p))]
         if dims is not None:

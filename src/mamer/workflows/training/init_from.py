@@ -53,10 +53,11 @@ def adopt_source(config: RunConfig, meta: ModelMeta) -> RunConfig:
     return adopted
 
 
-def same_labels(meta: ModelMeta, labels: list[str], task: str) -> bool:
-    """Whether the source's head predicts exactly this label space (same classes in the same order, same task)."""
+def same_labels(meta: ModelMeta, outputs: list[str], task: str) -> bool:
+    """Whether the source's head has exactly these outputs (same classes and class parts in the same order, same
+    task)."""
     source = meta.run_config.data.task
-    return source == task and list(meta.label_space.labels) == list(labels)
+    return source == task and meta.label_space.outputs == list(outputs)
 
 
 def transfer(
@@ -64,7 +65,7 @@ def transfer(
 ) -> set[str]:
     """Copy into `model` every source weight with the same name and shape; returns the names of the parameters
     copied whole. The head's output layer is copied whole only with `keep_head` (the same label space);
-    otherwise it starts new, except the rows of classes the source also predicts (by name) and the A/V/D rows
+    otherwise it starts new, except the rows of outputs the source also has (by name) and the A/V/D rows
     when both predict them, which start from the source's."""
     out = "head.net.2."  # the head's output layer: classes, then dimensions (see PredictionHead)
     target, copied = model.state_dict(), {}

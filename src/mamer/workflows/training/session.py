@@ -56,7 +56,7 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     for name in (config.data.train_split, *config.data.dev_splits):
         if name not in by_split:
             raise ValueError(f"split {name!r} not found in {config.data.manifest}; it has {sorted(by_split)}")
-    targets = Targets.fit(by_split[config.data.train_split], config.data.labels)
+    targets = Targets.fit(by_split[config.data.train_split], config.data.labels, config.data.class_parts)
     check_corpora(config.train.corpus_oversample, by_split[config.data.train_split], config.data.manifest)
     if context.is_main:
         warn_classes_left_out(by_split[config.data.train_split], targets.labels, config.data.manifest)
@@ -146,9 +146,10 @@ def row_weights(dataset: EmotionDataset, by_corpus: bool = False) -> list[float]
     """Each row's inverse-frequency class weight, N / (K n_k) for a row of class k among N labelled rows of K
     classes, counted over the whole dataset or, `by_corpus`, within each corpus (`corpus_of` the id): every
     class of a group then weighs as much in all, and the rows of a group average 1, so each corpus keeps its
-    share of the loss. Repeated (oversampled) rows count as often as they are drawn; unlabelled rows get 1."""
+    share of the loss. Repeated (oversampled) rows count as often as they are drawn; unlabelled rows get 1. A
+    class's part (`data.class_parts`) counts as a class of its own."""
     groups = [corpus_of(u.id) if by_corpus else "" for u in dataset.utterances]
-    labels = [u.label if u.label in dataset.targets.labels else None for u in dataset.utterances]
+    labels = [None if (k := dataset.targets.class_index(u)) < 0 else k for u in dataset.utterances]
     counts = Counter((g, label) for g, label in zip(groups, labels, strict=True) if label is not None)
     rows = Counter(g for g, _ in counts.elements())
     classes = Counter(g for g, _ in counts)
@@ -232,8 +233,8 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     kept = set()
     if config.train.init_from:
         source, source_meta = load_source(config.train.init_from)
-        keep_head = same_labels(source_meta, targets.labels, task)
-        kept = transfer(model, source, source_meta.label_space.labels, targets.labels, keep_head)
+        keep_head = same_labels(source_meta, targets.outputs, task)
+        kept = transfer(model, source, source_meta.label_space.outputs, targets.outputs, keep_head)
     model = model.to(device)
     m = config.model
     # The masked autoencoder rebuilds one hidden state (or the mean of those stacked) per frame and token.
