@@ -95,7 +95,7 @@ class DataConfig:
     # per corpus of a joined manifest (the id prefix, `ravdess/...`): classes whose rows of that corpus train an
     # output of their own, a part of the class (`happiness@ravdess`) whose probability is added to the class's
     # wherever the model answers or is scored; for a corpus whose rendering of a class differs from the others'
-    # (mamer-base: RAVDESS's acted happy clips, which otherwise pull EmoDB's happiness away; docs/mamer-base.md)
+    # (e.g. {ravdess: [happiness]}: RAVDESS's acted happy clips apart from EmoDB's; docs/mamer-base.md)
     class_parts: dict[str, list[str]] = field(default_factory=dict)
     train_split: str = "train"  # manifest split trained on
     # manifest split early stopping and selection read; a list joins several (e.g. [dev, dev_emodb, dev_ravdess])

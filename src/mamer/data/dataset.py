@@ -25,8 +25,8 @@ class Targets:
     """Label space: class names, their parts, and train-split mean/std that normalise the dimensional targets.
 
     A part (`<class>@<corpus>`, from `data.class_parts`) is an output of its own that the rows of one corpus
-    with that class train, e.g. `happiness@ravdess`: RAVDESS's acted happy clips then do not pull EmoDB's
-    happiness towards them. The head has `outputs` (the classes, then the parts); wherever the model answers
+    with that class train, e.g. `happiness@ravdess`, so that RAVDESS's acted happy clips and EmoDB's need not
+    share one output. The head has `outputs` (the classes, then the parts); wherever the model answers
     or is scored, `class_logits` adds each part's probability to its class's, so the parts never show."""
 
     labels: list[str]
