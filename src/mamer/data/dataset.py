@@ -54,7 +54,7 @@ class Targets:
         parts = [f"{label}@{corpus}" for corpus, chosen in (class_parts or {}).items() for label in chosen]
         trained = {f"{u.label}@{corpus_of(u.id)}" for u in train if u.label is not None}
         for part in parts:
-            label, corpus = part.split("@")
+            label, _, corpus = part.rpartition("@")
             if label not in names:
                 raise ValueError(f"data.class_parts: {corpus}: {label!r} is not a class ({', '.join(names)})")
             if part not in trained:
@@ -72,7 +72,7 @@ class Targets:
     @property
     def output_classes(self) -> list[int]:
         """For each output, the index of the class it counts as."""
-        return list(range(len(self.labels))) + [self.labels.index(p.split("@")[0]) for p in self.parts]
+        return list(range(len(self.labels))) + [self.labels.index(p.rpartition("@")[0]) for p in self.parts]
 
     def class_index(self, u: Utterance) -> int:
         """The output row `u` trains: its corpus's part of its class if there is one, else its class; -100 for
