@@ -51,17 +51,20 @@ class Targets:
             )
             mean.append(values.mean().item() if len(values) else 0.0)
             std.append(values.std().item() if len(values) > 1 and values.std() > 0 else 1.0)
-        parts = [f"{label}@{corpus}" for corpus, chosen in (class_parts or {}).items() for label in chosen]
-        trained = {f"{u.label}@{corpus_of(u.id)}" for u in train if u.label is not None}
-        for part in parts:
-            label, _, corpus = part.rpartition("@")
-            if label not in names:
-                raise ValueError(f"data.class_parts: {corpus}: {label!r} is not a class ({', '.join(names)})")
-            if part not in trained:
-                raise ValueError(
-                    f"data.class_parts: no train row of corpus {corpus!r} (id prefix {corpus}/) has class "
-                    f"{label!r}, so its part would never train"
-                )
+        trained = {(corpus_of(u.id), u.label) for u in train if u.label is not None}
+        parts = []
+        for corpus, chosen in (class_parts or {}).items():
+            for label in chosen:
+                if label not in names:
+                    raise ValueError(
+                        f"data.class_parts: {corpus}: {label!r} is not a class ({', '.join(names)})"
+                    )
+                if (corpus, label) not in trained:
+                    raise ValueError(
+                        f"data.class_parts: no train row of corpus {corpus!r} (id prefix {corpus}/) has class "
+                        f"{label!r}, so its part would never train"
+                    )
+                parts.append(f"{label}@{corpus}")
         return cls(names, mean, std, parts)
 
     @property

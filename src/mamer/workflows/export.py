@@ -5,9 +5,10 @@ the model can take) and `out.json` describing them. Inputs, batch and lengths al
 
     audio: (B, Ta, Da) float32 frozen-encoder frames,  audio_mask: (B, Ta) bool, True = valid
     text:  (B, Tt, Dt) float32 frozen-encoder tokens,   text_mask:  (B, Tt) bool
-Outputs: `logits` (B, C) over the classes for categorical runs (a model with class parts, `data.class_parts`, gives
-their log-probabilities, each part's added to its class's), `dims` (B, 3) arousal/valence/dominance on the corpus
-scale for dimensional runs, both for task "both". The frozen encoders are not exported: run them first (see predict.py).
+Outputs: `logits` (B, C) over the classes for categorical runs (a model with class parts, `data.class_parts`,
+gives their log-probabilities, each part's added to its class's), `dims` (B, 3) arousal/valence/dominance on the
+corpus scale for dimensional runs, both for task "both". The frozen encoders are not exported: run them first
+(see predict.py).
 """
 
 from __future__ import annotations
