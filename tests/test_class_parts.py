@@ -62,12 +62,15 @@ def test_a_class_part_trains_apart_and_answers_as_its_class(joined_manifest, tin
     for u in dataset.utterances:
         part = u.label == "happy" and u.id.startswith("talk/")
         assert index[u.id] == (len(targets.labels) if part else targets.labels.index(u.label)), u.id
-    weights = {}  # the part weighs as a class of its own: each output's rows sum to the same weight
+    weights = {}  # the class keeps one class's weight, shared equally by its outputs
     for i, w in zip(index.values(), row_weights(dataset), strict=True):
         weights[i] = weights.get(i, 0.0) + w
-    assert len(weights) == len(targets.outputs) and max(weights.values()) == pytest.approx(
-        min(weights.values())
-    )
+    assert len(weights) == len(targets.outputs)
+    happy, part = targets.labels.index("happy"), len(targets.labels)
+    whole = weights[happy] + weights[part]
+    assert weights[happy] == pytest.approx(weights[part]) == pytest.approx(whole / 2)
+    assert all(weights[k] == pytest.approx(whole) for k in range(len(targets.labels)) if k != happy)
+    assert sum(weights.values()) == pytest.approx(len(index))  # the labelled rows still average 1
 
     run_dir = train(config)
     model, meta = load_model(run_dir)
