@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
+from mamer.data import file_hashes
 from mamer.data.file_hashes import HASHES_FILE, FileHashes
 
 
@@ -77,3 +78,25 @@ def test_a_cache_root_that_cannot_be_written_only_costs_the_memory(tmp_path, cap
     hashes.save()
     assert len(hashes) == 2
     assert len([r for r in caplog.records if "cannot remember audio hashes" in r.message]) == 1
+
+
+def test_a_listing_of_mostly_old_lines_is_compacted_on_load(tmp_path, monkeypatch):
+    """A file rewritten in place again and again: each rewrite appends a line, and a load that finds most lines
+    superseded keeps one line per path."""
+    monkeypatch.setattr(file_hashes, "COMPACT_AT", 6)
+    clip, other = tmp_path / "a.wav", tmp_path / "b.wav"
+    other.write_bytes(b"b")
+    for i in range(5):
+        clip.write_bytes(bytes([i]) * 10)
+        os.utime(clip, ns=(0, 10**9 * (i + 1)))  # each rewrite a new mtime
+        hashes = FileHashes(tmp_path)
+        hashes.sha256(clip)
+        hashes.sha256(other)
+        hashes.save()
+    listing = tmp_path / HASHES_FILE
+    assert len(listing.read_text().splitlines()) == 6  # each load found fewer than COMPACT_AT lines
+    hashes = FileHashes(tmp_path)
+    assert len(hashes) == 2 and len(listing.read_text().splitlines()) == 2  # 6 lines, 2 current: compacted
+    assert hashes.sha256(clip) == hashlib.sha256(bytes([4]) * 10).hexdigest()
+    hashes.save()
+    assert len(listing.read_text().splitlines()) == 2  # nothing new to append: the file was only stated

@@ -9,6 +9,11 @@ the files, and a file rewritten in place (new size or mtime) is hashed again.
 The file is append-only, one JSON line per hashed file, each written by a single `write` to a file opened for
 appending, so concurrent writers do not interleave and a kill -9 loses at most the line being written (the
 next save ends that line first). A line that does not parse is ignored: the file it named is hashed again.
+
+Only the last line of each path counts (a file rewritten in place gets a new line). When a load finds at least
+`COMPACT_AT` lines and at most half of them current, it rewrites the file atomically with the current lines only,
+so a corpus re-encoded many times does not grow the listing without end. Lines another process appends between
+that read and the rename are lost, which costs only a second hashing of their files.
 """
 
 from __future__ import annotations
@@ -19,10 +24,13 @@ import logging
 import os
 from pathlib import Path
 
+from mamer.atomic import atomic_write
+
 log = logging.getLogger(__name__)
 
 HASHES_FILE = "file-hashes.jsonl"
 SAVE_EVERY = 256  # new hashes kept in memory before they are appended, so a killed run loses few
+COMPACT_AT = 4096  # lines in the listing before a load may rewrite it with its current lines only
 
 
 class FileHashes:
@@ -37,14 +45,31 @@ class FileHashes:
             self._load()
 
     def _load(self) -> None:
+        latest: dict[str, tuple[tuple[str, int, int], str]] = {}  # path -> its last identity and hash
+        count = 0
         with self.path.open(encoding="utf-8", errors="replace") as lines:
             for line in lines:
+                count += 1
                 try:
                     item = json.loads(line)
-                    identity = (item["path"], int(item["size"]), int(item["mtime_ns"]))
-                    self._known[identity] = str(item["sha256"])
+                    identity = (str(item["path"]), int(item["size"]), int(item["mtime_ns"]))
+                    latest[identity[0]] = identity, str(item["sha256"])
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut by a kill: that file is hashed again
+        self._known = dict(latest.values())
+        if count >= COMPACT_AT and count >= 2 * len(self._known):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rewrite the listing with one line per path; a cache root this process cannot write keeps it as is."""
+        lines = [
+            json.dumps({"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": value}) + "\n"
+            for (path, size, mtime_ns), value in self._known.items()
+        ]
+        try:
+            atomic_write(self.path, lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))
+        except OSError as err:
+            log.debug("cannot compact %s (%s)", self.path, err)
 
     def __len__(self) -> int:
         return len(self._known)
