@@ -94,8 +94,8 @@ class DataConfig:
     labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
     # per corpus of a joined manifest (the id prefix, `ravdess/...`): classes whose rows of that corpus train an
     # output of their own, a part of the class (`happiness@ravdess`) whose probability is added to the class's
-    # wherever the model answers or is scored (the class's weight in the loss is shared by its outputs); for a
-    # corpus whose rendering of a class differs from the others' (e.g. {ravdess: [happiness]}: RAVDESS's acted
+    # wherever the model answers or is scored (in the class weights a part's rows count as their class's); for
+    # a corpus whose rendering of a class differs from the others' (e.g. {ravdess: [happiness]}: RAVDESS's acted
     # happy clips apart from EmoDB's; docs/mamer-base.md)
     class_parts: dict[str, list[str]] = field(default_factory=dict)
     train_split: str = "train"  # manifest split trained on

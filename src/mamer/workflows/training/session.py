@@ -147,18 +147,19 @@ def row_weights(dataset: EmotionDataset, by_corpus: bool = False) -> list[float]
     classes, counted over the whole dataset or, `by_corpus`, within each corpus (`corpus_of` the id): every
     class of a group then weighs as much in all, and the rows of a group average 1, so each corpus keeps its
     share of the loss. Repeated (oversampled) rows count as often as they are drawn; unlabelled rows get 1. A
-    class with parts (`data.class_parts`) keeps one class's weight, shared equally by its outputs: a row of
-    output o, one of m outputs of its class, weighs N / (K m n_o)."""
-    targets = dataset.targets
+    class's part (`data.class_parts`) counts as its class: parts change which output a row trains, not its
+    weight."""
+    classes_of = dataset.targets.output_classes
     groups = [corpus_of(u.id) if by_corpus else "" for u in dataset.utterances]
-    outputs = [None if (k := targets.class_index(u)) < 0 else k for u in dataset.utterances]
-    counts = Counter((g, o) for g, o in zip(groups, outputs, strict=True) if o is not None)
+    labels = [
+        None if (k := dataset.targets.class_index(u)) < 0 else classes_of[k] for u in dataset.utterances
+    ]
+    counts = Counter((g, label) for g, label in zip(groups, labels, strict=True) if label is not None)
     rows = Counter(g for g, _ in counts.elements())
-    shares = Counter((g, targets.output_classes[o]) for g, o in counts)  # outputs of each class in each group
-    classes = Counter(g for g, _ in shares)
+    classes = Counter(g for g, _ in counts)
     return [
-        1.0 if o is None else rows[g] / (classes[g] * shares[g, targets.output_classes[o]] * counts[g, o])
-        for g, o in zip(groups, outputs, strict=True)
+        1.0 if label is None else rows[g] / (classes[g] * counts[g, label])
+        for g, label in zip(groups, labels, strict=True)
     ]
 
 
