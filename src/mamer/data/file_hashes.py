@@ -33,6 +33,12 @@ SAVE_EVERY = 256  # new hashes kept in memory before they are appended, so a kil
 COMPACT_AT = 4096  # lines in the listing before a load may rewrite it with its current lines only
 
 
+def entry(identity: tuple[str, int, int], sha256: str) -> str:
+    """The listing's JSON line (without its newline) for a file's (path, size, mtime_ns) and hash."""
+    path, size, mtime_ns = identity
+    return json.dumps({"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": sha256})
+
+
 class FileHashes:
     """SHA-256 of files, read from and appended to `<root>/file-hashes.jsonl` (root None: kept in memory only)."""
 
@@ -62,10 +68,7 @@ class FileHashes:
 
     def _compact(self) -> None:
         """Rewrite the listing with one line per path; a cache root this process cannot write keeps it as is."""
-        lines = [
-            json.dumps({"path": path, "size": size, "mtime_ns": mtime_ns, "sha256": value}) + "\n"
-            for (path, size, mtime_ns), value in self._known.items()
-        ]
+        lines = [entry(identity, value) + "\n" for identity, value in self._known.items()]
         try:
             atomic_write(self.path, lambda tmp: tmp.write_text("".join(lines), encoding="utf-8"))
         except OSError as err:
@@ -87,8 +90,7 @@ class FileHashes:
         except OSError:
             return None
         self._known[identity] = value
-        entry = {"path": identity[0], "size": identity[1], "mtime_ns": identity[2], "sha256": value}
-        self._unsaved.append(json.dumps(entry))
+        self._unsaved.append(entry(identity, value))
         if len(self._unsaved) >= SAVE_EVERY:
             self.save()
         return value

@@ -149,11 +149,8 @@ def row_weights(dataset: EmotionDataset, by_corpus: bool = False) -> list[float]
     share of the loss. Repeated (oversampled) rows count as often as they are drawn; unlabelled rows get 1. A
     class's part (`data.class_parts`) counts as its class: parts change which output a row trains, not its
     weight."""
-    classes_of = dataset.targets.output_classes
     groups = [corpus_of(u.id) if by_corpus else "" for u in dataset.utterances]
-    labels = [
-        None if (k := dataset.targets.class_index(u)) < 0 else classes_of[k] for u in dataset.utterances
-    ]
+    labels = [u.label if u.label in dataset.targets.labels else None for u in dataset.utterances]
     counts = Counter((g, label) for g, label in zip(groups, labels, strict=True) if label is not None)
     rows = Counter(g for g, _ in counts.elements())
     classes = Counter(g for g, _ in counts)
