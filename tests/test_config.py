@@ -38,3 +38,23 @@ def test_bad_config_names_the_key(override, message):
 def test_missing_file_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_derived_config_replaces_per_corpus_dicts_whole(tmp_path):
+    (tmp_path / "joint.yaml").write_text(
+        "base: quickstart.yaml\n"
+        "data: {class_parts: {ravdess: [happiness], meld: [happiness]}}\n"
+        "train: {corpus_oversample: {emodb: 12, ravdess: 3}}\n"
+    )
+    (tmp_path / "one.yaml").write_text(
+        "base: joint.yaml\ndata: {class_parts: {}}\ntrain: {corpus_oversample: {ravdess: 2}}\n"
+    )
+    joint, one = load_config(tmp_path / "joint.yaml"), load_config(tmp_path / "one.yaml")
+    assert joint.train.corpus_oversample == {"emodb": 12, "ravdess": 3} and set(joint.data.class_parts) == {
+        "ravdess",
+        "meld",
+    }
+    assert one.train.corpus_oversample == {"ravdess": 2} and one.data.class_parts == {}
+    # the shipped single-corpus configs train none of the joint recipe's parts or EmoDB draws
+    assert load_config("mamer_base_emodb").train.corpus_oversample == {}
+    assert load_config("mamer_base_ravdess").data.class_parts == {}

@@ -314,7 +314,8 @@ def resolve_config_path(name: str | Path, relative_to: Path | None = None) -> Pa
     )
 
 
-REPLACED_WHOLE = ("view_weights", "class_parts")  # dict options a derived config replaces, not merges into
+# per-name dict options a derived config replaces, not merges into: a single-corpus config that says {} means none
+REPLACED_WHOLE = ("view_weights", "class_parts", "corpus_oversample")
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
