@@ -50,10 +50,8 @@ def test_a_derived_config_replaces_per_corpus_dicts_whole(tmp_path):
         "base: joint.yaml\ndata: {class_parts: {}}\ntrain: {corpus_oversample: {ravdess: 2}}\n"
     )
     joint, one = load_config(tmp_path / "joint.yaml"), load_config(tmp_path / "one.yaml")
-    assert joint.train.corpus_oversample == {"emodb": 12, "ravdess": 3} and set(joint.data.class_parts) == {
-        "ravdess",
-        "meld",
-    }
+    assert joint.train.corpus_oversample == {"emodb": 12, "ravdess": 3}
+    assert set(joint.data.class_parts) == {"ravdess", "meld"}
     assert one.train.corpus_oversample == {"ravdess": 2} and one.data.class_parts == {}
     # the shipped single-corpus configs train none of the joint recipe's parts or EmoDB draws
     assert load_config("mamer_base_emodb").train.corpus_oversample == {}
