@@ -120,3 +120,25 @@ def test_mamer_base_root_with_some_corpora(tmp_path):
     assert {u.split for u in rows} == {"train", "dev_emodb", "test_emodb"}
     assert any("no ravdess/" in n for n in result.notes)
     assert not result.warnings  # no speaker in two splits
+
+
+@needs_data
+def test_mamer_base_folds_resplit_emodb_speakers_only(tmp_path):
+    for name in ("emodb", "ravdess"):
+        (tmp_path / name).symlink_to(DATA / name)
+    plain = prepare_corpus("mamer-base", tmp_path, tmp_path / "m.jsonl").written[tmp_path / "m.jsonl"]
+    folds = list(prepare_corpus("mamer-base", tmp_path, tmp_path / "m.jsonl", folds=5).written.values())
+    assert len(folds) == 5 and folds[0] == plain  # the released split is fold 0
+    pairs = [{"emodb/03", "emodb/08"}, {"emodb/09", "emodb/10"}, {"emodb/11", "emodb/12"},
+             {"emodb/13", "emodb/14"}, {"emodb/15", "emodb/16"}]  # fmt: skip
+    for k, rows in enumerate(folds):
+        assert [u.id for u in rows] == [u.id for u in plain]
+        emodb = _splits_of([u for u in rows if corpus_of(u.id) == "emodb"], lambda u: u.speaker)
+        assert {s for s, found in emodb.items() if found == {"test_emodb"}} == pairs[k]
+        assert {s for s, found in emodb.items() if found == {"dev_emodb"}} == pairs[(k + 1) % 5]
+        assert all(len(found) == 1 for found in emodb.values())
+        ravdess = [u for u in rows if corpus_of(u.id) == "ravdess"]
+        assert ravdess == [u for u in plain if corpus_of(u.id) == "ravdess"]
+    (tmp_path / "emodb").unlink()
+    with pytest.raises(ValueError, match="no emodb/"):
+        prepare_corpus("mamer-base", tmp_path, tmp_path / "m.jsonl", folds=5)

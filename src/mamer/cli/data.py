@@ -122,13 +122,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--corpus",
         required=True,
-        help="msp-podcast, iemocap, meld, emodb, emobank, or manifest (a generic CSV/JSONL)",
+        help="msp-podcast, iemocap, meld, emodb, emobank, ravdess, goemotions, mamer-base, or manifest (CSV/JSONL)",
     )
     p.add_argument("--root", required=True, help="the corpus folder as distributed (a file for manifest)")
     p.add_argument("--out", required=True, help="manifest to write (.jsonl or .csv); folds add _fold{k}")
     p.add_argument("--strict", action="store_true", help="fail on any problem instead of skipping the row")
     p.add_argument(
-        "--folds", type=int, default=0, help="K folds, a manifest each (emodb 5, iemocap 5 sessions)"
+        "--folds",
+        type=int,
+        default=0,
+        help="K folds, a manifest each (emodb 5, iemocap 5; mamer-base: EmoDB's speakers)",
     )
     p.set_defaults(func=_prepare)
 

@@ -40,7 +40,12 @@ The shared ``dev`` split, which training early-stops on, holds the text corpora 
 rows are in their own splits, scored per corpus for model selection. (With task ``both``, scoring gave an audio
 view without ratings a NaN CCC, so a dev score over it never saved a checkpoint; the scoring now skips such
 metrics, but the released model was selected with this layout.) Each speaker set holds both genders (EmoDB
-03/10 male, 08/09 female, as its speaker fold 0).
+03/10 male, 08/09 female).
+
+EmoDB's split is its speaker fold 0 of ``EMODB_FOLDS`` (`mamer.data.corpora.speaker_folds`: sorted speakers cut
+into five pairs; fold k tests pair k and develops on pair k+1). `emodb_folds` gives the joint manifest for every
+fold, EmoDB's rows resplit and the other corpora's unchanged (``mamer prepare --corpus mamer-base --folds 5``), for
+the cross-validated EmoDB comparison.
 """
 
 from __future__ import annotations
@@ -53,10 +58,11 @@ from pathlib import Path
 from mamer.data.corpora.base import Prepared
 from mamer.data.corpora.emobank import read_emobank
 from mamer.data.corpora.emodb import read_emodb
+from mamer.data.corpora.folds import speaker_folds
 from mamer.data.corpora.goemotions import read_goemotions
 from mamer.data.corpora.meld import read_meld
 from mamer.data.corpora.ravdess import read_ravdess
-from mamer.data.manifest import Utterance
+from mamer.data.manifest import Utterance, corpus_of
 
 LABELS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise")
 # Corpus label -> mamer-base class; None = left out. EmoBank has no classes.
@@ -92,7 +98,7 @@ READERS: dict[str, Callable[[Path], Prepared]] = {
     "emobank": read_emobank,
 }
 AUDIO_CORPORA = ("emodb", "ravdess")
-EMODB_SPEAKERS = {"03": "test", "08": "test", "09": "dev", "10": "dev"}  # the other six train
+EMODB_FOLDS = 5  # EmoDB's split: its speaker fold 0 of five (test 03, 08; dev 09, 10; the other six train)
 # Every 8th GoEmotions train row (4,945 of 39,555 single-label rows), so that the whole recipe trains in about an
 # hour on 2 CPU cores; its dev and test rows are all kept.
 GOEMOTIONS_TRAIN_EVERY = 8
@@ -132,7 +138,25 @@ def read_mamer_base(root: Path) -> Prepared:
             out.notes.append(
                 f"{name}: {sum(dropped.values())} rows outside the mamer-base classes left out ({counts})"
             )
+    out.rows = emodb_fold(out.rows, 0, EMODB_FOLDS)
     return out
+
+
+def emodb_folds(rows: list[Utterance], k: int) -> list[list[Utterance]]:
+    """The joint manifest once per EmoDB speaker fold (``k`` folds): EmoDB's rows resplit, the rest unchanged."""
+    if not any(corpus_of(u.id) == "emodb" for u in rows):
+        raise ValueError("--folds resplits EmoDB's speakers, and this mamer-base root has no emodb/")
+    return [emodb_fold(rows, fold, k) for fold in range(k)]
+
+
+def emodb_fold(rows: list[Utterance], fold: int, k: int) -> list[Utterance]:
+    """``rows`` with EmoDB's split set by its speaker fold ``fold`` of ``k`` (``test_emodb``, ``dev_emodb``,
+    ``train``); the other corpora's rows, and the order, unchanged."""
+    emodb = [u for u in rows if corpus_of(u.id) == "emodb"]
+    if not emodb:
+        return rows
+    split = {u.id: split_name("emodb", u.split) for u in speaker_folds(emodb, k)[fold]}
+    return [dataclasses.replace(u, split=split[u.id]) if u.id in split else u for u in rows]
 
 
 def joint_rows(corpus: str, rows: list[Utterance]) -> tuple[list[Utterance], Counter[str]]:
@@ -147,7 +171,7 @@ def joint_rows(corpus: str, rows: list[Utterance]) -> tuple[list[Utterance], Cou
             if label is None:
                 dropped[u.label] += 1
                 continue
-        split = EMODB_SPEAKERS.get(u.speaker, "train") if corpus == "emodb" else u.split
+        split = "train" if corpus == "emodb" else u.split  # EmoDB's by its speaker fold (`emodb_fold`)
         speaker = None if u.speaker is None else f"{corpus}/{u.speaker}"  # EmoDB's 03 is not RAVDESS's 03
         kept.append(dataclasses.replace(u, id=f"{corpus}/{u.id}", label=label, speaker=speaker,
                                         split=split_name(corpus, split)))  # fmt: skip

@@ -2,8 +2,8 @@
 
 Problems are reported and the rows skipped, or raised with ``strict=True``. Corpora without an official split get
 folds, one manifest per fold (``out_fold0.jsonl``, ...): speaker-independent for EmoDB, leave-one-session-out for
-IEMOCAP. Every audio file's header is read: an empty or unreadable file leaves a text-only row (or skips a row
-without text), a problem naming it. Speakers found in more than one split of a manifest, and (in a generic
+IEMOCAP; mamer-base's folds resplit EmoDB's speakers only. Every audio file's header is read: an empty or
+unreadable file leaves a text-only row (or skips a row without text), a problem naming it. Speakers found in more than one split of a manifest, and (in a generic
 manifest) rows of a class that its train split lacks, are warnings.
 """
 
@@ -54,7 +54,8 @@ def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds
         result.written[out] = rows
     else:
         unit, group = corpus.fold_unit
-        for k, fold_rows in enumerate(speaker_folds(rows, folds, group, unit)):
+        cut = corpus.cut_folds or (lambda rows, k: speaker_folds(rows, k, group, unit))
+        for k, fold_rows in enumerate(cut(rows, folds)):
             result.written[out.with_name(f"{out.stem}_fold{k}{out.suffix}")] = fold_rows
     for path, manifest_rows in result.written.items():
         write_manifest(manifest_rows, path)

@@ -13,7 +13,7 @@ from mamer.data.corpora.emodb import read_emodb
 from mamer.data.corpora.folds import speaker_of
 from mamer.data.corpora.goemotions import read_goemotions
 from mamer.data.corpora.iemocap import read_iemocap, session_of
-from mamer.data.corpora.mamer_base import read_mamer_base
+from mamer.data.corpora.mamer_base import emodb_folds, read_mamer_base
 from mamer.data.corpora.meld import read_meld
 from mamer.data.corpora.msp_podcast import read_msp_podcast
 from mamer.data.corpora.ravdess import read_ravdess
@@ -23,14 +23,15 @@ from mamer.data.manifest import Utterance, read_rows
 @dataclass(frozen=True)
 class Corpus:
     """An adapter: ``read(root)`` gives rows and problems; ``default_folds`` > 0 when it has no official
-    split; ``folds`` says whether folds make sense for it at all, and ``fold_unit`` what they hold out;
-    ``user_labels`` when its labels are the user's own (not a corpus's fixed codes): `prepare` then warns
+    split; ``folds`` says whether folds make sense for it at all, and ``fold_unit`` what they hold out (across
+    all rows, unless ``cut_folds(rows, k)`` cuts the k folds its own way); ``user_labels`` when its labels are the user's own (not a corpus's fixed codes): `prepare` then warns
     about classes that a manifest's train split lacks."""
 
     read: Callable[[Path], Prepared]
     default_folds: int = 0
     folds: bool = False
     fold_unit: tuple[str, Callable[[Utterance], str | None]] = ("speaker", speaker_of)
+    cut_folds: Callable[[list[Utterance], int], list[list[Utterance]]] | None = None
     user_labels: bool = False
 
 
@@ -49,7 +50,7 @@ CORPORA: dict[str, Corpus] = {
     "emobank": Corpus(read_emobank),
     "ravdess": Corpus(read_ravdess, folds=True),
     "goemotions": Corpus(read_goemotions),
-    "mamer-base": Corpus(read_mamer_base),
+    "mamer-base": Corpus(read_mamer_base, folds=True, cut_folds=emodb_folds),  # EmoDB's speakers only
     "manifest": Corpus(read_generic, folds=True, user_labels=True),
 }
 ALIASES = {"msp_podcast": "msp-podcast"}
