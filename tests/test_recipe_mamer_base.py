@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from mamer import EmotionRecognizer
-from mamer.data.corpora.mamer_base import LABELS, read_mamer_base
-from mamer.data.manifest import corpus_of, write_manifest
+from mamer.data.corpora.mamer_base import LABELS, emodb_fold, read_mamer_base
+from mamer.data.manifest import corpus_of, read_manifest, write_manifest
 from mamer.workflows.training.loop import train
 from test_corpora import DATA, needs_data  # the real corpora in ../shared/data
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "recipes" / "mamer_base"))  # the scripts import each other
 import compare  # noqa: E402
 import dev_selection  # noqa: E402
+import emodb_folds  # noqa: E402
 import release  # noqa: E402
 
 ROWS = {"train": 12}  # rows kept per corpus and split; 6 in every other split
@@ -33,16 +34,25 @@ def runs(tiny_config, tmp_path_factory) -> list[Path]:
         if len(group) < ROWS.get(u.split, 6):
             group.append(u)
     write_manifest([u for group in kept.values() for u in group], folder / "manifest.jsonl")
-    options = [f"data.manifest={folder / 'manifest.jsonl'}", "data.task=both", f"data.labels=[{','.join(LABELS)}]",
-               "data.test_split=test_emodb", "train.epochs=1"]  # fmt: skip
     return [
-        train(
-            tiny_config(
-                folder, "quickstart", *options, f"run_dir={folder / f'seed{seed}'}", f"train.seed={seed}"
-            )
-        )
-        for seed in (0, 1)
+        train(recipe_config(tiny_config, folder, "manifest.jsonl", f"seed{seed}", seed)) for seed in (0, 1)
     ]
+
+
+@pytest.fixture(scope="module")
+def fold1_run(runs, tiny_config) -> Path:
+    """The recipe on the same rows with EmoDB's speaker fold 1 of 3: the subsample's EmoDB speakers are 03
+    (test), 09 (dev) and 11 (train), so fold 1 tests 09."""
+    folder = runs[0].parent
+    rows, _ = read_manifest(folder / "manifest.jsonl")
+    write_manifest(emodb_fold(rows, 1, 3), folder / "manifest_fold1.jsonl")
+    return train(recipe_config(tiny_config, folder, "manifest_fold1.jsonl", "fold1", 0))
+
+
+def recipe_config(tiny_config, folder: Path, manifest: str, name: str, seed: int):
+    options = [f"data.manifest={folder / manifest}", "data.task=both", f"data.labels=[{','.join(LABELS)}]",
+               "data.test_split=test_emodb", "train.epochs=1", f"run_dir={folder / name}", f"train.seed={seed}"]  # fmt: skip
+    return tiny_config(folder, "quickstart", *options)
 
 
 def run_main(module, argv: list[str], capsys) -> str:
@@ -98,3 +108,22 @@ def test_compare_puts_every_corpus_beside_the_dedicated_runs(runs, capsys):
     )
     assert ("EmoDB", "audio", "uar (own classes)") in rows
     assert rows["MELD", "text", "weighted_f1"].rstrip().endswith("| - | - |")
+
+
+@needs_data
+def test_emodb_folds_groups_runs_by_their_test_speakers(runs, fold1_run, capsys):
+    """Fold 0 (seed 0 against seed 1) and fold 1 (the fold-1 run on both sides): one row per fold and metric,
+    and a mean row over the two folds."""
+    argv = ["--mamer-base", str(runs[0]), str(fold1_run), "--dedicated", str(runs[1]), str(fold1_run)]
+    out = run_main(emodb_folds, argv, capsys)
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in out.splitlines()}
+    gaps = []
+    for fold in ("03", "09"):
+        cells = [cell.strip() for cell in rows[fold, "uar (own classes)"].strip("|").split("|")]
+        gaps.append(float(cells[4]))
+        assert gaps[-1] == pytest.approx(float(cells[2]) - float(cells[3]), abs=1.5e-3)  # one run a side
+    assert gaps[1] == 0.0  # the same run on both sides
+    mean = [cell.strip() for cell in rows["mean of 2 folds", "uar (own classes)"].strip("|").split("|")]
+    gap, spread = mean[4].split(" ± ")
+    assert float(gap) == pytest.approx((gaps[0] + gaps[1]) / 2, abs=1e-3)
+    assert spread.endswith(f"(mamer-base ≥ dedicated on {(gaps[0] >= 0) + 1} of 2)")
