@@ -126,4 +126,8 @@ def test_emodb_folds_groups_runs_by_their_test_speakers(runs, fold1_run, capsys)
     mean = [cell.strip() for cell in rows["mean of 2 folds", "uar (own classes)"].strip("|").split("|")]
     gap, spread = mean[4].split(" ± ")
     assert float(gap) == pytest.approx((gaps[0] + gaps[1]) / 2, abs=1e-3)
-    assert spread.endswith(f"(mamer-base ≥ dedicated on {(gaps[0] >= 0) + 1} of 2)")
+    std = float(spread.split()[0])
+    assert std == pytest.approx(abs(gaps[0]) / 2**0.5, abs=1e-3)  # two gaps, one of them 0
+    assert (
+        f"(standard error {std / 2**0.5:.3f}; mamer-base ≥ dedicated on {(gaps[0] >= 0) + 1} of 2)" in spread
+    )

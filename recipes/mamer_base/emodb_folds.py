@@ -6,7 +6,7 @@ docs/mamer-base.md.
 Each run is put in its fold by the EmoDB speakers of its manifest's ``test_emodb`` split (the manifests of
 ``mamer prepare --corpus mamer-base --folds 5``). Each run is scored on ``test_emodb`` over EmoDB's own classes
 (`compare.run_scores`); a fold's cell is the mean over its runs (seeds), the last row the mean over the folds that
-both sides have, with the per-fold differences' mean ± std and how many favour mamer-base.
+both sides have, with the per-fold differences' mean ± std, its standard error and how many favour mamer-base.
 """
 
 from __future__ import annotations
@@ -70,7 +70,8 @@ def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
             lines.append(
                 f"| mean of {len(both)} folds | {metric} | {statistics.mean(ours):.3f} | "
                 f"{statistics.mean(theirs):.3f} | {statistics.mean(gaps):+.3f} ± {statistics.stdev(gaps):.3f} "
-                f"(mamer-base ≥ dedicated on {ahead} of {len(gaps)}) |"
+                f"(standard error {statistics.stdev(gaps) / len(gaps) ** 0.5:.3f}; "
+                f"mamer-base ≥ dedicated on {ahead} of {len(gaps)}) |"
             )
     return "\n".join(lines)
 
