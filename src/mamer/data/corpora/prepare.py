@@ -3,8 +3,9 @@
 Problems are reported and the rows skipped, or raised with ``strict=True``. Corpora without an official split get
 folds, one manifest per fold (``out_fold0.jsonl``, ...): speaker-independent for EmoDB, leave-one-session-out for
 IEMOCAP; mamer-base's folds resplit EmoDB's speakers only. Every audio file's header is read: an empty or
-unreadable file leaves a text-only row (or skips a row without text), a problem naming it. Speakers found in more than one split of a manifest, and (in a generic
-manifest) rows of a class that its train split lacks, are warnings.
+unreadable file leaves a text-only row (or skips a row without text), a problem naming it. Speakers found in more
+than one split of a manifest, and (in a generic manifest) rows of a class that its train split lacks, are
+warnings.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from mamer.data.manifest import Utterance, read_rows
 class Corpus:
     """An adapter: ``read(root)`` gives rows and problems; ``default_folds`` > 0 when it has no official
     split; ``folds`` says whether folds make sense for it at all, and ``fold_unit`` what they hold out (across
-    all rows, unless ``cut_folds(rows, k)`` cuts the k folds its own way); ``user_labels`` when its labels are the user's own (not a corpus's fixed codes): `prepare` then warns
-    about classes that a manifest's train split lacks."""
+    all rows, unless ``cut_folds(rows, k)`` cuts the k folds its own way); ``user_labels`` when its labels are
+    the user's own (not a corpus's fixed codes): `prepare` then warns about classes that a manifest's train
+    split lacks."""
 
     read: Callable[[Path], Prepared]
     default_folds: int = 0
