@@ -45,6 +45,18 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} ({each})"
 
 
+def side_by_side(ours: list[float], theirs: list[float]) -> tuple[str, float | None]:
+    """The mamer-base, dedicated and difference-of-means cells of one table row ("-" where a side has no run),
+    and that difference (None then)."""
+    gap = statistics.mean(ours) - statistics.mean(theirs) if ours and theirs else None
+    cells = [
+        spread(ours) if ours else "-",
+        spread(theirs) if theirs else "-",
+        "-" if gap is None else f"{gap:+.3f}",
+    ]
+    return " | ".join(cells), gap
+
+
 def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
     lines = [
         "| test set | view | metric | mamer-base | dedicated | difference of means |",
@@ -55,20 +67,29 @@ def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
         for metric in [*metrics, *own]:
             ours = [scores[metric] for scores in base.get(split, [])]
             theirs = [scores[metric] for scores in dedicated.get(split, [])]
-            gap = statistics.mean(ours) - statistics.mean(theirs) if ours and theirs else None
-            cells = [spread(ours) if ours else "-", spread(theirs) if theirs else "-"]
-            lines.append(f"| {corpus} | {view} | {metric} | {' | '.join(cells)} | "
-                         f"{'-' if gap is None else f'{gap:+.3f}'} |")  # fmt: skip
+            cells, _ = side_by_side(ours, theirs)
+            lines.append(f"| {corpus} | {view} | {metric} | {cells} |")
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--mamer-base", nargs="+", type=Path, required=True, help="mamer-base runs (seeds)")
-    parser.add_argument("--dedicated", nargs="+", type=Path, required=True, help="dedicated runs, any corpus")
+def runs_parser(doc: str, base_help: str, dedicated_help: str) -> argparse.ArgumentParser:
+    """The command line of the comparison scripts: mamer-base runs, dedicated runs, and --out."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mamer-base", nargs="+", type=Path, required=True, help=base_help)
+    parser.add_argument("--dedicated", nargs="+", type=Path, required=True, help=dedicated_help)
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
+    return parser
+
+
+def show(text: str, out: Path | None) -> None:
+    """Print the table, and write it to ``out`` when given."""
+    print(text)
+    if out:
+        out.write_text(text + "\n")
+
+
+def main() -> None:
+    parser = runs_parser(__doc__, "mamer-base runs (seeds)", "dedicated runs, any corpus")
     args = parser.parse_args()
     base = {split: [run_scores(run, split) for run in args.mamer_base] for split in TESTS}
     dedicated: dict[str, list[dict]] = {}
@@ -77,10 +98,7 @@ def main() -> None:
         if split not in TESTS:
             parser.error(f"{run}: its test split {split!r} is none of {sorted(TESTS)}")
         dedicated.setdefault(split, []).append(run_scores(run, split))
-    text = table(base, dedicated)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    show(table(base, dedicated), args.out)
 
 
 if __name__ == "__main__":

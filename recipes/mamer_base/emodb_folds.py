@@ -11,11 +11,10 @@ both sides have, with the per-fold differences' mean ± std, its standard error 
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from pathlib import Path
 
-from compare import run_scores, spread
+from compare import run_scores, runs_parser, show, side_by_side
 
 from mamer.checkpoint import read_meta
 from mamer.data.manifest import read_manifest
@@ -56,13 +55,10 @@ def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
         for fold in folds:
             ours = [scores[metric] for scores in base.get(fold, [])]
             theirs = [scores[metric] for scores in dedicated.get(fold, [])]
-            gap = statistics.mean(ours) - statistics.mean(theirs) if ours and theirs else None
+            cells, gap = side_by_side(ours, theirs)
             if gap is not None:
                 gaps.append(gap)
-            cells = [spread(ours) if ours else "-", spread(theirs) if theirs else "-"]
-            lines.append(
-                f"| {fold} | {metric} | {' | '.join(cells)} | {'-' if gap is None else f'{gap:+.3f}'} |"
-            )
+            lines.append(f"| {fold} | {metric} | {cells} |")
         if len(both) > 1:
             ours = [statistics.mean(s[metric] for s in base[fold]) for fold in both]
             theirs = [statistics.mean(s[metric] for s in dedicated[fold]) for fold in both]
@@ -77,17 +73,8 @@ def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--mamer-base", nargs="+", type=Path, required=True, help="mamer-base runs, any fold")
-    parser.add_argument("--dedicated", nargs="+", type=Path, required=True, help="dedicated EmoDB runs")
-    parser.add_argument("--out", type=Path, help="also write the markdown table here")
-    args = parser.parse_args()
-    text = table(by_fold(args.mamer_base), by_fold(args.dedicated))
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    args = runs_parser(__doc__, "mamer-base runs, any fold", "dedicated EmoDB runs").parse_args()
+    show(table(by_fold(args.mamer_base), by_fold(args.dedicated)), args.out)
 
 
 if __name__ == "__main__":
