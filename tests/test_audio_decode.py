@@ -101,7 +101,7 @@ def test_decode_bytes_matches_the_file_and_names_the_upload(speech, tmp_path):
     encode(tmp_path / "clip.webm", wave, sr, "libopus", 48000)
     data = (tmp_path / "clip.webm").read_bytes()
     np.testing.assert_allclose(decode_bytes(data, SR), load_audio(tmp_path / "clip.webm", SR), atol=1e-6)
-    with pytest.raises(AudioLoadError, match=r"^recording\.webm: .*not a readable") as caught:
+    with pytest.raises(AudioLoadError, match=r"^recording\.webm: .*not an audio file") as caught:
         decode_bytes(os.urandom(2000), SR, what="recording.webm")
     assert "BytesIO" not in str(caught.value)
     with pytest.raises(AudioLoadError, match=r"^upload: empty file"):
@@ -150,10 +150,10 @@ def test_bad_files_raise_audio_load_error_naming_the_file(speech, tmp_path):
     os.symlink(tmp_path / "loop_b.wav", tmp_path / "loop_a.wav")
     os.symlink(tmp_path / "loop_a.wav", tmp_path / "loop_b.wav")
     expected = {
-        "truncated.m4a": "not a readable",
+        "truncated.m4a": "not an audio file",
         "empty.wav": "empty file",
-        "corrupt.wav": "not a readable",
-        "corrupt.webm": "not a readable",
+        "corrupt.wav": "not an audio file",
+        "corrupt.webm": "not an audio file",
         "nan.wav": "NaN or infinite",
         "silent.wav": "zero-length",
         "folder.wav": "is a folder",

@@ -323,7 +323,7 @@ def test_meld_media_rows_attach_mp4_without_ffmpeg(meld, no_ffmpeg, tmp_path):
         f"{meld / 'train_sent_emo.csv'}:5: empty transcript and no audio file for dia0_utt3; row skipped"
     ]
     assert prepared.notes == ["1 MELD rows have an empty transcript (e.g. train_dia0_utt2): audio only"]
-    with pytest.raises(AudioLoadError, match=r"dia0_utt0\.mp4: not a readable audio or video file"):
+    with pytest.raises(AudioLoadError, match=r"dia0_utt0\.mp4: not an audio file"):
         load_audio(video, 16000)  # the fixture's mp4 is not a real video: named, with the reason
     result = prepare_corpus("meld", meld, tmp_path / "meld.jsonl")
     assert len(result.warnings) == 1 and "Ross (dev, train)" in result.warnings[0]

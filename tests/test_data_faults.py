@@ -102,7 +102,7 @@ def test_prepare_names_every_bad_row_and_keeps_the_good(corpus, tmp_path, capsys
         8: "not UTF-8 (byte 0xe9 at column",
         11: "loop.wav: cannot be read (symlink loop); row kept as text only",
         12: "loop.wav: cannot be read (symlink loop), and the row has no text; row skipped",
-        15: "corrupt.wav: not a readable audio or video file",
+        15: "corrupt.wav: not an audio file",
         16: "class 'surprise' (test) is not in the train split",
     }
     for line, message in expected.items():

@@ -90,7 +90,7 @@ def test_load_audio_errors_name_the_file(tmp_path):
         load_audio(tmp_path / "missing.wav", SR)
     garbage = tmp_path / "garbage.wav"
     garbage.write_bytes(b"RIFF not really a wave file")
-    with pytest.raises(AudioLoadError, match="garbage.wav: not a readable audio"):
+    with pytest.raises(AudioLoadError, match="garbage.wav: not an audio file"):
         load_audio(garbage, SR)
     empty = tmp_path / "empty.wav"
     sf.write(empty, np.zeros(0, np.float32), SR)

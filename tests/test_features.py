@@ -214,7 +214,7 @@ def test_bad_audio_is_reported_and_skipped(corpus, tmp_path):
     assert [(s["id"], s["kept"]) for s in cached.partial] == [(rows[1].id, "text"), (rows[4].id, "text")]
     report = [json.loads(line) for line in (folder / "skipped.jsonl").read_text().splitlines()]
     assert [r["id"] for r in report] == [rows[2].id, rows[1].id, rows[4].id]
-    assert "corrupt.wav: not a readable audio" in report[0]["reason"] and report[0]["split"] == "test"
+    assert "corrupt.wav: not an audio file" in report[0]["reason"] and report[0]["split"] == "test"
     assert "missing.wav: no such audio file" in report[2]["reason"] and report[2]["kept"] == "text"
     assert cache_summary(folder)["test"] == {"utterances": 7, "skipped": 1, "partial": 2}
     assert [cached.audio_of(i) is None for i in range(7)] == [False, True, False, True, False, False, False]

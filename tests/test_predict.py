@@ -115,7 +115,7 @@ def test_clear_errors(runs, test_rows, tmp_path):
         recognizer.predict(text="  ")
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio")
-    with pytest.raises(ValueError, match="broken.wav: not a readable audio"):
+    with pytest.raises(ValueError, match="broken.wav: not an audio file"):
         recognizer.predict(audio=broken)
     with pytest.raises(FileNotFoundError, match="no trained model"):
         EmotionRecognizer.load(tmp_path)
@@ -171,7 +171,7 @@ def test_cli_predict_folder_skips_bad_files_and_writes_rows(runs, test_rows, tmp
         args += ["--asr", "none"]  # the third clip has no transcript and stays audio-only
         assert main([*args, "--out", str(out)]) == 0
         err = capsys.readouterr().err
-        assert "broken.wav: not a readable audio" in err and "silent.flac" in err
+        assert "broken.wav: not an audio file" in err and "silent.flac" in err
         assert "2 of 5 inputs skipped" in err
     rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [u.id for u in test_rows[:3]]

@@ -79,7 +79,7 @@ def test_rejections(client, runs):
     cases = [
         ({}, None, 422, "send an `audio` file, a `text` field, or both"),
         ({"text": "  "}, None, 422, "send an `audio` file"),
-        ({}, {"audio": ("x.wav", b"not audio at all", "audio/wav")}, 422, "x.wav: not a readable audio"),
+        ({}, {"audio": ("x.wav", b"not audio at all", "audio/wav")}, 422, "x.wav: not an audio file"),
         (
             {},
             {"audio": ("long.wav", wav_bytes(10.0, 8000), "audio/wav")},

@@ -271,7 +271,7 @@ def test_bad_boolean(client):
 
 def test_unreadable_upload_names_its_file(client):
     upload = {"audio": ("voice memo.m4a", b"\x00\x01 certainly not audio " * 40, "audio/mp4")}
-    assert_named(client, client.post("/predict", files=upload), 422, "voice memo.m4a", "not a readable audio")
+    assert_named(client, client.post("/predict", files=upload), 422, "voice memo.m4a", "not an audio file")
     truncated = wav_bytes(np.zeros(16000))[:30]
     upload = {"audio": ("cut.wav", truncated, "audio/wav")}
     assert_named(client, client.post("/predict", files=upload), 422, "cut.wav")

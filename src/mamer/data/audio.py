@@ -5,6 +5,13 @@ the audio track of MP4 video. Each frame goes through one stateful `av.AudioResa
 per file, so a file read block by block (`stream_audio`) has no seams. Channels are averaged to mono after
 resampling (swresample's own downmix sums stereo at 0.707 each and can clip). WAV and FLAC files are read
 with libsndfile and `scipy.signal.resample_poly` instead, which is faster for them (see `load_audio`).
+
+Every file and upload is hostile until checked. FFmpeg guesses a container from the bytes, and some of its
+demuxers open other things: `concat` playlists and `hls` open files named inside them, `sdp`/`rtp`/`rtsp`
+open network sockets, `image2` globs paths. So PyAV opens only the demuxers of `ALLOWED_DEMUXERS` (FFmpeg's
+`format_whitelist`, checked after probing and before a demuxer reads anything), and reads from memory or from
+a file object this module opened itself, so no FFmpeg protocol (file, http, concat:, subfile:, ...) is used.
+Anything else is "not an audio file", with no detail that could tell a prober what exists on the machine.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import errno
 import io
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from math import gcd
 from pathlib import Path
 
@@ -27,6 +35,17 @@ log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".webm", ".mp4", ".mov")
 VIA_SOUNDFILE = (".wav", ".flac")  # libsndfile + resample_poly read these faster than PyAV (measured)
 MAX_PEAK = 1000.0  # decoded samples lie within -1..1; an upload far beyond that is refused (decode_bytes)
+# FFmpeg demuxers that may read untrusted input: the containers people record and share speech in. A demuxer
+# whose FFmpeg name lists several ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm") is allowed by any of them.
+ALLOWED_DEMUXERS = (
+    "wav", "w64", "flac", "mp3", "ogg",  # ogg: Vorbis, Opus (.ogg, .oga, .opus)
+    "matroska",  # .mkv, .mka, .webm (browsers' MediaRecorder)
+    "mov",  # .mp4, .m4a, .mov, .3gp (phones, Safari's MediaRecorder); external references stay off (FFmpeg default)
+    "aac", "aiff", "caf", "amr", "au", "wv",  # ADTS AAC; Apple AIFF/CAF; AMR (phone memos); Sun au; WavPack
+)  # fmt: skip
+NOT_AUDIO = (
+    "not an audio file (MAMER reads WAV, FLAC, MP3, OGG/Opus, WebM/MKV, MP4/M4A/MOV, AAC, AIFF, CAF, AMR)"
+)
 
 
 class AudioLoadError(ValueError):
@@ -187,12 +206,19 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
     return wave.mean(axis=1), sr
 
 
-def _open(source: Path | str | bytes, what: str) -> av.container.InputContainer:
-    """An input container for a path or in-memory bytes; AudioLoadError naming `what` if FFmpeg cannot."""
-    try:
-        return av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), mode="r")
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise AudioLoadError(f"{what}: not a readable audio or video file ({_reason(err)})") from err
+@contextmanager
+def _open(source: Path | bytes, what: str) -> Iterator[av.container.InputContainer]:
+    """An input container of an allowed demuxer (`ALLOWED_DEMUXERS`) over in-memory bytes or a file object
+    opened here (no FFmpeg protocol); AudioLoadError naming `what` for anything else."""
+    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as raw:
+        try:
+            container = av.open(raw, mode="r", options={"format_whitelist": ",".join(ALLOWED_DEMUXERS)})
+        except (av.FFmpegError, OSError, ValueError) as err:
+            # FFmpeg's reason stays in the debug log: whatever it says is the prober's answer, not the user's
+            log.debug("%s: FFmpeg refused it (%s)", what, _reason(err))
+            raise AudioLoadError(f"{what}: {NOT_AUDIO}") from None
+        with container:
+            yield container
 
 
 def _audio_stream(container: av.container.InputContainer, what: str) -> av.audio.stream.AudioStream:
