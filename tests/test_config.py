@@ -1,6 +1,15 @@
+import dataclasses
+
 import pytest
 
-from mamer.config import builtin_configs, config_from_dict, config_to_dict, load_config
+from mamer.config import (
+    builtin_configs,
+    config_from_dict,
+    config_to_dict,
+    differing_keys,
+    load_config,
+    load_experiment,
+)
 
 
 def test_builtin_quickstart_and_overrides():
@@ -56,3 +65,37 @@ def test_a_derived_config_replaces_per_corpus_dicts_whole(tmp_path):
     # the shipped single-corpus configs train none of the joint recipe's parts or EmoDB draws
     assert load_config("mamer_base_emodb").train.corpus_oversample == {}
     assert load_config("mamer_base_ravdess").data.class_parts == {}
+
+
+def test_every_builtin_config_loads_as_the_model_its_header_names():
+    """Through `load_config` (what `mamer train --config NAME` reads), not only through `plan`: a dedicated model
+    (one view) is supervised only with no [MASK]ed inputs, and a model without reconstruction masks nothing."""
+    dedicated = 0
+    for name in builtin_configs():
+        config = load_config(name)
+        loss = config.loss
+        if len(config.model.views) == 1:
+            assert (loss.contrastive, loss.mae, loss.mask_ratio) == (0, 0, 0), (name, loss)
+            dedicated += 1
+        if loss.mae == 0:
+            assert loss.mask_ratio == 0, (name, loss)
+    assert dedicated >= 4  # quickstart audio/text/multimodal only, emodb_audio_only
+
+
+def test_a_config_of_one_system_trains_what_mamer_experiment_trains_for_it():
+    """`mamer train --config quickstart_audio_only` and the audio_only runs of `mamer experiment` are one model:
+    the same config but for the run's name, folder and seed."""
+    from mamer.workflows.experiments.experiment import SYSTEMS, plan
+
+    checked = []
+    for name in builtin_configs():
+        config, e = load_experiment(name)
+        if len(e.systems) != 1 or e.systems[0] not in SYSTEMS or e.systems[0] in e.custom:
+            continue
+        run = plan(config, dataclasses.replace(e, seeds=[config.train.seed], folds=0))[0]
+        alone, planned = config_to_dict(config), config_to_dict(run.config)
+        for raw in (alone, planned):
+            del raw["name"], raw["run_dir"]
+        assert differing_keys(alone, planned) == [], name
+        checked.append(name)
+    assert {"quickstart_audio_only", "quickstart_no_mae", "emodb_audio_only"} <= set(checked)
