@@ -24,6 +24,14 @@ def test_base_inheritance():
     assert {"quickstart", "quickstart_audio_only", "quickstart_multimodal_only"} <= set(builtin_configs())
 
 
+def test_numbers_in_e_notation_are_numbers():
+    """YAML reads 1e-4 as a string (it wants 1.0e-4): a float option takes it as the number it means, not as a
+    string that fails deep inside the optimizer."""
+    config = load_config("quickstart", ["train.lr=1e-4", "loss.mae=2", "train.init_lr_scale=0.5"])
+    assert (config.train.lr, config.loss.mae, config.train.init_lr_scale) == (1e-4, 2.0, 0.5)
+    assert type(config.loss.mae) is float
+
+
 def test_round_trip():
     config = load_config("quickstart")
     assert config_from_dict(config_to_dict(config)) == config
@@ -36,6 +44,8 @@ def test_round_trip():
         ("data.task=regression", "data.task"),
         ("model.views=[video]", "views"),
         ("loss.mask_ratio=1.5", "mask_ratio"),
+        ("train.lr=fast", r"train.lr must be a number \(e.g. 1.0e-4\), got 'fast'"),
+        ("loss.mae=true", "loss.mae must be a number"),
         ("oops", "section.key=value"),
     ],
 )

@@ -266,8 +266,22 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"unknown config key {where}{key!r}; known: {sorted(known)}")
         sub = _SECTIONS.get(key) if cls is RunConfig else None
-        kwargs[key] = _build(sub, value or {}, f"{key}.") if sub else value
+        if sub:
+            value = _build(sub, value or {}, f"{key}.")
+        elif known[key].type == "float":
+            value = _number(value, f"{where}{key}")
+        kwargs[key] = value
     return cls(**kwargs)
+
+
+def _number(value: Any, key: str) -> float:
+    """A float option's value as a float: YAML reads `1e-4` (no dot, no exponent sign) as a string."""
+    if not isinstance(value, bool) and isinstance(value, int | float | str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError(f"{key} must be a number (e.g. 1.0e-4), got {value!r}")
 
 
 _SECTIONS = {

@@ -40,7 +40,13 @@ from mamer.workflows.training.session import Session, seed_everything, start_ses
 log = logging.getLogger(__name__)
 
 
+class NonFiniteLoss(ValueError):
+    """Training stopped before an update: a loss term came out NaN or infinite (every later step would be too)."""
+
+
 def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """The learning rate's factor at optimizer step `step` (from 0): linear from 1/`warmup` up to 1 over the
+    first `warmup` steps, then half a cosine from 1 down to 0 at step `total`, and 0 after it."""
     if step < warmup:
         return (step + 1) / warmup
     return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
@@ -69,23 +75,44 @@ def accumulation_groups(loader: Iterable[Batch], size: int) -> Iterator[list[Bat
         yield group
 
 
-def optimizer_step(s: Session, batches: list[Batch], step: int) -> dict[str, torch.Tensor]:
-    """One AdamW update on the mean loss of `batches`; returns the loss terms of the last one.
+def optimizer_step(s: Session, batches: list[Batch], step: int) -> dict[str, float]:
+    """One AdamW update on the mean loss of `batches`; returns each loss term's mean over the batches that have
+    it (a view without rows in a batch has no term there). NonFiniteLoss, before any weight changes, when a
+    batch's loss is NaN or infinite.
 
     Under DDP the gradients are averaged over the ranks once, on the last batch's backward (`no_sync` before).
     """
     for group in s.optimizer.param_groups:
         group["lr"] = learning_rate(s, step) * group.get("lr_scale", 1.0)  # none in states saved before it
     s.optimizer.zero_grad(set_to_none=True)
+    sums: dict[str, list[torch.Tensor]] = {}
     for i, batch in enumerate(batches):
         accumulate = isinstance(s.trainee, DistributedDataParallel) and i < len(batches) - 1
         with s.trainee.no_sync() if accumulate else contextlib.nullcontext():
             with autocast(s.device, s.config.train.precision):
                 terms = s.trainee(batch.to(s.device), s.mask_rng)
+            check_finite(s, terms, batch, step)
             (terms["total"] / len(batches)).backward()
+        for name, value in terms.items():
+            sums.setdefault(name, []).append(value.detach().float())
     torch.nn.utils.clip_grad_norm_(s.params, s.config.train.grad_clip)
     s.optimizer.step()
-    return terms
+    return {name: torch.stack(values).mean().item() for name, values in sums.items()}
+
+
+def check_finite(s: Session, terms: dict[str, torch.Tensor], batch: Batch, step: int) -> None:
+    """NonFiniteLoss naming the terms, the step and the batch's rows when the batch's total loss is NaN or
+    infinite: a gradient step on it would turn every weight into NaN (MAE's engine_pretrain stops so too)."""
+    if math.isfinite(terms["total"].item()):
+        return
+    bad = {name: value.item() for name, value in terms.items() if not math.isfinite(value.item())}
+    rows = ", ".join(batch.ids[:5]) + (f" and {len(batch) - 5} more" if len(batch) > 5 else "")
+    raise NonFiniteLoss(
+        f"{s.config.name}: the training loss is not finite at optimizer step {step} (epoch {s.state['epoch']}): "
+        f"{', '.join(f'{k} = {v}' for k, v in bad.items())}; batch rows {rows}. Training stopped before this "
+        f"step changed any weight ({s.config.run_dir} keeps what earlier epochs saved). Lower train.lr, train "
+        "with train.precision=fp32, or check these rows' features"
+    )
 
 
 def train_epoch(s: Session, writer: SummaryWriter | None, bar: tqdm) -> None:
@@ -99,9 +126,9 @@ def train_epoch(s: Session, writer: SummaryWriter | None, bar: tqdm) -> None:
         step += 1
         if writer is not None:
             for name, value in terms.items():
-                writer.add_scalar(f"train/{name}", value.item(), step)
+                writer.add_scalar(f"train/{name}", value, step)
         bar.update(len(batches))
-        bar.set_postfix(loss=f"{terms['total'].item():.3f}", best=f"{s.state['best']:.3f}")
+        bar.set_postfix(loss=f"{terms['total']:.3f}", best=f"{s.state['best']:.3f}")
     s.state["epoch"] += 1
 
 
