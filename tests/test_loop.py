@@ -47,7 +47,9 @@ def test_a_nan_loss_stops_training_before_any_weight_changes(tiny_config, featur
         s.model.head.net[-1].bias[0] = float("nan")  # every logit row becomes NaN through the softmax
     before = {name: p.detach().clone() for name, p in s.model.named_parameters()}
     batch = collate([s.loaders.train.dataset[i] for i in range(4)])
-    with pytest.raises(NonFiniteLoss, match=r"not finite at optimizer step 7 \(epoch 0\): supervised/") as err:
+    with pytest.raises(
+        NonFiniteLoss, match=r"not finite at optimizer step 7 \(epoch 0\): supervised/"
+    ) as err:
         optimizer_step(s, [batch], step=7)
     assert batch.ids[0] in str(err.value) and "train.lr" in str(err.value)
     after = dict(s.model.named_parameters())
