@@ -48,6 +48,7 @@ def main() -> None:
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--overwrite", action="store_true", help="replace the release already in OUT")
     args = parser.parse_args()
     found = scores(args.run_dir)
     meta = read_meta(args.run_dir)
@@ -56,7 +57,7 @@ def main() -> None:
         meta, "mamer-base", body, found, license="cc-by-nc-sa-4.0", language=["en", "de"],
         datasets=["EmoDB", "RAVDESS", "MELD", "GoEmotions", "EmoBank"],
     )  # fmt: skip
-    print(save_pretrained(args.run_dir, args.out, card=card))
+    print(save_pretrained(args.run_dir, args.out, card=card, overwrite=args.overwrite))
     print(table(found))
 
 

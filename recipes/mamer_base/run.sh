@@ -9,4 +9,4 @@ root=${1:-../shared/data}
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mamer prepare --corpus mamer-base --root "$root" --out mamer_runs/mamer_base/manifest.jsonl
 mamer train --config mamer_base
-python recipes/mamer_base/release.py mamer_runs/mamer_base/mamer_base src/mamer/pretrained/mamer-base
+python recipes/mamer_base/release.py mamer_runs/mamer_base/mamer_base src/mamer/pretrained/mamer-base --overwrite

@@ -101,27 +101,79 @@ def save_model(folder: Path, model: MAMER, meta: ModelMeta) -> None:
     atomic_write(folder / META_FILE, lambda p: p.write_text(json.dumps(asdict(meta), indent=2)))
 
 
-def read_meta(folder: str | Path) -> ModelMeta:
-    """The description of the model in a run directory (model.json) or a released model's folder (config.json)."""
+class ModelFolderError(ValueError):
+    """A model folder whose files, each readable, do not make a model; the message names the file and why."""
+
+
+def meta_path(folder: str | Path) -> Path:
+    """The description file of the model in `folder`: model.json (a run) or config.json (a released model)."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ModelFolderError(f"{folder} is a file; a model is a folder ({MODEL_FILE} + {HUB_META_FILE})")
     for name in (META_FILE, HUB_META_FILE):
         if (folder / name).is_file() and (folder / MODEL_FILE).is_file():
-            try:
-                return ModelMeta(**json.loads((folder / name).read_text(encoding="utf-8")))
-            except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError, missing fields
-                raise CheckpointError(folder / name, "the model description", _RETRAIN, err) from err
+            return folder / name
     raise FileNotFoundError(
         f"{folder} holds no trained model ({MODEL_FILE} + {META_FILE} or {HUB_META_FILE}); is it a run directory?"
     )
 
 
+def read_meta(folder: str | Path) -> ModelMeta:
+    """The description of the model in a run directory (model.json) or a released model's folder (config.json)."""
+    path = meta_path(folder)
+    try:
+        meta = ModelMeta(**json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError) as err:  # JSONDecodeError, UnicodeDecodeError, missing fields
+        raise CheckpointError(path, "the model description", _RETRAIN, err) from err
+    for key, kind in (
+        ("config", dict),
+        ("targets", dict),
+        ("encoders", dict),
+        ("audio_dim", int),
+        ("text_dim", int),
+    ):
+        value = getattr(meta, key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 0):
+            wanted = "an object" if kind is dict else "an integer >= 0"
+            raise ModelFolderError(f"{path}: `{key}` must be {wanted}, not {json.dumps(value)}; {_RETRAIN}")
+    return meta
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[MAMER, ModelMeta]:
-    """Rebuild a trained model from a run directory or a released model's folder."""
+    """Rebuild a trained model from a run directory or a released model's folder; ModelFolderError naming the
+    file when its description builds no model or its weights do not fit it (another model's weights)."""
     folder = Path(path)
-    meta = read_meta(folder)
-    model = build_model(meta.run_config, meta.audio_dim, meta.text_dim, meta.label_space, meta.encoders)
-    model.load_state_dict(read_weights(folder / MODEL_FILE, "the model's weights", _RETRAIN))
+    meta, described = read_meta(folder), meta_path(folder)
+    try:
+        config = meta.run_config
+        config.validate()
+        model = build_model(config, meta.audio_dim, meta.text_dim, meta.label_space, meta.encoders)
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise ModelFolderError(
+            f"{described}: describes no model that can be built ({err}); {_RETRAIN}"
+        ) from err
+    weights = read_weights(folder / MODEL_FILE, "the model's weights", _RETRAIN)
+    misfits = weight_misfits(model.state_dict(), weights)
+    if misfits:
+        raise ModelFolderError(
+            f"{folder / MODEL_FILE}: these weights do not fit the model {described.name} describes (another "
+            f"model's weights, or an edited description?): {'; '.join(misfits[:3])}"
+            f"{f' and {len(misfits) - 3} more' if len(misfits) > 3 else ''}"
+        )
+    model.load_state_dict(weights)
     return model.to(device).eval(), meta
+
+
+def weight_misfits(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:
+    """Each tensor missing from `given`, unexpected in it, or of another shape than `expected`, in words."""
+    misfits = [f"{k} is missing" for k in expected if k not in given]
+    misfits += [f"{k} is not part of this model" for k in given if k not in expected]
+    misfits += [
+        f"{k} has shape {tuple(given[k].shape)}, the description gives {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in given and given[k].shape != v.shape
+    ]
+    return misfits
 
 
 def read_weights(path: Path, what: str, remedy: str) -> dict[str, torch.Tensor]:

@@ -252,6 +252,10 @@ class RunConfig:
             raise ValueError(
                 f"model.audio_downsample must be >= 0 (0 = automatic), got {self.model.audio_downsample}"
             )
+        for key in ("width", "depth", "heads", "max_audio_tokens", "max_text_tokens", "contrastive_dim"):
+            value = getattr(self.model, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"model.{key} must be an integer >= 1, got {value!r}")
         if self.model.width % self.model.heads:
             raise ValueError(
                 f"model.width ({self.model.width}) must be divisible by model.heads ({self.model.heads})"

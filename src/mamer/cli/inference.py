@@ -26,49 +26,72 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs, write_rows
+    from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs
+    from mamer.workflows.inference.predictions_file import PredictionsFile
     from mamer.workflows.inference.recognizer import EmotionRecognizer
 
-    if args.out and Path(args.out).suffix.lower() not in (".jsonl", ".json", ".csv"):
-        raise ValueError(f"--out {args.out}: use a .jsonl or .csv file name")
     asr = None if args.asr.lower() == "none" else args.asr
     jobs = make_jobs(args.audio, args.text, args.transcripts, transcribe=asr is not None)
-    recognizer = EmotionRecognizer.load(
-        model_of(args), args.device, asr=asr or "whisper-base", language=args.language
-    )
     labels = [k.strip() for k in args.labels.split(",") if k.strip()] if args.labels else None
     options = Options(
         transcribe=asr is not None, language=args.language, segment=args.segment, window=args.window,
         hop=args.hop, top_k=args.top_k, labels=labels, embeddings=args.embeddings,
     )  # fmt: skip
-    needed = {"audio" for job in jobs if job.audio} | {"text" for job in jobs if job.text}
+    out = None
+    if args.out:  # refused before the model loads: an input as --out, a file that is not ours, other settings
+        settings = {"model": model_of(args), "asr": asr} | {
+            k: v for k, v in vars(options).items() if k != "timelines"
+        }
+        inputs = [args.transcripts, *(job.audio for job in jobs)]
+        out = PredictionsFile(args.out, inputs, settings, overwrite=args.overwrite)
+        if out.done:
+            print(
+                f"{args.out}: {len(out.done)} input(s) already predicted; predicting the rest",
+                file=sys.stderr,
+            )
+    todo = [job for job in jobs if out is None or job.id not in out.done]
+    recognizer = EmotionRecognizer.load(
+        model_of(args), args.device, asr=asr or "whisper-base", language=args.language
+    )
+    needed = {"audio" for job in todo if job.audio} | {"text" for job in todo if job.text}
     for modality in sorted(needed):  # fail once, before the loop, if the model or its encoders cannot
         try:
             recognizer.encoder(modality)
         except ModuleNotFoundError as err:
             raise ValueError(str(err)) from err
-    rows, skipped = predict_jobs(recognizer, jobs, args.batch_size, progress=len(jobs) > 1, options=options)
+    rows, skipped = predict_jobs(
+        recognizer, todo, args.batch_size, progress=len(todo) > 1, options=options,
+        on_done=None if out is None else lambda job, made: out.add(job.id, made),
+    )  # fmt: skip
     for source, reason in skipped:
         print(f"skipped {source}: {reason}", file=sys.stderr)
-    if args.out:
-        write_rows(rows, args.out)
-        print(f"{len(rows)} predictions in {args.out}")
+    if out is not None:
+        written = out.finish(job.id for job in jobs)
+        if written:
+            print(f"{len(written)} predictions in {args.out}")
     else:
-        print("\n".join(json.dumps(row) for row in rows))
+        print("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
     _timeline_outputs(options.timelines, args)
     if skipped:
         print(f"{len(skipped)} of {len(jobs)} inputs skipped (reasons above)", file=sys.stderr)
-    if not rows:
-        raise ValueError("no input could be predicted")
+    if not rows and not (out is not None and out.done):
+        raise ValueError(
+            "no input could be predicted" + (f"; {args.out} is left as it was" if args.out else "")
+        )
 
 
 def _timeline_outputs(timelines: dict, args: argparse.Namespace) -> None:
     """Each timeline's whole-file summary (stderr, and `<out>.summary.json`), and `--plot` figures."""
+    from mamer.atomic import atomic_write
+
     summaries = {name: t.summary() for name, t in timelines.items()}
     for name, summary in summaries.items():
         print(f"{name}: {json.dumps(summary)}", file=sys.stderr)
-    if args.out and summaries:
-        Path(args.out).with_suffix(".summary.json").write_text(json.dumps(summaries, indent=1) + "\n")
+    if args.out and summaries:  # merged into the summaries of an earlier run of the same --out
+        path = Path(args.out).with_suffix(".summary.json")
+        earlier = json.loads(path.read_text()) if path.is_file() and not args.overwrite else {}
+        text = json.dumps(earlier | summaries, indent=1) + "\n"
+        atomic_write(path, lambda p: p.write_text(text))
     if args.plot and timelines:
         from mamer.workflows.evaluation.timeline_plot import plot_timeline
 
@@ -115,12 +138,12 @@ def _export(args: argparse.Namespace) -> None:
     if args.pretrained:
         from mamer.workflows.inference.pretrained import push_to_hub, resolve_model, save_pretrained
 
-        folder = save_pretrained(resolve_model(args.run_dir), args.pretrained)
+        folder = save_pretrained(resolve_model(args.run_dir), args.pretrained, overwrite=args.overwrite)
         print(f"config.json, model.safetensors and README.md in {folder}")
         if args.push_to_hub:
             print(push_to_hub(folder, args.push_to_hub))
     if args.onnx:
-        for view, path in export_onnx(args.run_dir, args.onnx).items():
+        for view, path in export_onnx(args.run_dir, args.onnx, overwrite=args.overwrite).items():
             print(f"{view:10s} {path}")
 
 
@@ -144,7 +167,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="the transcript of --audio FILE, or a text alone")
     text.add_argument("--transcripts", help="CSV/JSONL: a `text` and an `id`, `file` or `audio` column")
-    p.add_argument("--out", help="write rows to .jsonl or .csv (default: JSON lines on stdout)")
+    p.add_argument(
+        "--out", help="write rows to .jsonl or .csv as they are made (default: JSON lines on stdout); a rerun "
+        "with the same --out skips the inputs already in it",
+    )  # fmt: skip
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out (and an unfinished run's rows)"
+    )
     add_asr_arguments(p)
     p.add_argument(
         "--segment", choices=("auto", "none", "vad", "window"), default="auto",
@@ -203,4 +232,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--pretrained", help="DIR: config.json + model.safetensors + README.md, as the Hub expects"
     )
     p.add_argument("--push-to-hub", help="with --pretrained: also upload DIR to this Hub repository id")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace files that --onnx or --pretrained would write"
+    )
     p.set_defaults(func=_export)

@@ -21,7 +21,7 @@ def _train(args: argparse.Namespace) -> None:
     overrides = [*args.overrides, *([f"train.init_from={args.init_from}"] if args.init_from else [])]
     config = load_config(args.config, overrides)
     try:  # under torchrun: every rank trains; the process group is left once all are done
-        run_dir = train(config, resume=args.resume)
+        run_dir = train(config, resume=args.resume, overwrite=args.overwrite)
         if distributed.setup().is_main:
             print(f"best checkpoint in {run_dir}")
     finally:
@@ -89,6 +89,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", required=True, help="YAML file or built-in config name (see `mamer configs`)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train again from scratch in a run directory that holds a run",
+    )
     p.add_argument(
         "--init-from", help="fine-tune from a model: mamer-base, a run or release folder, or a hub id"
     )

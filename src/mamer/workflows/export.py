@@ -130,12 +130,19 @@ def export_view(model: MAMER, view: str, path: Path, targets: Targets) -> Path:
     return path
 
 
-def export_onnx(run_dir: str | Path, out: str | Path) -> dict[str, Path]:
-    """Export every view the run's model can take; returns {view: path} and writes `<out stem>.json`."""
+def export_onnx(run_dir: str | Path, out: str | Path, overwrite: bool = False) -> dict[str, Path]:
+    """Export every view the run's model can take; returns {view: path} and writes `<out stem>.json`. Files
+    already there are refused unless `overwrite`."""
     model, meta = load_model(run_dir, "cpu")
     modalities = {m for m, p in (("audio", model.audio_in), ("text", model.text_in)) if p is not None}
     views = [v for v in views_within(modalities) if v in VIEW_INPUTS]
     paths = view_paths(out, views)
+    sidecar = Path(out).with_name(Path(out).name.removesuffix(".onnx") + ".json")
+    present = [str(p) for p in [*paths.values(), sidecar] if p.exists()]
+    if present and not overwrite:
+        raise ValueError(
+            f"{', '.join(present)} already exist; they are left as they are (--overwrite replaces them)"
+        )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     targets = meta.label_space
     for view, path in paths.items():
@@ -152,6 +159,5 @@ def export_onnx(run_dir: str | Path, out: str | Path) -> dict[str, Path]:
         "encoders": meta.encoders,
         "run_dir": str(run_dir),
     }
-    sidecar = Path(out).with_name(Path(out).name.removesuffix(".onnx") + ".json")
     sidecar.write_text(json.dumps(description, indent=2))
     return paths

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mamer.checkpoint import LAST_DIR
 from mamer.config import load_config, load_experiment
 from mamer.data.synthetic import quickstart_corpus
 from mamer.workflows.evaluation.evaluate import evaluate_run
@@ -46,7 +47,7 @@ def run_quickstart(
         )
     else:
         config = load_config("quickstart", [*common, f"run_dir={out / 'unified'}", *(overrides or [])])
-        run_dir = train(config)
+        run_dir = train(config, resume=(Path(config.run_dir) / LAST_DIR).exists())  # a rerun: its own run
         result = {"unified": evaluate_run(run_dir, "test")}
         write_model_card(run_dir, result["unified"])
         chance = result["unified"].get("chance") or {}

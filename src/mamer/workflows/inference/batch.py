@@ -7,10 +7,9 @@ stops the rest: it is skipped and reported with its reason.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,10 +54,11 @@ class Options:
 
 
 def find_audio(path: str | Path) -> list[Path]:
-    """An audio file, or every audio file under a folder (recursively, sorted)."""
+    """An audio file, or every audio file under a folder (recursively, sorted). A name with an audio suffix
+    that is not a readable file (a broken or self-looping symlink) is kept, so that it is skipped by name."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir())
         if not files:
             raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {path}")
         return files
@@ -150,26 +150,34 @@ def predict_jobs(
     batch_size: int = 16,
     progress: bool = True,
     options: Options | None = None,
+    on_done: Callable[[Job, list[dict]], None] | None = None,
 ) -> tuple[list[dict], list[tuple[str, str]]]:
     """Predict every job; returns (rows, skipped as (file or id, reason)); timelines land in
-    `options.timelines`. A bad input never stops the rest."""
+    `options.timelines`. A bad input never stops the rest. `on_done(job, its rows)` is called as each job's
+    rows are made (after each batch), so a caller can write them as they come."""
     options = options or Options()
     rows: list[dict] = []
     skipped: list[tuple[str, str]] = []
+
+    def done(job: Job, made: list[dict]) -> None:
+        rows.extend(made)
+        if on_done is not None:
+            on_done(job, made)
+
     bar = tqdm(total=len(jobs), desc="predict", unit="file", disable=not progress)
     for start in range(0, len(jobs), batch_size):
         chunk, items = [], []
         for job in jobs[start : start + batch_size]:
             try:
                 if _needs_timeline(recognizer, job, options):
-                    rows += _timeline_rows(recognizer, job, options)
+                    done(job, _timeline_rows(recognizer, job, options))
                 else:
                     items.append(_item(recognizer, job, options))
                     chunk.append(job)
             except (AudioLoadError, ValueError, RuntimeError) as err:
                 skipped.append(_skip(job, err))
         for job, prediction in _predict_isolating(recognizer, chunk, items, skipped, options):
-            rows.append(prediction_row(job, prediction, recognizer.task))
+            done(job, [prediction_row(job, prediction, recognizer.task)])
         bar.update(len(jobs[start : start + batch_size]))
     bar.close()
     return rows, skipped
@@ -240,26 +248,3 @@ def prediction_row(
     if not has_categories(task):
         values = {k: v for k, v in values.items() if k not in ("label", "probabilities")}
     return row | values
-
-
-def write_rows(rows: list[dict], out: str | Path) -> None:
-    """Rows as JSON lines (.jsonl) or CSV (.csv; probabilities become `p_<label>` columns)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix.lower() == ".csv":
-        flat = [_flatten(r) for r in rows]
-        columns = list(dict.fromkeys(k for r in flat for k in r))
-        with out.open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, columns)
-            writer.writeheader()
-            writer.writerows(flat)
-    elif out.suffix.lower() in (".jsonl", ".json"):
-        out.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    else:
-        raise ValueError(f"--out {out}: use a .jsonl or .csv file name")
-
-
-def _flatten(row: dict) -> dict:
-    probabilities = row.get("probabilities") or {}
-    flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items() if k != "probabilities"}
-    return flat | {f"p_{label}": p for label, p in probabilities.items()}  # top_k, embedding: JSON lists

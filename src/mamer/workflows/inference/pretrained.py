@@ -72,13 +72,24 @@ def download(repo_id: str) -> Path:
         ) from err
 
 
-def save_pretrained(source: str | Path, folder: str | Path, card: str | None = None) -> Path:
+def save_pretrained(
+    source: str | Path, folder: str | Path, card: str | None = None, overwrite: bool = False
+) -> Path:
     """Write a trained model (a run directory or a release folder) to `folder` in the hub layout: config.json,
-    model.safetensors and README.md (`card`, or a card made from its description)."""
+    model.safetensors and README.md (`card`, or a card made from its description). A folder that already holds
+    any of these files is refused unless `overwrite`: they may be the user's own."""
     from mamer.workflows.evaluation.hub_card import hub_card
     from mamer.workflows.evaluation.model_card import model_card
 
     source, folder = Path(source), Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file; save_pretrained writes a folder (give a new or empty folder)")
+    present = [name for name in (HUB_META_FILE, MODEL_FILE, CARD_FILE) if (folder / name).exists()]
+    if present and not overwrite:
+        raise ValueError(
+            f"{folder} already holds {', '.join(present)}; they are left as they are: choose a new folder, or "
+            "overwrite them (`mamer export --overwrite`, save_pretrained(..., overwrite=True))"
+        )
     _, meta = load_model(source)
     folder.mkdir(parents=True, exist_ok=True)
     if source.resolve() != folder.resolve():
@@ -97,8 +108,15 @@ def push_to_hub(folder: str | Path, repo_id: str, token: str | None = None, priv
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(
-        folder_path=str(folder), repo_id=repo_id, allow_patterns=[HUB_META_FILE, MODEL_FILE, CARD_FILE]
-    )
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(
+            folder_path=str(folder), repo_id=repo_id, allow_patterns=[HUB_META_FILE, MODEL_FILE, CARD_FILE]
+        )
+    except Exception as err:  # offline, no token, no access: the hub's errors have many types
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
+        raise ValueError(
+            f"could not upload {folder} to the Hugging Face Hub as {repo_id}{offline}: {type(err).__name__}: "
+            f"{str(err)[:200]}; {folder} is written and kept: push it again when the Hub can be reached"
+        ) from err
     return str(info)

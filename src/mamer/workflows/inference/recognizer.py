@@ -99,9 +99,10 @@ class EmotionRecognizer:
 
     from_pretrained = load  # the name the Hugging Face ecosystem uses
 
-    def save_pretrained(self, folder: str | Path) -> Path:
-        """Write this model in the Hub layout (config.json, model.safetensors, README.md); see `push_to_hub`."""
-        return save_pretrained(self.run_dir, folder)
+    def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """Write this model in the Hub layout (config.json, model.safetensors, README.md); see `push_to_hub`.
+        A folder already holding any of those files is refused unless `overwrite`."""
+        return save_pretrained(self.run_dir, folder, overwrite=overwrite)
 
     @property
     def views(self) -> list[str]:

@@ -30,16 +30,31 @@ def read_transcripts(path: str | Path) -> list[dict[str, str]]:
         numbered = list(csv_records(path, lines, problems))
     else:
         numbered = _json_rows(path, lines, problems)
-    rows = []
+    rows, seen, clashes = [], {}, []  # seen: (column, value) -> (line, text) of the row that named it first
     for number, row in numbered:
         if not isinstance(row, dict) or not str(row.get("text") or "").strip():
             problems.append(f"{path}:{number}: no text; row skipped")
-        elif not any(row.get(k) for k in _KEYS):
+            continue
+        named = [(k, str(row[k])) for k in _KEYS if row.get(k)]
+        match = next((n for n in named if n in seen), None)
+        if not named:
             problems.append(f"{path}:{number}: no {', '.join(_KEYS)} column to match it by; row skipped")
-        else:
+        elif match is None:
+            seen |= {n: (number, str(row["text"])) for n in named}
             rows.append({k: str(v) for k, v in row.items() if k is not None and v is not None})
+        elif seen[match][1] != str(row["text"]):
+            clashes.append(
+                f"{path}:{number}: {match[0]} {match[1]!r} has another text at line {seen[match][0]}"
+            )
+        else:
+            problems.append(
+                f"{path}:{number}: the same {match[0]} and text as line {seen[match][0]}; dropped"
+            )
     for problem in problems:
         log.warning(problem)
+    if clashes:  # which transcript is meant is unclear: the user decides, before anything is predicted
+        more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+        raise ValueError(f"two transcripts for one input: {'; '.join(clashes[:5])}{more}; keep one row each")
     return rows
 
 

@@ -24,9 +24,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from mamer import distributed
-from mamer.checkpoint import (
-    save_model,
-)
+from mamer.checkpoint import LAST_DIR, MODEL_FILE, save_model
 from mamer.config import RunConfig, save_config
 from mamer.data.dataset import Batch
 from mamer.data.extract import prepare_features
@@ -198,12 +196,16 @@ def end_epoch(s: Session, run_dir: Path, dev: float) -> None:
     save_last(s, run_dir)
 
 
-def train(config: RunConfig, resume: bool = False, features: Path | None = None) -> Path:
+def train(
+    config: RunConfig, resume: bool = False, features: Path | None = None, overwrite: bool = False
+) -> Path:
     """Train one model as configured; returns the run directory holding the best checkpoint.
 
     Under torchrun every rank calls this (see the module docstring), and the feature cache is extracted by all
-    ranks together, each its share.
+    ranks together, each its share. A run directory that already holds a trained run is refused unless
+    `resume` (continue it) or `overwrite` (train it again, replacing its weights).
     """
+    refuse_trained_run(Path(config.run_dir), resume or overwrite)
     config = copy.deepcopy(config)  # resolved values (e.g. audio_downsample) are filled in below
     if config.train.init_from:  # the source's architecture and encoders, before its features are extracted
         config = adopt_source(config, load_source(config.train.init_from)[1])
@@ -230,3 +232,13 @@ def train(config: RunConfig, resume: bool = False, features: Path | None = None)
     log.info("%s: best dev score %.4f at epoch %d (%.0f s)", config.name, s.state["best"], s.meta.epoch,
              time.time() - started)  # fmt: skip
     return run_dir
+
+
+def refuse_trained_run(run_dir: Path, allowed: bool) -> None:
+    """ValueError when `run_dir` holds a trained run (weights or a last epoch) and replacing it is not allowed."""
+    held = [name for name in (MODEL_FILE, LAST_DIR) if (run_dir / name).exists()]
+    if held and not allowed:
+        raise ValueError(
+            f"{run_dir} already holds a trained run ({', '.join(held)}); it is left as it is: add --resume to "
+            "continue it, --overwrite to train it again from scratch, or give another run_dir="
+        )
