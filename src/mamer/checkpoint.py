@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -43,6 +43,9 @@ class ModelMeta:
     params: int  # parameters of the inference model (training-only heads excluded)
     epoch: int = 0
     dev_score: float | None = None
+    # who the model is, carried through save, fine-tune and export: name, license, base_model (the model it was
+    # fine-tuned from), datasets, language; empty for a run trained from scratch (see pretrained.lineage_of)
+    lineage: dict = field(default_factory=dict)
 
     @property
     def run_config(self) -> RunConfig:
@@ -129,6 +132,7 @@ def read_meta(folder: str | Path) -> ModelMeta:
         ("config", dict),
         ("targets", dict),
         ("encoders", dict),
+        ("lineage", dict),
         ("audio_dim", int),
         ("text_dim", int),
     ):

@@ -31,8 +31,10 @@ def hub_card(
     license: str = "other",
     language: Sequence[str] = (),
     datasets: Sequence[str] = (),
+    base_model: str | None = None,
 ) -> str:
-    """Markdown with the Hub's metadata header (model-index from `scores`) above `body`."""
+    """Markdown with the Hub's metadata header (model-index from `scores`; `base_model`: the model it was
+    fine-tuned from) above `body`."""
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
     results = [
@@ -52,6 +54,7 @@ def hub_card(
         model_name=name,
         library_name="mamer",
         license=license,
+        base_model=base_model,
         language=list(language) or None,
         datasets=list(datasets) or None,
         tags=TAGS,

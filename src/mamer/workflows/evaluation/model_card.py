@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mamer.checkpoint import read_meta
 from mamer.modality import has_dimensions, modalities_in
+from mamer.workflows.evaluation.lineage import lineage_of
 from mamer.workflows.evaluation.report import format_table
 
 CARD_FILE = "MODEL_CARD.md"
@@ -42,18 +43,21 @@ def _limits(synthetic: bool, task: str) -> list[str]:
         "lower scores elsewhere, and check on your own held-out speakers before relying on it.",
         "- Emotion labels are perceived, not felt: the model predicts what annotators would label, not what a "
         "speaker feels. Do not use it for decisions about individuals (hiring, health, policing, credit).",
-        "- Audio longer than the model's learned positions is cropped; a text transcript should be what was said.",
+        "- Audio longer than the model's audio limit is read as a timeline of segments, each predicted on its own "
+        "(`mamer predict`, `EmotionRecognizer.timeline`); a text transcript should be what was said.",
     ]
     if has_dimensions(task):
         lines.append("- Arousal/valence/dominance are on the training corpus's own scale.")
     return lines
 
 
-def model_card(run_dir: str | Path, report: dict | None = None) -> str:
-    """The card's markdown for a run directory (report: its report.json, read from the run if None)."""
+def model_card(run_dir: str | Path, report: dict | None = None, name: str | None = None) -> str:
+    """The card's markdown for a run directory (report: its report.json, read from the run if None; name: the
+    model's, default its own name or its run config's)."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
     config = meta.run_config
+    identity = lineage_of(run_dir, meta)
     if report is None and (run_dir / "report.json").is_file():
         report = json.loads((run_dir / "report.json").read_text())
     modalities = modalities_in(config.model.views)
@@ -63,7 +67,7 @@ def model_card(run_dir: str | Path, report: dict | None = None) -> str:
         parts = ", ".join(meta.label_space.parts)
         labels += f" (parts trained as outputs of their own, each counted as its class: {parts})"
     lines = [
-        f"# Model card: {config.name}",
+        f"# Model card: {name or identity.get('name') or config.name}",
         "",
         "MAMER (modality-agnostic multimodal emotion recognition): frozen encoders, then one shared transformer "
         "that reads audio, text or both, and one prediction head for every view.",
@@ -84,6 +88,9 @@ def model_card(run_dir: str | Path, report: dict | None = None) -> str:
         _encoder_line("audio", meta.encoders.get("audio"), "audio" in modalities),
         _encoder_line("text", meta.encoders.get("text"), "text" in modalities),
         "",
+        "## Licence and lineage",
+        *_lineage(identity),
+        "",
         "## Results",
         *_results(report),
         "",
@@ -97,6 +104,23 @@ def model_card(run_dir: str | Path, report: dict | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _lineage(identity: dict) -> list[str]:
+    """Licence, the model it derives from, and that model's data."""
+    license = identity.get("license")
+    lines = [f"- licence: {license}" if license else "- licence: not stated; a model carries the terms of the "
+             "data it was trained on (and of any model it was fine-tuned from)"]  # fmt: skip
+    if identity.get("base_model"):
+        lines.append(
+            f"- fine-tuned from `{identity['base_model']}`, and under its licence"
+            + (
+                f"; that model was trained on {', '.join(identity['datasets'])}"
+                if identity.get("datasets")
+                else ""
+            )
+        )
+    return lines
 
 
 def _results(report: dict | None) -> list[str]:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from mamer.atomic import atomic_write
 from mamer.checkpoint import HUB_META_FILE, MODEL_FILE, load_model
+from mamer.workflows.evaluation.lineage import CARD_FILE, card_lineage, lineage_of, read_card
 
 log = logging.getLogger(__name__)
 
-CARD_FILE = "README.md"
 PACKAGE_MODELS = Path(__file__).resolve().parents[2] / "pretrained"
 BUILTIN = ("mamer-base",)
 DEFAULT_MODEL = "mamer-base"
@@ -91,15 +91,25 @@ def save_pretrained(
             "overwrite them (`mamer export --overwrite`, save_pretrained(..., overwrite=True))"
         )
     _, meta = load_model(source)
+    if card is None and card_lineage(read_card(source)).get("name"):
+        card = read_card(source)  # a release: its own card, scores and all
+    identity = lineage_of(source, meta) | card_lineage(card or "")
+    identity["name"] = identity.get("name") or folder.name  # a run without a name of its own: the folder's
     folder.mkdir(parents=True, exist_ok=True)
     if source.resolve() != folder.resolve():
         shutil.copyfile(source / MODEL_FILE, folder / MODEL_FILE)
-    released = replace(meta, features="")  # where the training features were cached means nothing elsewhere
+    # where the training features were cached means nothing elsewhere; who the model is travels with it
+    released = replace(meta, features="", lineage=identity)
     atomic_write(
         folder / HUB_META_FILE, lambda p: p.write_text(json.dumps(asdict(released), indent=2) + "\n")
     )
-    text = card if card is not None else hub_card(released, folder.name, model_card(source))
-    atomic_write(folder / CARD_FILE, lambda p: p.write_text(text))
+    if card is None:
+        card = hub_card(
+            released, identity["name"], model_card(source, name=identity["name"]),
+            license=identity.get("license") or "other", language=identity.get("language", ()),
+            datasets=identity.get("datasets", ()), base_model=identity.get("base_model"),
+        )  # fmt: skip
+    atomic_write(folder / CARD_FILE, lambda p: p.write_text(card))
     return folder
 
 

@@ -105,6 +105,13 @@ class EmotionRecognizer:
         return save_pretrained(self.run_dir, folder, overwrite=overwrite)
 
     @property
+    def name(self) -> str:
+        """The name the model goes by (a release's or export's own, else its run's): what /info and /card say."""
+        from mamer.workflows.evaluation.lineage import model_name
+
+        return model_name(self.run_dir, self.meta)
+
+    @property
     def views(self) -> list[str]:
         """Views this model can take: every non-empty subset of the modalities it was trained with."""
         return views_within(self.modalities)

@@ -208,7 +208,7 @@ def service_info(recognizer: EmotionRecognizer, max_upload_mb: float, max_second
     """What `GET /info` answers: the model's label space, encoders, views and the service limits."""
     return {
         "mamer_version": mamer.__version__,
-        "name": recognizer.meta.run_config.name,
+        "name": recognizer.name,
         "task": recognizer.task,
         "labels": recognizer.labels,
         "views": recognizer.views,

@@ -48,7 +48,6 @@ def model_card(recognizer: EmotionRecognizer) -> dict[str, Any]:
     """The card's facts for the page; fields the folder does not know stay empty."""
     meta, folder = recognizer.meta, Path(recognizer.run_dir)
     card: dict[str, Any] = {
-        "name": meta.run_config.name,
         "task": recognizer.task,
         "labels": recognizer.labels if recognizer.task != "dimensional" else [],
         "dimensions": list(DIMENSIONS) if has_dimensions(recognizer.task) else [],
@@ -63,8 +62,10 @@ def model_card(recognizer: EmotionRecognizer) -> dict[str, Any]:
     }
     readme = folder / README
     if readme.is_file():
-        return card | released_card(readme.read_text(encoding="utf-8"))
-    return card | run_card(folder, meta.run_config.data.manifest)
+        card |= released_card(readme.read_text(encoding="utf-8"))
+    else:
+        card |= run_card(folder, meta.run_config.data.manifest)
+    return card | {"name": recognizer.name}  # the name /info gives
 
 
 def released_card(text: str) -> dict[str, Any]:

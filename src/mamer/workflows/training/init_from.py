@@ -17,6 +17,7 @@ from mamer.config import RunConfig, differing_keys
 from mamer.encoders.choice import EncoderChoice
 from mamer.modality import MODALITIES
 from mamer.model.mamer import MAMER
+from mamer.workflows.evaluation.lineage import lineage_of
 from mamer.workflows.inference.pretrained import resolve_model
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,14 @@ log = logging.getLogger(__name__)
 def load_source(name_or_path: str) -> tuple[MAMER, ModelMeta]:
     """The model to start from: a built-in name, a run or release folder, or a hub id."""
     return load_model(resolve_model(name_or_path))
+
+
+def inherited_lineage(name_or_path: str) -> dict:
+    """What a model fine-tuned from `name_or_path` carries of it: its licence, data and languages, and it as the
+    base model (see `mamer.workflows.evaluation.lineage`)."""
+    source = lineage_of(resolve_model(name_or_path))
+    inherited = {k: source.get(k) for k in ("license", "datasets", "language")}
+    return {k: v for k, v in inherited.items() if v} | {"base_model": source.get("name") or str(name_or_path)}
 
 
 def adopt_source(config: RunConfig, meta: ModelMeta) -> RunConfig:

@@ -36,7 +36,7 @@ from mamer.model.heads import PretrainingHeads
 from mamer.model.mamer import MAMER
 from mamer.model.tokens import LayerMix
 from mamer.objective import Objective
-from mamer.workflows.training.init_from import load_source, same_labels, transfer
+from mamer.workflows.training.init_from import inherited_lineage, load_source, same_labels, transfer
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +248,8 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     objective = Objective(config.loss, m.views, supervised).to(device)
     optimizer = make_optimizer(config, model, heads, kept)
     meta = make_meta(config, model, audio_dim, text_dim, targets, features, encoders)
+    if config.train.init_from:  # its licence and data travel with what is made from it
+        meta.lineage = inherited_lineage(config.train.init_from)
     if config.train.compile:
         model.compile()  # in place, unlike torch.compile(model): the state_dict keys stay the plain model's
     trainee = wrap(Trainee(model, heads, objective), context, device)
