@@ -30,7 +30,8 @@ def _batch_size(text: str) -> int | str:
 def _prepare(args: argparse.Namespace) -> None:
     from mamer.data.corpora import prepare_corpus, summary
 
-    result = prepare_corpus(args.corpus, Path(args.root), Path(args.out), args.strict, args.folds)
+    emobox = Path(args.emobox_folds) if args.emobox_folds else None
+    result = prepare_corpus(args.corpus, Path(args.root), Path(args.out), args.strict, args.folds, emobox)
     for message in result.problems + result.notes + [f"warning: {w}" for w in result.warnings]:
         print(message, file=sys.stderr)
     for path, rows in result.written.items():
@@ -122,7 +123,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--corpus",
         required=True,
-        help="msp-podcast, iemocap, meld, emodb, emobank, ravdess, goemotions, mamer-base, or manifest (CSV/JSONL)",
+        help="msp-podcast, iemocap, meld, emodb, emobank, ravdess, nemo, goemotions, mamer-base, or manifest "
+        "(CSV/JSONL)",
     )
     p.add_argument("--root", required=True, help="the corpus folder as distributed (a file for manifest)")
     p.add_argument("--out", required=True, help="manifest to write (.jsonl or .csv); folds add _fold{k}")
@@ -131,7 +133,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--folds",
         type=int,
         default=0,
-        help="K folds, a manifest each (emodb 5, iemocap 5; mamer-base: EmoDB's speakers)",
+        help="K folds, a manifest each (emodb 5, iemocap 5, nemo 3; mamer-base: EmoDB's speakers)",
+    )
+    p.add_argument(
+        "--emobox-folds",
+        metavar="DIR",
+        help="EmoBox's folds of this corpus (DIR/label_map.json, DIR/fold_N/*_{train,test}_fold_N.jsonl): a "
+        "manifest each, _fold{N-1}, with a dev split carved from the fold's train rows",
     )
     p.set_defaults(func=_prepare)
 

@@ -44,11 +44,14 @@ def read_text(path: Path) -> str:
     return "".join(decode_lines(Path(path), [])).translate(_C1_TO_CP1252)  # byte-order mark already dropped
 
 
-def csv_rows(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (1-based line, row dict with stripped values) of a CSV; a missing column is an error naming it."""
+def csv_rows(
+    path: Path, required: tuple[str, ...], delimiter: str = ","
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """Yield (1-based line, row dict with stripped values) of a CSV (or a TSV: ``delimiter="\\t"``); a missing
+    column is an error naming it."""
     if not Path(path).is_file():
         raise FileNotFoundError(f"corpus file not found: {path}")
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter)
     missing = [c for c in required if c not in (reader.fieldnames or [])]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; the header has {reader.fieldnames}")

@@ -2,10 +2,11 @@
 
 Problems are reported and the rows skipped, or raised with ``strict=True``. Corpora without an official split get
 folds, one manifest per fold (``out_fold0.jsonl``, ...): speaker-independent for EmoDB, leave-one-session-out for
-IEMOCAP; mamer-base's folds resplit EmoDB's speakers only. Every audio file's header is read: an empty or
-unreadable file leaves a text-only row (or skips a row without text), a problem naming it. Speakers found in more
-than one split of a manifest, and (in a generic manifest) rows of a class that its train split lacks, are
-warnings.
+IEMOCAP, leave-speakers-out with a dev split of train speakers for nEMO; mamer-base's folds resplit EmoDB's
+speakers only. ``emobox=DIR`` takes the folds from EmoBox's fold files instead (`mamer.data.corpora.emobox`).
+Every audio file's header is read: an empty or unreadable file leaves a text-only row (or skips a row without
+text), a problem naming it. Speakers found in more than one split of a manifest, and (in a generic manifest) rows
+of a class that its train split lacks, are warnings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from mamer.data.audio import AudioLoadError, check_readable
 from mamer.data.corpora.base import CorpusError
+from mamer.data.corpora.emobox import emobox_folds
 from mamer.data.corpora.folds import shared_speakers, speaker_folds
 from mamer.data.corpora.registry import ALIASES, CORPORA, Corpus
 from mamer.data.manifest import Utterance, train_classes, unseen_classes, write_manifest
@@ -34,12 +36,17 @@ class PrepareResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds: int = 0) -> PrepareResult:
-    """Read corpus ``name`` from ``root`` and write its manifest to ``out`` (or one per fold: ``out_fold{k}``)."""
+def prepare_corpus(
+    name: str, root: Path, out: Path, strict: bool = False, folds: int = 0, emobox: Path | None = None
+) -> PrepareResult:
+    """Read corpus ``name`` from ``root`` and write its manifest to ``out`` (or one per fold: ``out_fold{k}``;
+    with ``emobox``, fold k is EmoBox's ``fold_{k+1}``)."""
     corpus = _corpus(name)
-    folds = folds or corpus.default_folds
-    if folds and not corpus.folds:
-        raise ValueError(f"--folds: {name} has an official train/dev/test split; drop --folds")
+    if emobox is not None and folds:
+        raise ValueError("--emobox-folds gives the folds: drop --folds")
+    folds = 0 if emobox is not None else folds or corpus.default_folds
+    if (folds or emobox is not None) and not corpus.folds:
+        raise ValueError(f"--folds / --emobox-folds: {name} has an official train/dev/test split; drop them")
     prepared = corpus.read(Path(root))
     named = _namer(prepared.where)
     if not prepared.audio_checked:
@@ -51,7 +58,10 @@ def prepare_corpus(name: str, root: Path, out: Path, strict: bool = False, folds
         raise ValueError(f"{root}: no valid {name} rows ({len(prepared.problems)} problem(s))")
     result = PrepareResult(problems=prepared.problems, notes=prepared.notes)
     out = Path(out)
-    if not folds:
+    if emobox is not None:
+        for k, fold_rows in enumerate(emobox_folds(rows, Path(emobox), result.problems, result.notes)):
+            result.written[out.with_name(f"{out.stem}_fold{k}{out.suffix}")] = fold_rows
+    elif not folds:
         result.written[out] = rows
     else:
         unit, group = corpus.fold_unit

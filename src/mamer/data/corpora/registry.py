@@ -16,6 +16,8 @@ from mamer.data.corpora.iemocap import read_iemocap, session_of
 from mamer.data.corpora.mamer_base import emodb_folds, read_mamer_base
 from mamer.data.corpora.meld import read_meld
 from mamer.data.corpora.msp_podcast import read_msp_podcast
+from mamer.data.corpora.nemo import FOLDS as NEMO_FOLDS
+from mamer.data.corpora.nemo import nemo_folds, read_nemo
 from mamer.data.corpora.ravdess import read_ravdess
 from mamer.data.manifest import Utterance, read_rows
 
@@ -51,6 +53,7 @@ CORPORA: dict[str, Corpus] = {
     "emobank": Corpus(read_emobank),
     "ravdess": Corpus(read_ravdess, folds=True),
     "goemotions": Corpus(read_goemotions),
+    "nemo": Corpus(read_nemo, default_folds=NEMO_FOLDS, folds=True, cut_folds=nemo_folds),
     "mamer-base": Corpus(read_mamer_base, folds=True, cut_folds=emodb_folds),  # EmoDB's speakers only
     "manifest": Corpus(read_generic, folds=True, user_labels=True),
 }

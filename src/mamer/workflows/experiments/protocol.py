@@ -1,0 +1,168 @@
+"""A fixed protocol: every system over every fold of a corpus, reported as the field reports it (EmoBox's table).
+
+`run_protocol` trains the config's experiment systems (`mamer experiment`: systems x seeds x folds, resumable),
+runs the probe baselines (`mamer.workflows.experiments.probe`) on the same folds and cached features, and
+writes ``protocol.json`` and ``protocol.md`` into the experiment folder: per system and view, UA (balanced
+accuracy, our ``uar``), WA (accuracy) and macro-F1 in percent, the mean and sample std over folds of each fold's
+mean over seeds, and the std over seeds of the all-folds mean (the seeds' spread); then one row per fold.
+Published rows (EmoBox's, say) can be set beside them. Each probe result is saved as it finishes
+(``probe_<kind>/seed<s>/fold<k>.json``), so a rerun after a kill goes on where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from mamer.atomic import atomic_write
+from mamer.config import ExperimentConfig, RunConfig
+from mamer.data.extract import prepare_features
+from mamer.data.manifest import read_manifest, train_classes
+from mamer.workflows.experiments.experiment import (
+    RUN_FILE,
+    experiment_dir,
+    plan,
+    run_experiment,
+    system_config,
+)
+from mamer.workflows.experiments.probe import run_probe
+
+log = logging.getLogger(__name__)
+
+METRICS = {"UA": "uar", "WA": "accuracy", "macro-F1": "macro_f1"}  # EmoBox's names -> ours
+PROBE_NAMES = {"linear": "probe: linear", "mlp": "probe: EmoBox MLP"}
+
+
+def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -> list[dict]:
+    """One record per finished run and view: system, view, seed, fold and the three metrics (fractions)."""
+    records = []
+    for run in plan(config, e):
+        result = json.loads((Path(run.config.run_dir) / RUN_FILE).read_text())
+        for view, scores in result["reports"][split]["results"].items():
+            if scores:
+                records.append(_record(run.system, view, run.seed, run.fold, scores))
+    return records
+
+
+def probe_records(
+    config: RunConfig, e: ExperimentConfig, probes: list[str], options: dict | None = None
+) -> list[dict]:
+    """One record per probe, seed and fold (the linear probe is deterministic: seed 0 only), each run once and
+    saved in the experiment folder; ``options`` go to the MLP probe (``epochs``, ``lr``, ``batch``)."""
+    out = experiment_dir(config, e)
+    records = []
+    for fold in range(e.folds) if e.folds else [None]:
+        fold_config = system_config(config, e, e.systems[0], e.seeds[0], fold)
+        features = None
+        for kind in probes:
+            for seed in e.seeds if kind == "mlp" else e.seeds[:1]:
+                path = out / f"probe_{kind}" / f"seed{seed}" / f"fold{0 if fold is None else fold}.json"
+                if not path.is_file():
+                    features = features or prepare_features(fold_config, fold_config.train.progress)
+                    manifest = Path(fold_config.data.manifest)
+                    classes = fold_config.data.labels or train_classes(read_manifest(manifest)[0])
+                    result = run_probe(
+                        kind, features, manifest, classes, seed, **(options if kind == "mlp" else {})
+                    )
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(path, lambda tmp, r=result: tmp.write_text(json.dumps(r, indent=1)))
+                    log.info(
+                        "probe %s seed %d fold %s: test UA %.4f", kind, seed, fold, result["test"]["uar"]
+                    )
+                result = json.loads(path.read_text())
+                records.append(_record(PROBE_NAMES[kind], "audio", seed, fold, result["test"]))
+    return records
+
+
+def _record(system: str, view: str, seed: int, fold: int | None, scores: dict) -> dict:
+    return {"system": system, "view": view, "seed": seed, "fold": fold,
+            **{name: float(scores[key]) for name, key in METRICS.items()}}  # fmt: skip
+
+
+def aggregate(records: list[dict]) -> list[dict]:
+    """Per (system, view), in order of first appearance: each metric's per-fold means over seeds (percent),
+    their mean and sample std over folds, and the sample std over seeds of each seed's mean over folds."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        groups[r["system"], r["view"]].append(r)
+    rows = []
+    for (system, view), mine in groups.items():
+        folds = sorted({r["fold"] for r in mine}, key=lambda f: -1 if f is None else f)
+        seeds = sorted({r["seed"] for r in mine})
+        row = {"system": system, "view": view, "folds": folds, "seeds": seeds}
+        for name in METRICS:
+            per_fold = [100 * np.mean([r[name] for r in mine if r["fold"] == f]) for f in folds]
+            per_seed = [100 * np.mean([r[name] for r in mine if r["seed"] == s]) for s in seeds]
+            row[name] = {
+                "mean": float(np.mean(per_fold)),
+                "std": float(np.std(per_fold, ddof=1)) if len(per_fold) > 1 else 0.0,
+                "seed_std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else 0.0,
+                "per_fold": [float(v) for v in per_fold],
+            }
+        rows.append(row)
+    return rows
+
+
+def protocol_table(rows: list[dict], reference: dict[str, tuple[float, float, float]] | None = None) -> str:
+    """The headline table: mean ± std over folds per metric, the seeds and their spread (std of UA over seeds);
+    ``reference`` rows (name -> UA, WA, macro-F1 in percent, as published) follow, marked so."""
+    lines = [
+        "| system | view | UA | WA | macro-F1 | seeds | UA spread over seeds |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [f"{row[m]['mean']:.2f} ± {row[m]['std']:.2f}" for m in METRICS]
+        spread = f"{row['UA']['seed_std']:.2f}" if len(row["seeds"]) > 1 else "–"
+        lines.append(
+            f"| {row['system']} | {row['view']} | {' | '.join(cells)} | {len(row['seeds'])} | {spread} |"
+        )
+    for name, scores in (reference or {}).items():
+        lines.append(f"| {name} (published) | audio | {' | '.join(f'{v:.2f}' for v in scores)} | – | – |")
+    return "\n".join(lines)
+
+
+def fold_table(rows: list[dict]) -> str:
+    """One line per system, view and fold: UA / WA / macro-F1 in percent, each the mean over the seeds."""
+    lines = ["| system | view | fold | UA | WA | macro-F1 |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        for i, fold in enumerate(row["folds"]):
+            cells = " | ".join(f"{row[m]['per_fold'][i]:.2f}" for m in METRICS)
+            lines.append(
+                f"| {row['system']} | {row['view']} | {'-' if fold is None else fold + 1} | {cells} |"
+            )
+    return "\n".join(lines)
+
+
+def run_protocol(
+    config: RunConfig,
+    e: ExperimentConfig,
+    probes: list[str] = ("linear", "mlp"),
+    views: list[str] | None = None,
+    reference: dict[str, tuple[float, float, float]] | None = None,
+    title: str = "",
+    probe_options: dict | None = None,
+) -> dict:
+    """Train (or finish) every system, seed and fold, run the probes, and write protocol.json / protocol.md;
+    returns {"rows": aggregate(...), "table": markdown}. ``views`` keeps those views only (default: all);
+    ``probe_options`` go to the MLP probe."""
+    if e.test_splits[0] != "test":
+        raise ValueError(
+            f"a protocol scores its folds' test split; experiment.test_splits is {e.test_splits}"
+        )
+    run_experiment(config, e)
+    records = mamer_records(config, e) + probe_records(config, e, list(probes), probe_options or {})
+    if views:
+        records = [r for r in records if r["view"] in views]
+    rows = aggregate(records)
+    folds = f"{e.folds} folds" if e.folds else "one split"
+    text = (f"# {title or config.name}\n\nIn percent; mean ± sample std over {folds}, each fold's score the mean over"
+            f" its seeds.\n\n{protocol_table(rows, reference)}\n\n## Per fold\n\n{fold_table(rows)}\n")  # fmt: skip
+    out = experiment_dir(config, e)
+    summary = {"title": title, "rows": rows, "records": records, "reference": reference or {}}
+    atomic_write(out / "protocol.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1)))
+    atomic_write(out / "protocol.md", lambda tmp: tmp.write_text(text))
+    return {"rows": rows, "table": text}
