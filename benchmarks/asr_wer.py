@@ -1,12 +1,13 @@
 """Word error rate of the offline ASR on real German speech (EmoDB) and on the synthetic quickstart corpus.
 
-    python benchmarks/asr_wer.py [--emodb /work/shared/data/emodb] [--per-sentence 5] [--model whisper-base]
+    python benchmarks/asr_wer.py [--emodb ../shared/data/emodb] [--per-sentence 5] [--model whisper-base]
         [--beam 1] [--corpus-dir DIR] [--synthetic-max N]
 
-(a) EmoDB: `--per-sentence` clips of each of its ten sentences, spread over speakers and emotions, transcribed
-with the language fixed to "de" and again with the language detected (how often German is detected is printed).
+(a) EmoDB: `--per-sentence` clips of each of its ten sentences (or of the first `--sentences`), spread over
+speakers and emotions, transcribed with the language fixed to "de" and again with the language detected (how
+often German is detected is printed).
 (b) The synthetic quickstart corpus's test split (English, espeak-ng), built into `--corpus-dir` or a temporary
-folder (about a minute). Text is lowercased and stripped of punctuation before scoring; WER is the word-level
+folder (about a minute), or the test split of `--manifest`. Text is lowercased and stripped of punctuation before scoring; WER is the word-level
 edit distance summed over clips, divided by the number of reference words.
 """
 
@@ -42,21 +43,24 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
     return row[-1]
 
 
-def emodb_subset(folder: Path, per_sentence: int) -> list[tuple[Path, str]]:
-    """`per_sentence` clips of each EmoDB sentence, evenly spaced over its rows sorted by speaker and id."""
+def emodb_subset(folder: Path, per_sentence: int, sentences: int | None = None) -> list[tuple[Path, str]]:
+    """`per_sentence` clips of each EmoDB sentence (of the first `sentences`), evenly spaced over its rows sorted
+    by speaker and id."""
     with open(folder / "metadata.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     chosen = []
-    for sentence in sorted({r["sentence"] for r in rows}):
+    for sentence in sorted({r["sentence"] for r in rows})[:sentences]:
         group = sorted((r for r in rows if r["sentence"] == sentence), key=lambda r: (r["speaker"], r["id"]))
         step = max(1, len(group) // per_sentence)
         chosen += [(folder / r["audio"], r["text"]) for r in group[::step][:per_sentence]]
     return chosen
 
 
-def synthetic_test_split(folder: Path, limit: int | None) -> list[tuple[Path, str]]:
-    """The quickstart corpus's test-split clips and their texts (the corpus is built in `folder` if absent)."""
-    rows, _ = read_manifest(quickstart_corpus(folder, progress=False))
+def synthetic_test_split(
+    folder: Path, limit: int | None, manifest: Path | None = None
+) -> list[tuple[Path, str]]:
+    """The test-split clips and texts of `manifest`, or of the quickstart corpus (built in `folder` if absent)."""
+    rows, _ = read_manifest(manifest or quickstart_corpus(folder, progress=False))
     test = [(u.audio, u.text) for u in rows if u.split == "test"]
     return test[:limit]
 
@@ -95,8 +99,11 @@ def report(label: str, result: dict, expected_language: str) -> None:
 def main() -> None:
     """Parse the arguments, transcribe both sets and print their figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--emodb", type=Path, default=Path("/work/shared/data/emodb"))
+    parser.add_argument("--emodb", type=Path, default=Path("../shared/data/emodb"))
     parser.add_argument("--per-sentence", type=int, default=5)
+    parser.add_argument(
+        "--sentences", type=int, default=None, help="only the first N of EmoDB's ten sentences"
+    )
     parser.add_argument("--model", default="whisper-base")
     parser.add_argument("--beam", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
@@ -106,6 +113,9 @@ def main() -> None:
     parser.add_argument(
         "--synthetic-max", type=int, default=None, help="at most this many synthetic test clips"
     )
+    parser.add_argument(
+        "--manifest", type=Path, help="a synthetic corpus's manifest to use instead of building one"
+    )
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -114,7 +124,7 @@ def main() -> None:
     print(f"model {args.model} (int8, beam {args.beam}): loaded in {time.perf_counter() - started:.1f} s")
 
     if (args.emodb / "metadata.csv").is_file():
-        clips = emodb_subset(args.emodb, args.per_sentence)
+        clips = emodb_subset(args.emodb, args.per_sentence, args.sentences)
         report("EmoDB (German), language=de", score(model, clips, "de", args.beam), "de")
         report("EmoDB (German), language detected", score(model, clips, None, args.beam), "de")
     else:
@@ -123,8 +133,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.corpus_dir or Path(tmp) / "quickstart"
         built = time.perf_counter()
-        clips = synthetic_test_split(folder, args.synthetic_max)
-        print(f"synthetic corpus ready in {time.perf_counter() - built:.1f} s ({folder})")
+        clips = synthetic_test_split(folder, args.synthetic_max, args.manifest)
+        print(f"synthetic corpus ready in {time.perf_counter() - built:.1f} s ({args.manifest or folder})")
         report("synthetic quickstart test, en", score(model, clips, "en", args.beam), "en")
     print(f"total wall time {time.perf_counter() - started:.1f} s")
 

@@ -5,6 +5,8 @@ torch's FlopCounterMode, times it one clip at a time (the naive loop) and as a b
 times a large float32 matrix product (the best rate this machine's BLAS reaches). The last line is the most any
 batching, loader or scheduling change can gain over the naive loop with the same float32 arithmetic:
     python benchmarks/cpu_ceiling.py [--seconds 2.5] [--batch 16] [--threads N]
+`--smoke` shrinks the model to one 64-wide layer on 32-channel convolutions and the product to 256^2: it checks
+that the script runs (the test suite does so), and its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -46,10 +48,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.5, help="clip length")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: the script runs, the figures mean nothing"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = WavLMModel(WavLMConfig()).eval()
+    small = dict(
+        num_hidden_layers=1, hidden_size=64, num_attention_heads=2, intermediate_size=128, conv_dim=(32,) * 7
+    )
+    model = WavLMModel(WavLMConfig(**small) if args.smoke else WavLMConfig()).eval()
     # the positional convolution's weight norm as a plain weight (same values): FlopCounterMode cannot trace it
     torch.nn.utils.parametrize.remove_parametrizations(model.encoder.pos_conv_embed.conv, "weight")
     one = torch.randn(1, int(args.seconds * 16000))
@@ -59,8 +67,10 @@ def main() -> None:
     with torch.inference_mode():
         single = best_seconds(lambda: model(one), 3)
         batched = best_seconds(lambda: model(batch), 2) / args.batch
-    peak = matmul_rate()
-    print(f"torch {torch.__version__}, {args.threads} thread(s); WavLM-base size, {args.seconds} s clips")
+    size = 256 if args.smoke else 2048
+    peak = matmul_rate(size)
+    shape = "tiny (--smoke)" if args.smoke else "WavLM-base size"
+    print(f"torch {torch.__version__}, {args.threads} thread(s); {shape}, {args.seconds} s clips")
     print(
         f"  forward pass: {flops / 1e9:.1f} GFLOP per clip ({flops / args.seconds / 1e9:.1f} per audio second)"
     )
@@ -68,7 +78,7 @@ def main() -> None:
     print(
         f"  batch of {args.batch:3d}:               {1000 * batched:7.1f} ms/clip  {flops / batched / 1e9:6.1f} GFLOP/s"
     )
-    print(f"  float32 2048^3 matmul:      {peak:6.1f} GFLOP/s (about this machine's float32 peak)")
+    print(f"  float32 {size}^3 matmul:      {peak:6.1f} GFLOP/s (about this machine's float32 peak)")
     print(f"  most any float32 speed-up over the naive loop can reach: {peak * 1e9 / (flops / single):.2f}x")
 
 

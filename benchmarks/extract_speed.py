@@ -8,6 +8,8 @@ With --batching it compares instead, interleaved over --repeats rounds (medians)
 `extract_features` at each of --sizes (default 1,16,auto; what auto chose is printed), on real speech from
 ../shared/data (EmoDB + RAVDESS; --join K joins 1..K clips per utterance, for mixed lengths):
     python benchmarks/extract_speed.py --batching --threads 2 --utterances 32 --join 3 --repeats 3
+`--smoke` shrinks WavLM to two 32-wide layers and the training and loading loops to one epoch and one round: it
+checks that the script runs (the test suite does so), and its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +36,20 @@ from mamer.data.manifest import read_manifest, splits
 from mamer.data.synthetic import generate_corpus
 from mamer.encoders.packages import installed
 from mamer.encoders.registry import load_audio_encoder, load_text_encoder
+
+# --smoke: a WavLM small enough that the test suite can run the script in seconds
+TINY_WAVLM = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
+    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+)  # fmt: skip
+
+
+def save_wavlm(folder: Path, smoke: bool) -> None:
+    """A WavLM-base-sized model (or `TINY_WAVLM`) with random weights, seeded, saved to `folder`."""
+    from transformers import WavLMConfig, WavLMModel
+
+    torch.manual_seed(0)
+    WavLMModel(WavLMConfig(**TINY_WAVLM) if smoke else WavLMConfig()).save_pretrained(folder)
 
 
 def naive_whisper(name: str, utterances, device) -> None:
@@ -82,7 +98,9 @@ def in_memory(cached: SplitFeatures) -> SplitFeatures:
     """The same features as in-memory float32 copies of the shards (no memory map, no float16)."""
 
     def column(c: Column) -> Column:
-        return Column([Shard(s.features.float().clone(), s.offsets.clone()) for s in c.shards], c.rows, c.dim)
+        return Column(
+            [Shard(s.path, s.features.float().clone(), s.offsets.clone()) for s in c.shards], c.rows, c.dim
+        )
 
     return SplitFeatures(cached.ids, column(cached.audio), column(cached.text), cached.skipped)
 
@@ -117,16 +135,13 @@ def train_steps(features: SplitFeatures, train_rows, batch_size: int = 16, epoch
 
 
 def extraction(
-    work: Path, rows, encoders: list[str], device: str, batch_size: int, wavlm_layers: list[str]
+    work: Path, rows, encoders: list[str], device: str, batch_size: int, wavlm_layers: list[str], smoke: bool
 ) -> None:
     """Naive loop and `extract_features` per encoder, on the same utterances; WavLM-base once per layer choice
     in `wavlm_layers` (the naive loop runs the whole model whichever state is kept, as peer repositories do)."""
-    from transformers import WavLMConfig, WavLMModel
-
     audio_seconds = sum(len(load_audio(u.audio, 16000)) for u in rows) / 16000
     print(f"{len(rows)} utterances, {audio_seconds:.1f} s of audio")
-    torch.manual_seed(0)
-    WavLMModel(WavLMConfig()).save_pretrained(work / "wavlm-base")
+    save_wavlm(work / "wavlm-base", smoke)
     text = load_text_encoder("hashed")
     for name in encoders:
         print(f"{name}{' (random weights)' if name == 'wavlm-base' else ''}:")
@@ -156,9 +171,10 @@ def loading_time(features: SplitFeatures, train_rows, batch_size: int = 16, epoc
     return (time.perf_counter() - start) / batches
 
 
-def loader_overhead(work: Path, rows) -> None:
+def loader_overhead(work: Path, rows, smoke: bool) -> None:
     """Training step time from the memory-mapped float16 cache vs in-memory float32 (best of 3, interleaved),
     and the batch loading alone: the only difference between the two, and one a loaded machine cannot blur."""
+    rounds, step_epochs, load_epochs = (1, 1, 1) if smoke else (3, 5, 20)
     text = load_text_encoder("hashed")
     logmel = load_audio_encoder("logmel")
     folder = extract_features(splits(rows), logmel, text, work / "logmel", progress=False)
@@ -166,12 +182,12 @@ def loader_overhead(work: Path, rows) -> None:
     sources = {"cache": load_split(folder, "train")}
     sources["memory"] = in_memory(sources["cache"])
     # a warm-up run (thread pool, allocator), so that going first costs neither
-    train_steps(sources["memory"], train_rows)
+    train_steps(sources["memory"], train_rows, epochs=step_epochs)
     steps, loads = {name: [] for name in sources}, {name: [] for name in sources}
-    for _ in range(3):  # interleaved: a change in machine load hits both
+    for _ in range(rounds):  # interleaved: a change in machine load hits both
         for name, features in sources.items():
-            steps[name].append(train_steps(features, train_rows))
-            loads[name].append(loading_time(features, train_rows))
+            steps[name].append(train_steps(features, train_rows, epochs=step_epochs))
+            loads[name].append(loading_time(features, train_rows, epochs=load_epochs))
     steps, loads = {k: min(v) for k, v in steps.items()}, {k: min(v) for k, v in loads.items()}
     print(f"training step, quickstart model, batch 16, {len(train_rows)} train utterances (logmel + hashed):")
     for name, label in (("cache", "the safetensors cache (mmap)"), ("memory", "in-memory float32 tensors")):
@@ -230,16 +246,13 @@ def naive_model(name: str, work: Path, device):
 
 
 def compare_batching(
-    work: Path, rows, encoders: list[str], device: str, sizes: list, repeats: int, layers: str
+    work: Path, rows, encoders: list[str], device: str, sizes: list, repeats: int, layers: str, smoke: bool
 ):
     """Naive loop vs `extract_features` at each of `sizes`, interleaved `repeats` times: medians."""
-    from transformers import WavLMConfig, WavLMModel
-
     seconds = sum(len(load_audio(u.audio, 16000)) for u in rows) / 16000
     lengths = sorted(len(load_audio(u.audio, 16000)) / 16000 for u in rows)
     print(f"{len(rows)} utterances, {seconds:.1f} s of audio, {lengths[0]:.2f}-{lengths[-1]:.2f} s each")
-    torch.manual_seed(0)
-    WavLMModel(WavLMConfig()).save_pretrained(work / "wavlm-base")
+    save_wavlm(work / "wavlm-base", smoke)
     text, plans = load_text_encoder("hashed"), []
     made = extract.batch_plan
     extract.batch_plan = lambda *a: plans.append(made(*a)) or plans[-1]  # to report what "auto" chose
@@ -292,6 +305,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="with --batching: interleaved rounds")
     parser.add_argument("--sizes", default="1,16,auto", help="with --batching: the batch sizes compared")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: the script runs, the figures mean nothing"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -302,7 +318,7 @@ def main() -> None:
         layers = args.wavlm_layers.split(",")[0]
         encoders = args.encoders.split(",")
         sizes = [size if size == "auto" else int(size) for size in args.sizes.split(",")]
-        compare_batching(work, rows, encoders, args.device, sizes, args.repeats, layers)
+        compare_batching(work, rows, encoders, args.device, sizes, args.repeats, layers, args.smoke)
         return
     if args.manifest:
         manifest = Path(args.manifest)
@@ -315,9 +331,10 @@ def main() -> None:
     print(f"device {name}, torch threads {torch.get_num_threads()}")
     if args.encoders:
         extraction(
-            work, rows, args.encoders.split(","), args.device, args.batch_size, args.wavlm_layers.split(",")
-        )
-    loader_overhead(work, rows)
+            work, rows, args.encoders.split(","), args.device, args.batch_size, args.wavlm_layers.split(","),
+            args.smoke,
+        )  # fmt: skip
+    loader_overhead(work, rows, args.smoke)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
 """Fine-tuning from a trained model against training from scratch, on EmoDB speaker folds with few rows.
 
 For each speaker fold and each fraction of its training rows (drawn per class, seeded), two runs on the same
-rows: from scratch, and `train.init_from=SOURCE` (a model that never saw EmoDB, e.g. mamer_base_no_emodb). Both
+rows: from scratch, and `train.init_from=SOURCE` (a model that never saw EmoDB, e.g. mamer_base_no_emodb), its
+copied weights at `--init-lr-scale` times the learning rate (default: `train.init_lr_scale`'s, 1). Both
 use the source's architecture and frozen encoders and EmoDB's own seven classes (boredom included: a label set
 the source does not have, so the fine-tuned run gets a new head). Prints test UAR and macro-F1 per view, mean ±
 std over the folds, and writes them to OUT/finetune.json.
 
     python benchmarks/finetune_emodb.py --source mamer_runs/mamer_base/no_emodb --features FEATURES_ROOT \
         --out /tmp/finetune --folds 0,1,2,3,4 --fractions 0.1,0.25,1
+
+Results are kept in OUT/finetune.json under `fraction/fold/start` (`finetuned_lr<scale>` for fine-tuned runs), so
+a rerun adds only the runs missing, and runs at another `--init-lr-scale` sit beside them.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mamer.checkpoint import read_meta
-from mamer.config import load_config
+from mamer.checkpoint import LAST_DIR, read_meta
+from mamer.config import TrainConfig, load_config
 from mamer.data.corpora import prepare_corpus
 from mamer.data.manifest import Utterance, read_manifest, write_manifest
 from mamer.workflows.evaluation.evaluate import evaluate_run
@@ -64,7 +68,7 @@ def run_one(args, manifest: Path, run_dir: Path, source: Path | None, source_met
     config = adopt_source(config, source_meta)  # scratch too: the same architecture and encoders
     config = dataclasses.replace(config, name=run_dir.name)
     started = time.time()
-    train(config)
+    train(config, resume=(run_dir / LAST_DIR).exists())  # a run killed part way goes on from its last epoch
     report = evaluate_run(run_dir, "test")
     scores = {v: {m: report["results"][v][m] for m in METRICS} for v in VIEWS if v in report["results"]}
     return {"scores": scores, "train_rows": report["n"], "wall_s": time.time() - started}
@@ -88,7 +92,10 @@ def main() -> None:
     parser.add_argument(
         "--starts", default="scratch,finetuned", help="which runs: scratch, finetuned or both"
     )
-    parser.add_argument("--init-lr-scale", type=float, default=0.1, help="train.init_lr_scale of fine-tuning")
+    parser.add_argument(
+        "--init-lr-scale", type=float, default=TrainConfig.init_lr_scale,
+        help="train.init_lr_scale of the fine-tuned runs (default: the config's, %(default)s)",
+    )  # fmt: skip
     args = parser.parse_args()
     source = resolve_model(args.source)
     source_meta = read_meta(source)
@@ -103,7 +110,7 @@ def main() -> None:
             write_manifest(subsample(rows, fraction, seed=fold), manifest)
             for start, init in (("scratch", None), ("finetuned", source)):
                 key = f"{fraction:g}/{fold}/{start}"
-                if start == "finetuned" and args.init_lr_scale != 0.1:
+                if start == "finetuned":
                     key += f"_lr{args.init_lr_scale:g}"
                 if key in results or start not in args.starts.split(","):
                     continue
@@ -118,7 +125,7 @@ def table(results: dict) -> str:
     """Markdown: rows = fraction x start, columns = view x metric, mean ± std over the folds."""
     groups = defaultdict(list)
     for key, result in results.items():
-        fraction, _, start = key.split("/")  # start: scratch, finetuned, finetuned_lr<scale>
+        fraction, _, start = key.split("/")  # start: scratch or finetuned_lr<scale>
         groups[fraction, start].append(result)
     columns = [(v, m) for v in VIEWS for m in METRICS]
     lines = [

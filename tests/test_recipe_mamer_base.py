@@ -21,6 +21,8 @@ import dev_selection  # noqa: E402
 import emodb_folds  # noqa: E402
 import release  # noqa: E402
 
+# these tests are the recipe scripts' smallest runs too (tests/test_smoke_scripts.py): `-k smoke` selects them
+pytestmark = pytest.mark.smoke
 ROWS = {"train": 12}  # rows kept per corpus and split; 6 in every other split
 
 

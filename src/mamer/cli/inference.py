@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from mamer.cli.scale import add_ray_arguments, predict_on_ray
+
 
 def model_of(args: argparse.Namespace) -> str:
     """The model named by the positional RUN_DIR or by --model (not both); mamer-base when neither is."""
@@ -26,6 +28,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
+    if args.engine == "ray":  # an actor pool over Ray Data, writing Parquet shards: mamer.cli.scale
+        return predict_on_ray(args, model_of(args))
     from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs
     from mamer.workflows.inference.predictions_file import PredictionsFile
     from mamer.workflows.inference.recognizer import EmotionRecognizer
@@ -188,6 +192,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embeddings", action="store_true", help="add the [CLS] output of the shared model")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu")
+    add_ray_arguments(p)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser(
