@@ -1,0 +1,169 @@
+"""Throughput of `mamer predict` at scale: the single-process loop against the Ray engine's actor pools.
+
+    nice -n 10 python benchmarks/scale_throughput.py --audio ../shared/data/emodb/audio \
+        ../shared/data/ravdess/audio ../shared/data/nemo/audio --asr none --engines loop ray:1x1 ray:2x1
+    nice -n 10 python benchmarks/scale_throughput.py --audio ... --minutes 60 --asr whisper-base
+    python benchmarks/scale_throughput.py --smoke --model RUN --audio FOLDER   # a few clips, loop and 1 actor
+
+Lists the audio files under each `--audio` folder, takes them round-robin across the folders (sorted within
+each) until `--minutes` of audio (all of them by default), and writes them as one CSV manifest under `--work`.
+Then each engine predicts them all, back to back: `loop` is `mamer predict`'s own loop (`predict_jobs`, batch
+16, torch's default threads: every core) in this process; `ray:AxT` is the Ray engine with A actors of T threads
+on a local Ray started for the run. Wall time covers everything a user waits for (model loading, Ray's start,
+the actors' start). Prints one JSON line per engine: files, errors, hours of audio, wall seconds, real-time
+factor, audio-hours per core-hour (cores: the loop's threads, or actors x threads), the ratio of each to the
+loop's, the largest probability difference from the loop's rows, and the machine's 1-minute load average
+sampled every 5 s during the run (other work on the machine slows every engine; compare runs at equal load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import soundfile as sf
+import torch
+
+from mamer.data.audio import AUDIO_SUFFIXES, VIA_SOUNDFILE, audio_duration
+from mamer.workflows.inference.batch import Job, Options, predict_jobs
+from mamer.workflows.inference.recognizer import EmotionRecognizer
+from mamer.workflows.scale.engine import RayOptions, predict_on_ray
+from mamer.workflows.scale.inputs import list_inputs
+
+
+def seconds_of(path: Path) -> float:
+    """Duration stated by the file's header."""
+    return float(
+        sf.info(str(path)).duration if path.suffix.lower() in VIA_SOUNDFILE else audio_duration(path)
+    )
+
+
+def choose(folders: list[Path], minutes: float | None, limit: int | None) -> tuple[list[Path], float]:
+    """Files round-robin across `folders` (sorted in each) until `minutes` of audio or `limit` files."""
+    lists = [sorted(p for p in f.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES) for f in folders]
+    chosen, total = [], 0.0
+    for rank in range(max(len(files) for files in lists)):
+        for files in lists:
+            if (
+                rank < len(files)
+                and (minutes is None or total < minutes * 60)
+                and (limit is None or len(chosen) < limit)
+            ):
+                chosen.append(files[rank])
+                total += seconds_of(files[rank])
+    return chosen, total
+
+
+class LoadSampler:
+    """The 1-minute load average, sampled every `every` seconds in a thread while a run lasts."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every, self.samples = every, [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def figures(self) -> dict[str, float]:
+        return {
+            "load_mean": round(sum(self.samples) / len(self.samples), 2),
+            "load_max": round(max(self.samples), 2),
+        }
+
+
+def run_loop(model: str, manifest: Path, options: Options, asr: str) -> tuple[list[dict], int, float]:
+    """`mamer predict`'s loop over the manifest's files: (rows, errors, cores)."""
+    recognizer = EmotionRecognizer.load(model, asr=asr, language=options.language)
+    jobs = [Job(r.id, Path(r.path), r.text) for r in list_inputs(manifest)]
+    rows, skipped = predict_jobs(recognizer, jobs, 16, progress=False, options=options)
+    return [r | {"source": r["file"]} for r in rows], len(skipped), float(torch.get_num_threads())
+
+
+def run_ray(model: str, manifest: Path, options: Options, asr: str, spec: str, out: Path):
+    """The Ray engine with `spec` = "ray:AxT" over the manifest: (rows, errors, cores)."""
+    actors, threads = (int(x) for x in spec.removeprefix("ray:").split("x"))
+    shutil.rmtree(out, ignore_errors=True)
+    summary = predict_on_ray(
+        model, manifest, out, options, RayOptions(actors=actors, threads=threads, progress=False), asr=asr
+    )
+    rows = pq.read_table(out / "predictions").to_pylist()
+    return rows, summary.errors, float(actors * threads)
+
+
+def largest_difference(rows: list[dict], reference: list[dict]) -> float:
+    """The largest |p - p_loop| over all rows and classes (rows matched by source and segment start)."""
+    by_key = {(r["source"], r.get("start")): r for r in reference}
+    worst = 0.0
+    for row in rows:
+        other = by_key[(row["source"], row.get("start"))]
+        worst = max([worst] + [abs(p - other["probabilities"][k]) for k, p in row["probabilities"].items()])
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--audio", nargs="+", type=Path, required=True, help="folders of audio files")
+    parser.add_argument("--model", default="mamer-base")
+    parser.add_argument("--minutes", type=float, help="audio to take (default: all of it)")
+    parser.add_argument("--asr", default="none", help="none, or the ASR model (whisper-base)")
+    parser.add_argument("--language", help="ASR language (default: detected per clip)")
+    parser.add_argument("--engines", nargs="+", default=["loop", "ray:1x1", "ray:2x1"])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mamer_scale_bench"))
+    parser.add_argument("--smoke", action="store_true", help="4 files, loop and one actor of one thread")
+    args = parser.parse_args()
+    if args.smoke:
+        args.engines = ["loop", "ray:1x1"]
+    files, seconds = choose(args.audio, args.minutes, 4 if args.smoke else None)
+    args.work.mkdir(parents=True, exist_ok=True)
+    manifest = args.work / "manifest.csv"
+    with manifest.open("w", newline="") as f:
+        csv.writer(f).writerows([["audio"], *[[str(p.resolve())] for p in files]])
+    print(
+        json.dumps({"files": len(files), "audio_hours": round(seconds / 3600, 3), "manifest": str(manifest)})
+    )
+    transcribe = args.asr.lower() != "none"
+    asr = args.asr if transcribe else "whisper-base"
+    reference = None
+    for engine in args.engines:
+        options = Options(transcribe=transcribe, language=args.language)
+        started = time.perf_counter()
+        with LoadSampler() as load:
+            if engine == "loop":
+                rows, errors, cores = run_loop(args.model, manifest, options, asr)
+            else:
+                rows, errors, cores = run_ray(args.model, manifest, options, asr, engine, args.work / "out")
+        wall = time.perf_counter() - started
+        per_core_hour = seconds / (wall * cores)
+        result = {"engine": engine, "files": len(files), "rows": len(rows), "errors": errors,
+                  "audio_hours": round(seconds / 3600, 3), "wall_s": round(wall, 1), "cores": cores,
+                  "x_real_time": round(seconds / wall, 2), "audio_h_per_core_h": round(per_core_hour, 2)}  # fmt: skip
+        if reference is None:
+            reference = (rows, seconds / wall, per_core_hour)
+        else:
+            result |= {"speed_vs_first": round(seconds / wall / reference[1], 3),
+                       "per_core_vs_first": round(per_core_hour / reference[2], 3),
+                       "max_abs_dp_vs_first": largest_difference(rows, reference[0])}  # fmt: skip
+        print(json.dumps(result | load.figures()), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Predictions at scale: the recognizer as a Ray Data actor pool over folders, manifests and tar shards."""
