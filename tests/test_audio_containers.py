@@ -233,7 +233,7 @@ def test_the_service_answers_every_playlist_alike_with_422(train_tiny, tmp_path_
     from mamer.workflows.service.app import create_app
 
     run = train_tiny(tmp_path_factory.mktemp("containers_run"))
-    with TestClient(create_app(run, asr=None)) as client:
+    with TestClient(create_app(run, asr=None, allow_hosts=["testserver"])) as client:
         answers = set()
         for target in ("private/meeting16.wav", "nonexistent.wav", "private", "tiny.log"):
             upload = {"audio": ("clip.webm", concat_playlist(target), "audio/webm")}

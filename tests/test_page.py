@@ -24,7 +24,7 @@ def runs(train_tiny, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def client(runs):
-    with TestClient(create_app(runs["unified"], asr=None)) as client:
+    with TestClient(create_app(runs["unified"], asr=None, allow_hosts=["testserver"])) as client:
         yield client
 
 
@@ -124,7 +124,7 @@ def test_live_protocol_errors_are_answered_in_words(client, runs):
     with client.websocket_connect("/live?asr=on") as ws:  # a service without ASR says so and goes on
         ready = ws.receive_json()
         assert ready["transcribe"] is False and "without speech recognition" in ready["note"]
-    with TestClient(create_app(runs["text_only"], asr=None)) as text_only:
+    with TestClient(create_app(runs["text_only"], asr=None, allow_hosts=["testserver"])) as text_only:
         with text_only.websocket_connect("/live") as ws:
             assert "trained without audio" in live_messages(ws)[-1]["detail"]
 
@@ -139,7 +139,8 @@ def test_live_takes_the_services_own_page_and_refuses_other_sites(client):
 
 
 def test_live_streams_are_capped_and_an_allowed_origin_gets_in(runs):
-    app = create_app(runs["unified"], asr=None, max_live=1, allow_origins=["https://lab.example/"])
+    origins, hosts = ["https://lab.example/"], ["testserver"]
+    app = create_app(runs["unified"], asr=None, max_live=1, allow_origins=origins, allow_hosts=hosts)
     with TestClient(app) as client:
         with client.websocket_connect("/live", headers={"origin": "https://lab.example"}) as first:
             assert first.receive_json()["type"] == "ready"

@@ -18,6 +18,9 @@ from mamer.data.manifest import read_manifest
 from mamer.workflows.inference.recognizer import EmotionRecognizer
 from mamer.workflows.service.app import create_app
 
+# the service answers to loopback names; a TestClient's own host, `testserver`, is refused
+LOCAL = "http://localhost"
+
 
 @pytest.fixture(scope="module")
 def runs(train_tiny, tmp_path_factory) -> dict[str, Path]:
@@ -31,7 +34,8 @@ def runs(train_tiny, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def client(runs):
     # One event loop for every request, as in uvicorn (a bare TestClient starts one per request).
-    with TestClient(create_app(runs["unified"], max_upload_mb=0.5, max_seconds=8.0, asr=None)) as client:
+    app = create_app(runs["unified"], max_upload_mb=0.5, max_seconds=8.0, asr=None)
+    with TestClient(app, base_url=LOCAL) as client:
         yield client
 
 
@@ -92,7 +96,7 @@ def test_rejections(client, runs):
         response = client.post("/predict", data=data, files=files)
         assert response.status_code == status, response.text
         assert message in response.json()["detail"]
-    text_only = TestClient(create_app(runs["text_only"]))
+    text_only = TestClient(create_app(runs["text_only"]), base_url=LOCAL)
     response = text_only.post("/predict", files={"audio": ("a.wav", wav_bytes(1.0), "audio/wav")})
     assert response.status_code == 422 and "trained without audio" in response.json()["detail"]
     assert text_only.get("/info").json()["views"] == ["text"]
@@ -115,7 +119,7 @@ def test_webm_opus_upload_is_decoded_and_transcribed(runs):
         for packet in [*stream.encode(frame), *stream.encode(None)]:
             out.mux(packet)
     upload = {"audio": ("recording.webm", buffer.getvalue(), "audio/webm")}
-    with TestClient(create_app(runs["unified"], asr="whisper-tiny.en")) as client:
+    with TestClient(create_app(runs["unified"], asr="whisper-tiny.en"), base_url=LOCAL) as client:
         answer = client.post("/predict", files=upload)
         assert answer.status_code == 200, answer.text
         body = answer.json()

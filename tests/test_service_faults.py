@@ -27,6 +27,8 @@ MAX_SECONDS = 8.0
 CHUNK = 64 * 1024
 PART_HEAD = b'--B\r\nContent-Disposition: form-data; name="audio"; filename="x.wav"\r\n\r\n'
 MULTIPART = "multipart/form-data; boundary=B"
+# the service answers to loopback names; a TestClient's own host, `testserver`, is refused
+LOCAL = "http://localhost"
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,8 @@ def app(run) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def client(app) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as client:  # one event loop, as under uvicorn
+    # one event loop, as under uvicorn
+    with TestClient(app, raise_server_exceptions=False, base_url=LOCAL) as client:
         yield client
 
 
@@ -99,12 +102,15 @@ async def send_in_chunks(app: FastAPI, chunks: Iterator[bytes]) -> tuple[int, di
     """POST /predict straight through ASGI, the body in chunks and no Content-Length (as `curl -T -` sends it):
     (status, headers, body, bytes the app had taken when it answered)."""
     scope = dict(SCOPE)
-    taken, sent, answered_at = 0, [], None
+    taken, sent, answered_at, ended = 0, [], None, False
 
     async def receive() -> dict:
-        nonlocal taken
+        nonlocal taken, ended
         chunk = next(chunks, None)
         if chunk is None:
+            if ended:  # as a server does: nothing more comes until the client leaves (it never does here)
+                await asyncio.Event().wait()
+            ended = True
             return {"type": "http.request", "body": b"", "more_body": False}
         taken += len(chunk)
         return {"type": "http.request", "body": chunk, "more_body": True}
@@ -130,11 +136,13 @@ def test_chunked_upload_is_cut_off_at_the_limit(app, client):
     assert client.get("/health").json() == {"status": "ok"}
 
 
-def test_requests_beyond_the_pending_limit_get_503_before_their_body_is_read(run):
-    """One upload still arriving holds the only place: the next request is answered 503 at once."""
+def test_only_requests_whose_body_is_in_take_a_pending_place(run):
+    """A request still sending its body holds no place; with the only place taken by a request that is being
+    answered, the next whose body is in gets 503 with Retry-After (issue 32, finding 4: before, a socket that
+    sent headers and nothing took a place)."""
     app = create_app(run, max_upload_mb=LIMIT_MB, asr=None, max_pending=1)
 
-    async def one_waiting_then_another():
+    async def arriving_answered_then_another():
         arrived, release = asyncio.Event(), asyncio.Event()
 
         async def slow_receive() -> dict:  # a first chunk, then nothing until released
@@ -147,17 +155,35 @@ def test_requests_beyond_the_pending_limit_get_503_before_their_body_is_read(run
         async def ignore(message: dict) -> None:
             pass
 
-        first = asyncio.create_task(app(dict(SCOPE), slow_receive, ignore))
+        sending = asyncio.create_task(app(dict(SCOPE), slow_receive, ignore))
         await arrived.wait()
-        answer = await send_in_chunks(app, iter([PART_HEAD]))
-        release.set()
-        await asyncio.wait_for(first, 10)
-        return answer
+        text = b'--B\r\nContent-Disposition: form-data; name="text"\r\n\r\nfine\r\n--B--\r\n'
+        while_sending = await send_in_chunks(app, iter([text]))  # the place is free: answered
+        model_busy = asyncio.Event()
+        batch = app.state.recognizer.predict_batch
 
-    status, headers, body, taken = asyncio.run(one_waiting_then_another())
-    assert status == 503 and headers["retry-after"] == "1" and taken == 0, (status, headers, taken)
+        def blocked(items, *args, **kwargs):  # the model holds the one answered request until released
+            model_busy.set()
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result()
+            return batch(items, *args, **kwargs)
+
+        loop = asyncio.get_running_loop()
+        app.state.recognizer.predict_batch = blocked
+        answering = asyncio.create_task(send_in_chunks(app, iter([text])))
+        await model_busy.wait()
+        busy = await send_in_chunks(app, iter([text]))
+        release.set()
+        answered = await asyncio.wait_for(answering, 30)
+        await asyncio.wait_for(sending, 10)
+        del app.state.recognizer.predict_batch
+        return while_sending, busy, answered
+
+    while_sending, busy, answered = asyncio.run(arriving_answered_then_another())
+    assert while_sending[0] == 200 and answered[0] == 200, (while_sending, answered)
+    status, headers, body, _ = busy
+    assert status == 503 and headers["retry-after"] == "1", (status, headers)
     assert b"the service is busy: 1 requests are being answered" in body and b"--max-pending" in body
-    with TestClient(app) as client:  # the place is free again
+    with TestClient(app, base_url=LOCAL) as client:  # the place is free again
         assert client.post("/predict", data={"text": "fine"}).status_code == 200
 
 
@@ -196,7 +222,7 @@ def post_chunked(port: int, total: int) -> tuple[bytes, int]:
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
-        head = f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: {MULTIPART}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        head = f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {MULTIPART}\r\nTransfer-Encoding: chunked\r\n\r\n"
         try:
             conn.sendall(head.encode())
             for chunk in chunked_body(total):

@@ -172,7 +172,8 @@ def test_serve_answers_audio_beyond_the_limit_with_a_timeline(runs, voices):
 
     buffer = io.BytesIO()
     sf.write(buffer, np.concatenate(voices), SR, format="WAV")
-    client = TestClient(create_app(runs["short"], asr=None))  # a 1.28 s limit: ~7 s of speech is long
+    # a 1.28 s limit: ~7 s of speech is long
+    client = TestClient(create_app(runs["short"], asr=None, allow_hosts=["testserver"]))
     body = client.post("/predict", files={"audio": ("talk.wav", buffer.getvalue(), "audio/wav")}).json()
     assert len(body["segments"]) >= 2 and body["summary"]["segments"] == len(body["segments"])
     assert all(s["end"] - s["start"] <= 1.28 + 1e-6 for s in body["segments"])

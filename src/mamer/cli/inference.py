@@ -125,6 +125,10 @@ def _serve(args: argparse.Namespace) -> None:
         max_live=args.max_live,
         allow_origins=args.allow_origin,
         max_pending=args.max_pending,
+        allow_hosts=args.allow_host,
+        body_timeout=args.body_timeout,
+        live_idle=args.live_idle,
+        live_workers=args.live_workers,
     )
 
 
@@ -208,14 +212,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--workers", type=int, default=2,
-        help="uploads decoded, transcribed or read as a timeline at once; the rest wait",
+        help="uploads decoded, transcribed or read as a timeline at once; the rest wait (live windows have "
+        "--live-workers)",
     )  # fmt: skip
+    p.add_argument(
+        "--live-workers", type=int, default=None, help="live windows predicted at once (default 1)"
+    )
     p.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: half the cores, at least one)"
     )
     p.add_argument(
         "--max-pending", type=int, default=None,
-        help="POST /predict requests answered or waiting at once (default 64); more get 503 at once",
+        help="POST /predict requests with their body in, answered or waiting at once (default 64); more get 503",
+    )  # fmt: skip
+    p.add_argument(
+        "--body-timeout", type=float, default=None, metavar="SECONDS",
+        help="a request's whole body must arrive within this (default 60); slower ones get 408",
     )  # fmt: skip
     p.add_argument(
         "--max-live",
@@ -224,8 +236,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="live streams (WS /live) at once (default 8); more are refused",
     )
     p.add_argument(
+        "--live-idle", type=float, default=None, metavar="SECONDS",
+        help="close a live stream this far behind real time, e.g. sending no audio (default 30)",
+    )  # fmt: skip
+    p.add_argument(
         "--allow-origin", action="append", default=[], metavar="ORIGIN",
-        help="a page at another origin (scheme://host:port) that may open live streams; repeatable",
+        help="a page at another origin (scheme://host:port) that may call /predict and open live streams; "
+        "repeatable",
+    )  # fmt: skip
+    p.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME",
+        help="a host name requests may name besides IP addresses, localhost and --host (e.g. the name of a "
+        "reverse proxy); repeatable",
     )  # fmt: skip
     add_asr_arguments(p)
     p.set_defaults(func=_serve)

@@ -16,6 +16,7 @@ it. Segment modes:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +35,10 @@ log = logging.getLogger(__name__)
 SR = 16000  # VAD and ASR read 16 kHz; the recognizer resamples for its own encoder
 ASR_SPAN = 28.0  # seconds of neighbouring segments transcribed in one Whisper call (it reads 30 s windows)
 MODES = ("auto", "none", "vad", "window")
+
+
+class TimelineStopped(RuntimeError):
+    """Raised between segment groups once the caller's `stop` event is set (a client that left)."""
 
 
 @dataclass
@@ -102,11 +107,13 @@ def timeline(
     labels: Sequence[str] | None = None,
     return_embedding: bool = False,
     batch_size: int = 32,
+    stop: threading.Event | None = None,
 ) -> Timeline:
     """Segment `audio` (a file of any container, or an array + `sample_rate`) and predict every segment.
 
     `text` (a transcript of the whole recording) only goes with one segment (`segment="none"`); otherwise
-    `transcribe=True` gives each segment its own words by ASR.
+    `transcribe=True` gives each segment its own words by ASR. Once `stop` is set (from another thread), the
+    work ends before the next group of segments with TimelineStopped.
     """
     if segment not in MODES:
         raise ValueError(f"segment={segment!r}: choose one of {', '.join(MODES)}")
@@ -122,7 +129,8 @@ def timeline(
             "for per-segment text, or segment='none'"
         )
     options = {"top_k": top_k, "labels": labels, "return_embedding": return_embedding}
-    done = list(_predicted(recognizer, source, segments, text, transcribe, language, batch_size, options))
+    planned = _predicted(recognizer, source, segments, text, transcribe, language, batch_size, options, stop)
+    done = list(planned)
     if pool and done:
         weights = [s.end - s.start for s in done]
         merged = reshaped(pooled([s.prediction for s in done], weights), labels, top_k)
@@ -218,12 +226,15 @@ def _groups(segments: Sequence[Segment]) -> list[list[Segment]]:
     return groups
 
 
-def _predicted(recognizer, source, segments, text, transcribe, language, batch_size, options):
-    """TimelineSegments of `segments` in order: decoded group by group, predicted in batches."""
+def _predicted(recognizer, source, segments, text, transcribe, language, batch_size, options, stop=None):
+    """TimelineSegments of `segments` in order: decoded group by group, predicted in batches; TimelineStopped
+    before a group once `stop` is set."""
     groups = _groups(segments)
     spans = source.spans([(g[0].start, g[-1].end) for g in groups])
     pending: list[tuple[Segment, dict, tuple[TimedText, ...], Any]] = []
     for group, wave in zip(groups, spans, strict=True):
+        if stop is not None and stop.is_set():
+            raise TimelineStopped(f"stopped at {group[0].start:.1f} s of {source.duration:.1f} s")
         heard = None
         if transcribe and text is None and recognizer.can_transcribe:
             heard = recognizer.transcriber.transcribe(wave, language=language or recognizer.language)

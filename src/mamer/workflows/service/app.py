@@ -6,20 +6,23 @@ Uploads of any container PyAV reads (WAV, FLAC, MP3, OGG, WebM/Opus from browser
 thread, refused from their header when longer than `max_seconds` (or once decoding passes it, when the header
 states no duration). Audio without text is transcribed (form field `transcribe=false` or `asr=none` turns it
 off); audio longer than the model's limit gets a timeline. Short requests go to the model in batches (`Batcher`:
-those waiting while it is busy go through together); decoding, transcription and timelines run in worker
-threads bounded by a CapacityLimiter. Request bodies are counted as they stream in (`BodyLimit`), so a chunked
-upload without Content-Length is cut off at the limit too. Every error answers `{"detail": "<words>"}`.
+those waiting while it is busy go through together); decoding, transcription and timelines run in at most
+`workers` worker threads, live windows in `live_workers` others, so live streams never hold the uploads' places.
+Request bodies are counted as they stream in and must arrive in time (`BodyLimit`); only requests whose body
+is in count against `max_pending` (`PendingLimit`); the Host and the page's Origin are checked first
+(`AccessCheck`). A client that leaves stops its work: what waits is dropped, a timeline stops before its next
+group of segments. Every error answers `{"detail": "<words>"}`. docs/service.md has the threat model.
 """
 
 from __future__ import annotations
 
-import math
 import os
+import threading
 import unicodedata
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -27,45 +30,61 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 import mamer
 from mamer.data.audio import AudioLoadError, decode_bytes
 from mamer.workflows.inference.recognizer import EmotionRecognizer
+from mamer.workflows.inference.timeline import TimelineStopped
+from mamer.workflows.service.access import AccessCheck, allowed_hosts
 from mamer.workflows.service.batcher import Batcher
-from mamer.workflows.service.errors import install_error_handlers
-from mamer.workflows.service.limits import BodyLimit, PendingLimit
-from mamer.workflows.service.live import MAX_CONNECTIONS, mount_live
+from mamer.workflows.service.errors import finite, install_error_handlers
+from mamer.workflows.service.limits import BodyLimit, PendingLimit, ServiceLimits
+from mamer.workflows.service.live import mount_live
 from mamer.workflows.service.page import mount_page
+
+T = TypeVar("T")
 
 SAMPLE_RATE = 16000  # uploads are decoded to this rate (what VAD and ASR read)
 OFF = ("none", "false", "0", "off", "no")
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the text field, on top of the audio limit
-MAX_PENDING = 64  # POST /predict requests answered or waiting at once; more get 503
+GRACE_SECONDS = 5.0  # after a stop signal, how long answers under way may finish before they are cancelled
+GONE = 499  # the status logged for a request whose client left before its answer (nginx's convention)
 MIN_SECONDS = 0.1  # shorter uploads (a recording stopped at once) are refused rather than guessed at
 EMPTY_TEXT = "the `text` field is empty: type some text, or send an `audio` file"
 
 
 def create_app(
     run_dir: str | Path,
-    max_upload_mb: float = 20.0,
-    max_seconds: float = 600.0,
-    workers: int = 2,
+    max_upload_mb: float = ServiceLimits.max_upload_mb,
+    max_seconds: float = ServiceLimits.max_seconds,
+    workers: int = ServiceLimits.workers,
     device: str = "cpu",
     asr: str | None = "whisper-base",
     language: str | None = None,
     max_live: int | None = None,
     allow_origins: Sequence[str] = (),
     max_pending: int | None = None,
+    allow_hosts: Sequence[str] = (),
+    body_timeout: float | None = None,
+    live_idle: float | None = None,
+    live_workers: int | None = None,
 ) -> FastAPI:
     """A FastAPI app serving the run in `run_dir`; request bodies over `max_upload_mb` get 413 (counted as they
-    arrive), audio over `max_seconds` 422; at most `workers` uploads are decoded (or transcribed, or read as a
-    timeline) at once, the rest wait; short requests share the model in batches. `asr` (None: never)
-    transcribes audio sent without text, in `language` (None: detected). `WS /live` takes at most `max_live`
-    (None: `live.MAX_CONNECTIONS`) streams at once, from the service's own page or pages of `allow_origins`;
-    `POST /predict` answers at most `max_pending` (None: `MAX_PENDING`) requests at once, waiting ones
-    included; the next gets 503."""
+    arrive) and must arrive within `body_timeout` seconds, audio over `max_seconds` 422; at most `workers`
+    uploads are decoded (or transcribed, or read as a timeline) at once, the rest wait; short requests share
+    the model in batches. `asr` (None: never) transcribes audio sent without text, in `language` (None:
+    detected). `WS /live` takes at most `max_live` streams at once, from the service's own page or pages of
+    `allow_origins`, answers their windows in `live_workers` threads and closes one `live_idle` seconds behind
+    real time; `POST /predict` answers at most `max_pending` requests whose body is in at once, the next gets
+    503. Requests must name an IP address, a loopback name or one of `allow_hosts` as their Host. A limit left
+    None takes its `ServiceLimits` default; one out of range is a ValueError naming it, before the model
+    loads."""
+    given = {"max_upload_mb": max_upload_mb, "max_seconds": max_seconds, "workers": workers,
+             "live_workers": live_workers, "max_pending": max_pending, "max_live": max_live,
+             "body_timeout": body_timeout, "live_idle": live_idle}  # fmt: skip
+    limits = ServiceLimits(**{name: value for name, value in given.items() if value is not None})
     recognizer = EmotionRecognizer.load(
         run_dir, device=device, preload=True, asr=asr or "whisper-base", language=language
     )
     limit_bytes = int(max_upload_mb * 1024 * 1024)
-    limiter = anyio.CapacityLimiter(workers)
+    limiter = anyio.CapacityLimiter(limits.workers)
     batcher = Batcher(recognizer)
     asr_on = asr is not None
 
@@ -75,10 +94,14 @@ def create_app(
         batcher.close()
 
     app = FastAPI(title="MAMER emotion recognition", version=mamer.__version__, lifespan=lifespan)
-    app.state.recognizer = recognizer
-    app.add_middleware(BodyLimit, limit_bytes=limit_bytes + FORM_OVERHEAD, detail=_too_large(max_upload_mb))
-    # outermost, so that a request past the limit is answered before any of its body is read
-    app.add_middleware(PendingLimit, path="/predict", max_pending=max_pending or MAX_PENDING)
+    app.state.recognizer, app.state.limits = recognizer, limits
+    detail = _too_large(max_upload_mb)
+    app.add_middleware(
+        BodyLimit, limit_bytes=limit_bytes + FORM_OVERHEAD, detail=detail, timeout=limits.body_timeout
+    )
+    app.add_middleware(PendingLimit, path="/predict", max_pending=limits.max_pending)
+    # outermost: a request from a foreign host or page is answered before it is counted or read
+    app.add_middleware(AccessCheck, hosts=allow_hosts, origins=allow_origins)
     install_error_handlers(app)
 
     @app.get("/health")
@@ -99,11 +122,18 @@ def create_app(
         transcribe: Annotated[bool, Form(description="transcribe audio sent without text")] = True,
         asr: Annotated[str | None, Form(description="`none` turns transcription off")] = None,
     ) -> dict[str, Any]:
+        if text is None and "text" in await request.form():  # FastAPI reads an empty field as absent
+            text = ""
+        listen = bool(transcribe and asr_on and (asr is None or asr.strip().lower() not in OFF))
+        return await until_disconnected(request, lambda stop: respond(audio, text, listen, stop))
+
+    async def respond(
+        audio: UploadFile | None, text: str | None, listen: bool, stop: threading.Event
+    ) -> dict:
+        """The answer to one request whose form is read: decode, check, predict."""
         wave = None
         if audio is not None:
             wave = await _read_audio(audio, limit_bytes, max_upload_mb, max_seconds, limiter)
-        if text is None and "text" in await request.form():  # FastAPI reads an empty field as absent
-            text = ""
         text = _given_text(text, wave is not None)
         if wave is None and text is None:
             raise HTTPException(422, "send an `audio` file, a `text` field, or both")
@@ -112,29 +142,60 @@ def create_app(
                 raise HTTPException(
                     422, f"this model was trained without {modality}; send only {_only(recognizer)}"
                 )
-        heard = asr is None or asr.strip().lower() not in OFF
-        listen = bool(transcribe and heard and asr_on)
         try:
-            answer = await _answer(recognizer, batcher, limiter, wave, text, listen)
+            answer = await _answer(recognizer, batcher, limiter, wave, text, listen, stop)
         except ValueError as err:  # the recognizer's words for an input it cannot read
             raise HTTPException(422, f"cannot predict from this input: {err}") from err
-        if not _finite(answer):
+        if not finite(answer):
             raise HTTPException(422, "the model gave no valid numbers for this input (NaN or infinity)")
         return answer
 
     mount_page(app, recognizer, asr_on)  # GET /, /static/..., /card
-    mount_live(app, recognizer, limiter, asr_on, max_live or MAX_CONNECTIONS, allow_origins)  # WS /live
+    # WS /live, with a budget of threads of its own
+    live_limiter = anyio.CapacityLimiter(limits.live_workers)
+    mount_live(app, recognizer, live_limiter, asr_on, limits.max_live, allow_origins, limits.live_idle)
     return app
 
 
+async def until_disconnected(request: Request, work: Callable[[threading.Event], Awaitable[T]]) -> T:
+    """`await work(stop)`, unless the client leaves first: then `stop` is set (work in a thread ends at its
+    next check), what `work` awaits is cancelled, and the answer is a 499 that no one reads."""
+    stop, answer = threading.Event(), []
+
+    async def watch(scope: anyio.CancelScope) -> None:
+        while (await request.receive())["type"] != "http.disconnect":  # the body is in: nothing else comes
+            await anyio.sleep(0.1)  # until the client leaves; a server answering at once must not spin
+        stop.set()
+        scope.cancel()
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch, tasks.cancel_scope)
+        try:
+            answer.append(await work(stop))
+        except Exception as err:  # raised below, as it is: inside the task group it would become a group
+            answer.append(err)
+        tasks.cancel_scope.cancel()
+    if not answer:
+        raise HTTPException(GONE, "the client left before its answer was ready")
+    if isinstance(answer[0], Exception):
+        raise answer[0]
+    return answer[0]
+
+
 async def _answer(
-    recognizer: EmotionRecognizer, batcher: Batcher, limiter, wave, text: str | None, transcribe: bool
+    recognizer: EmotionRecognizer,
+    batcher: Batcher,
+    limiter,
+    wave,
+    text: str | None,
+    transcribe: bool,
+    stop: threading.Event | None = None,
 ) -> dict:
     """One request's answer: a prediction through the batcher; in a worker thread, audio to transcribe first,
-    and audio beyond the model's limit (a timeline and its summary)."""
+    and audio beyond the model's limit (a timeline and its summary, which ends early once `stop` is set)."""
     if wave is not None and len(wave) / SAMPLE_RATE > recognizer.max_seconds:
         return await anyio.to_thread.run_sync(
-            lambda: _timeline(recognizer, wave, text, transcribe), limiter=limiter
+            lambda: _timeline(recognizer, wave, text, transcribe, stop), limiter=limiter
         )
     item = {"audio": wave, "text": text, "sample_rate": SAMPLE_RATE, "transcribe": transcribe}
     if transcribe and wave is not None and text is None and recognizer.can_transcribe:
@@ -144,12 +205,15 @@ async def _answer(
     return (await batcher.predict(item)).to_dict()
 
 
-def _timeline(recognizer: EmotionRecognizer, wave, text: str | None, transcribe: bool) -> dict:
+def _timeline(recognizer: EmotionRecognizer, wave, text: str | None, transcribe: bool, stop=None) -> dict:
     """Audio beyond the model's limit, segment by segment: the timeline's summary and its rows."""
     segment = "none" if text is not None else "auto"
-    result = recognizer.timeline(
-        wave, sample_rate=SAMPLE_RATE, text=text, segment=segment, transcribe=transcribe
-    )
+    try:
+        result = recognizer.timeline(
+            wave, sample_rate=SAMPLE_RATE, text=text, segment=segment, transcribe=transcribe, stop=stop
+        )
+    except TimelineStopped as err:  # the client left; no one reads this
+        raise HTTPException(GONE, f"the client left; the timeline {err}") from err
     return {"summary": result.summary(), "segments": result.rows()}
 
 
@@ -161,17 +225,6 @@ def _given_text(text: str | None, with_audio: bool) -> str | None:
     if with_audio:
         return None
     raise HTTPException(422, EMPTY_TEXT)
-
-
-def _finite(value: Any) -> bool:
-    """False when a number anywhere in an answer (nested dicts and lists) is NaN or infinite."""
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_finite(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return all(_finite(v) for v in value)
-    return True
 
 
 async def _read_audio(
@@ -232,12 +285,23 @@ def service_threads() -> int:
 
 
 def serve(
-    run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, threads: int | None = None, **options: Any
+    run_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    threads: int | None = None,
+    allow_hosts: Sequence[str] = (),
+    **options: Any,
 ) -> None:
-    """Load the run and serve it with uvicorn until interrupted; `threads`: torch threads (default
-    `service_threads()`)."""
+    """Load the run and serve it with uvicorn until interrupted (one SIGTERM or Ctrl-C: answers under way get
+    `GRACE_SECONDS`, then the rest are cancelled and live streams closed); `threads`: torch threads (default
+    `service_threads()`); requests may name `host` besides IP addresses, loopback names and `allow_hosts`."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads={threads}: must be at least 1 (mamer serve --threads)")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port={port}: must be 0 to 65535 (mamer serve --port)")
     import torch
     import uvicorn
 
+    app = create_app(run_dir, allow_hosts=allowed_hosts(host, allow_hosts), **options)
     torch.set_num_threads(threads or service_threads())
-    uvicorn.run(create_app(run_dir, **options), host=host, port=port)
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=GRACE_SECONDS)

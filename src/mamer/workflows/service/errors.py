@@ -3,10 +3,14 @@
 FastAPI's own 422 for a malformed form lists pydantic errors with the offending input echoed back (for a file
 sent where text was expected, the whole UploadFile object). `readable_validation_error` turns each error into
 one sentence naming the field. `internal_error` answers anything unexpected with a 500 in the same shape and
-writes the traceback to the server log, not to the client.
+writes the traceback to the server log, not to the client. `finite` tells an answer that JSON cannot carry
+(NaN or infinity anywhere in it), which the routes answer with an error instead.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -58,3 +62,14 @@ def _short(value: object) -> str:
         return f"a file ({value.filename})"
     text = str(value)
     return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def finite(value: Any) -> bool:
+    """False when a number anywhere in an answer (nested dicts and lists) is NaN or infinite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(finite(v) for v in value)
+    return True

@@ -5,7 +5,8 @@ The protocol, in order:
 - connect to `/live?window=3&hop=1&asr=off` (window: seconds of audio each answer reads, 0.5-30; hop: seconds
   between answers, 0.25-10; asr: transcribe each window, when the service and the model can);
 - the server answers `{"type": "ready", "window", "hop", "sample_rate": 16000, "transcribe", ...}`;
-- the client sends binary frames of little-endian float32 mono samples at 16 kHz (any length up to 5 s);
+- the client sends binary frames of little-endian float32 mono samples at 16 kHz, in -1..1 (any length up to
+  5 s; the page sends 0.1 s), as they are recorded;
 - each time another `hop` of audio has arrived, the server predicts on the last `window` seconds and sends
   `{"type": "window", "t", "start", "end", "label", "probabilities" | arousal/valence/dominance, "transcript"?,
   "latency_ms", "dropped"}`; `t`/`end` is the stream time of the window's last sample, `latency_ms` the time
@@ -15,13 +16,28 @@ The protocol, in order:
 
 Who may connect: a browser page only from the service's own origin (its `Origin` header names the host the
 service answers on) or from one `mamer serve --allow-origin` names, so another site open in the same browser
-cannot stream to it; clients that send no `Origin` (scripts) are let in. At most `max_connections` streams run
-at once (`mamer serve --max-live`); one more is refused in words (close code 1013, try again later).
+cannot stream to it; clients that send no `Origin` (scripts) are let in (`access.py`). At most
+`max_connections` streams run at once (`mamer serve --max-live`); one more is refused in words (close code
+1013, try again later).
 
-Inference runs in a worker thread, one window at a time per connection; a window that comes due while the
-previous one is still being answered replaces any window still waiting (counted in `dropped`), so a slow model
-answers the newest audio instead of falling behind. Protocol errors are answered `{"type": "error", "detail"}`
-in words, then the connection closes.
+Live mode is for audio as it is recorded, and one stream must never slow the others down:
+
+- a frame costs time in proportion to its length (`stream.Stream`: a ring buffer of the last `window` s);
+- audio may arrive at most `stream.MAX_RATE` times real time after a start of `stream.BURST_SECONDS`
+  (`stream.RateCap`); a stream sending faster is not read until it is back within that (TCP then slows the
+  sender), and each frame counts as at least `stream.MIN_FRAME_SECONDS`, so a flood of tiny frames is slowed
+  as much as a flood of audio;
+- a stream that falls `idle` seconds behind real time (one that sends nothing for that long after it
+  connects, or sends slower than real time) is closed (`mamer serve --live-idle`), so idle streams cannot
+  hold the `--max-live` places;
+- frames with samples far outside -1..1 are refused (as uploads are), and an answer is never NaN: a window
+  the model gives no valid numbers for is answered with an error frame.
+
+Inference runs in worker threads of the live budget (`mamer serve --live-workers`, apart from the uploads'
+`--workers`), one window at a time per connection; a window that comes due while the previous one is still
+being answered replaces any window still waiting (counted in `dropped`), so a slow model answers the newest
+audio instead of falling behind. When the client leaves, windows not yet started are dropped. Protocol errors
+are answered `{"type": "error", "detail"}` in words, then the connection closes.
 """
 
 from __future__ import annotations
@@ -31,20 +47,21 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import numpy as np
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 
+from mamer.data.audio import MAX_PEAK
 from mamer.workflows.inference.recognizer import EmotionRecognizer
+from mamer.workflows.service.access import AccessError, check_origin, origin_of
+from mamer.workflows.service.errors import finite
+from mamer.workflows.service.limits import LIVE_IDLE, MAX_LIVE
+from mamer.workflows.service.stream import SAMPLE_RATE, RateCap, Stream
 
-SAMPLE_RATE = 16000
 WINDOW, HOP = 3.0, 1.0  # defaults, seconds
 WINDOW_RANGE, HOP_RANGE = (0.5, 30.0), (0.25, 10.0)
 MAX_FRAME_SECONDS = 5.0
-MAX_CONNECTIONS = 8  # live streams at once, by default
-MIN_LAST_SECONDS = 0.1  # a last window on less new audio than this is not worth an answer
 ON, OFF = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "none", "")
 UNSUPPORTED, TOO_BIG, POLICY, TRY_LATER = 1003, 1009, 1008, 1013  # WebSocket close codes
 
@@ -65,73 +82,18 @@ class Settings:
     note: str | None = None  # why transcription was asked for and is off
 
 
-@dataclass
-class Window:
-    audio: np.ndarray
-    end: int  # stream position (samples) just after its last sample
-    arrived: float  # time.perf_counter() when its last sample arrived
-
-
-class Stream:
-    """One connection's rolling buffer of the last `window` seconds, and the window waiting to be answered."""
-
-    def __init__(self, settings: Settings):
-        self.size = round(settings.window * SAMPLE_RATE)
-        self.hop = round(settings.hop * SAMPLE_RATE)
-        self.buffer = np.zeros(0, dtype=np.float32)
-        self.received = 0  # samples since the start
-        self.next_due = self.hop  # stream position at which the next window is due
-        self.answered_to = 0  # end of the last window handed out
-        self.pending: Window | None = None
-        self.windows = self.dropped = 0
-        self.closed = False
-        self._ready = anyio.Event()
-
-    def push(self, samples: np.ndarray) -> None:
-        """Append a frame; offer a window when it crosses the next hop boundary."""
-        self.buffer = np.concatenate([self.buffer, samples])[-self.size :]
-        self.received += len(samples)
-        if self.received >= self.next_due:
-            while self.next_due <= self.received:
-                self.next_due += self.hop
-            self.offer()
-
-    def offer(self) -> None:
-        """The last `window` seconds as the window to answer next, replacing one still waiting."""
-        if self.pending is not None:
-            self.dropped += 1
-        self.pending = Window(self.buffer.copy(), self.received, time.perf_counter())
-        self._ready.set()
-
-    def finish(self) -> None:
-        """No more audio: offer a last window on audio not yet answered, then let `take` return None."""
-        latest = self.pending.end if self.pending is not None else self.answered_to
-        if (self.received - latest) / SAMPLE_RATE >= MIN_LAST_SECONDS:
-            self.offer()
-        self.closed = True
-        self._ready.set()
-
-    async def take(self) -> Window | None:
-        """The next window to answer, waiting for one; None once finished and nothing is left."""
-        while self.pending is None and not self.closed:
-            await self._ready.wait()
-            self._ready = anyio.Event()
-        window, self.pending = self.pending, None
-        if window is not None:
-            self.answered_to, self.windows = window.end, self.windows + 1
-        return window
-
-
 def mount_live(
     app: FastAPI,
     recognizer: EmotionRecognizer,
     limiter: anyio.CapacityLimiter,
     transcription: bool,
-    max_connections: int = MAX_CONNECTIONS,
+    max_connections: int = MAX_LIVE,
     allowed_origins: Sequence[str] = (),
+    idle: float = LIVE_IDLE,
 ) -> None:
-    """Add `WS /live` to `app`; `transcription` says whether the service may run ASR at all; at most
-    `max_connections` streams at once; pages of `allowed_origins` may connect besides the service's own."""
+    """Add `WS /live` to `app`; windows are answered in threads of `limiter`; `transcription` says whether the
+    service may run ASR at all; at most `max_connections` streams at once; pages of `allowed_origins` may
+    connect besides the service's own; a stream `idle` seconds behind real time is closed."""
     active, allowed = 0, {origin_of(o) for o in allowed_origins}
 
     @app.websocket("/live")
@@ -139,7 +101,11 @@ def mount_live(
         nonlocal active
         await websocket.accept()
         try:
-            check_origin(websocket.headers.get("origin"), websocket.headers.get("host"), allowed)
+            try:
+                origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
+                check_origin(origin, host, allowed, "live mode takes streams")
+            except AccessError as err:
+                raise LiveError(str(err), POLICY) from None
             if active >= max_connections:
                 raise LiveError(
                     f"live mode already serves {max_connections} streams, the most this service takes at "
@@ -154,28 +120,9 @@ def mount_live(
         try:
             ready = {"type": "ready", "sample_rate": SAMPLE_RATE, "labels": recognizer.labels}
             await websocket.send_json(ready | {k: v for k, v in vars(settings).items() if v is not None})
-            await run_stream(websocket, recognizer, limiter, settings)
+            await run_stream(websocket, recognizer, limiter, settings, idle)
         finally:
             active -= 1
-
-
-def check_origin(origin: str | None, host: str | None, allowed: set[str]) -> None:
-    """LiveError unless the connecting page is the service's own (its origin's host:port is the `Host` the
-    request came to), one of `allowed` (`origin_of` each), or absent (a client that is not a browser)."""
-    if origin is None:
-        return
-    if urlsplit(origin).netloc.lower() == (host or "").lower() or origin_of(origin) in allowed:
-        return
-    raise LiveError(
-        f"live mode takes streams from this service's own page; the page at {origin} is another site "
-        "(mamer serve --allow-origin ORIGIN lets it in)",
-        POLICY,
-    )
-
-
-def origin_of(url: str) -> str:
-    """An origin for comparing: scheme://host[:port] without a trailing slash."""
-    return url.rstrip("/")
 
 
 def read_settings(params: dict[str, str], recognizer: EmotionRecognizer, transcription: bool) -> Settings:
@@ -226,6 +173,11 @@ def read_frame(data: bytes) -> np.ndarray:
         )
     if not np.isfinite(samples).all():
         raise LiveError("a live audio frame holds NaN or infinite samples: send float32 PCM in [-1, 1]")
+    peak = float(np.abs(samples).max(initial=0.0))
+    if peak > MAX_PEAK:  # the encoders' spectra overflow to infinity (NaN answers) well before float32 does
+        raise LiveError(
+            f"a live audio frame holds samples of {peak:.3g}, far outside -1..1: send float32 PCM in [-1, 1]"
+        )
     return samples
 
 
@@ -242,14 +194,18 @@ def read_text(text: str) -> None:
 
 
 async def run_stream(
-    websocket: WebSocket, recognizer: EmotionRecognizer, limiter: anyio.CapacityLimiter, settings: Settings
+    websocket: WebSocket,
+    recognizer: EmotionRecognizer,
+    limiter: anyio.CapacityLimiter,
+    settings: Settings,
+    idle: float = LIVE_IDLE,
 ) -> None:
-    """Receive frames and answer windows until the client ends, leaves or breaks the protocol."""
-    stream, error = Stream(settings), None
+    """Receive frames and answer windows until the client ends, leaves, idles or breaks the protocol."""
+    stream, error = Stream(settings.window, settings.hop), None
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(answer_windows, websocket, recognizer, limiter, settings, stream)
         try:
-            ended = await receive_frames(websocket, stream)
+            ended = await receive_frames(websocket, stream, idle)
         except LiveError as err:
             error, ended = err, False
         if ended:
@@ -266,14 +222,26 @@ async def run_stream(
             pass
 
 
-async def receive_frames(websocket: WebSocket, stream: Stream) -> bool:
-    """Audio frames into `stream` until `{"type": "end"}` (True) or the client leaves (False)."""
+async def receive_frames(websocket: WebSocket, stream: Stream, idle: float = LIVE_IDLE) -> bool:
+    """Audio frames into `stream` until `{"type": "end"}` (True) or the client leaves (False); LiveError when it
+    falls `idle` seconds behind real time. Frames arriving faster than the `RateCap` wait to be read."""
+    cap, start = RateCap(), time.monotonic()
     while True:
-        message = await websocket.receive()
+        message = None
+        with anyio.move_on_after(start + stream.received / SAMPLE_RATE + idle - time.monotonic()):
+            message = await websocket.receive()
+        if message is None:  # it fell `idle` s behind real time before another frame came
+            raise LiveError(
+                f"this stream is {idle:g} s behind real time (no audio for that long, or audio sent slower "
+                "than it is recorded): live mode closes such streams (mamer serve --live-idle)",
+                POLICY,
+            )
         if message["type"] == "websocket.disconnect":
             return False
         if message.get("bytes") is not None:
-            stream.push(read_frame(message["bytes"]))
+            samples = read_frame(message["bytes"])
+            stream.push(samples)
+            await anyio.sleep(cap.charge(len(samples)))  # sleep(0) within the cap: a frame at a time
         else:
             read_text(message.get("text") or "")
             return True
@@ -296,6 +264,12 @@ async def answer_windows(
             answer = {
                 "type": "error",
                 "detail": f"could not predict the window ending at {window.end / SAMPLE_RATE:.1f} s: {err}",
+            }
+        if not finite(answer):  # NaN is not JSON: a page's JSON.parse would throw on it
+            answer = {
+                "type": "error",
+                "detail": f"the model gave no valid numbers for the window ending at {window.end / SAMPLE_RATE:.1f}"
+                " s (NaN or infinity)",
             }
         answer = (
             {"type": "window"}
