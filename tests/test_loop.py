@@ -8,7 +8,13 @@ import torch
 
 from mamer.data.dataset import collate
 from mamer.data.extract import prepare_features
-from mamer.workflows.training.loop import NonFiniteLoss, optimizer_step, train, warmup_cosine
+from mamer.workflows.training.loop import (
+    NonFiniteLoss,
+    learning_rate,
+    optimizer_step,
+    train,
+    warmup_cosine,
+)
 from mamer.workflows.training.session import seed_everything, start_session
 
 # deterministic steps: no dropout, no masks, so one batch's loss terms can be recomputed outside the step
@@ -79,3 +85,17 @@ def test_the_logged_loss_terms_are_their_mean_over_the_accumulated_batches(tiny_
         values = [float(terms[name]) for terms in each if name in terms]
         assert value == pytest.approx(sum(values) / len(values), rel=1e-5), name
     assert logged["total"] != pytest.approx(float(each[1]["total"]), rel=1e-3)  # not the last batch's
+
+
+def test_fine_tuning_by_default_trains_the_copied_weights_at_the_full_rate(
+    train_tiny, tiny_config, features, tmp_path
+):
+    """`mamer train ... train.init_from=M` with no `train.init_lr_scale`: the copied weights learn at `train.lr`, the
+    setting that beat a tenth of it at every EmoDB data size (docs/mamer-base.md, fine-tuning)."""
+    source = train_tiny(tmp_path / "source")
+    s = session(tiny_config, features, tmp_path, f"train.init_from={source}")
+    assert s.config.train.init_lr_scale == 1.0
+    assert {group["lr_scale"] for group in s.optimizer.param_groups} == {1.0}
+    optimizer_step(s, [collate([s.loaders.train.dataset[i] for i in range(4)])], step=60)
+    rates = {group["lr"] for group in s.optimizer.param_groups}
+    assert rates == {learning_rate(s, 60)}  # one rate for every weight, copied or new

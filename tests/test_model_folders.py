@@ -49,7 +49,7 @@ def test_an_edited_description_is_named(runs, tmp_path, case, capsys):
     folder = edited(runs["unified"], tmp_path / "model", edit)
     with pytest.raises(ModelFolderError, match=words):
         load_model(folder)
-    assert main(["predict", "--model", str(folder), "--text", "so happy"]) == 2
+    assert main(["predict", str(folder), "--text", "so happy"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and str(folder) in err
 

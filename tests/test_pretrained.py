@@ -1,4 +1,4 @@
-"""Released models: save_pretrained / from_pretrained round trips, names and hub ids, and --init-from."""
+"""Released models: save_pretrained / from_pretrained round trips, names and hub ids, and train.init_from."""
 
 from __future__ import annotations
 

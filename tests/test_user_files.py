@@ -41,7 +41,7 @@ def broken_folder(root: Path) -> Path:
 
 
 def predict(run: Path, *args: str) -> int:
-    return main(["predict", "--model", str(run), "--asr", "none", *args])
+    return main(["predict", str(run), "--asr", "none", *args])
 
 
 def ids_of(path: Path) -> list[str]:
@@ -113,7 +113,7 @@ def test_killed_midway_a_rerun_gives_every_input_exactly_once(run, clips, tmp_pa
     the same --out predicts the rest, and each clip is in the output once."""
     out = tmp_path / "out.jsonl"
     partial = out.with_name(out.name + ".partial.jsonl")
-    command = [sys.executable, "-m", "mamer", "predict", "--model", str(run), "--asr", "none"]
+    command = [sys.executable, "-m", "mamer", "predict", str(run), "--asr", "none"]
     command += ["--audio", str(clips), "--out", str(out), "--batch-size", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -11,20 +11,23 @@ from mamer.cli.scale import add_ray_arguments, predict_on_ray
 
 
 def model_of(args: argparse.Namespace) -> str:
-    """The model named by the positional RUN_DIR or by --model (not both); mamer-base when neither is."""
+    """The model the command names first (`mamer predict MODEL ...`); mamer-base when it names none."""
     from mamer.workflows.inference.pretrained import DEFAULT_MODEL
 
-    if args.run_dir and args.model and args.run_dir != args.model:
-        raise ValueError(f"two models named: {args.run_dir} and --model {args.model}; give one")
-    return args.run_dir or args.model or DEFAULT_MODEL
+    if args.model_option:  # before 0.2 the model could also be named with --model: one way now
+        raise ValueError(
+            f"name the model first, without --model: mamer {args.command} {args.model_option} ..."
+        )
+    return args.model or DEFAULT_MODEL
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """The model a command uses: a positional RUN_DIR (kept for old scripts) or --model."""
-    p.add_argument("run_dir", nargs="?", help="a run or model folder (or use --model)")
+    """The model a command uses: its first argument, MODEL (mamer-base when none is given)."""
     p.add_argument(
-        "--model", help="built-in name (mamer-base, the default), run or model folder, or Hugging Face Hub id"
-    )
+        "model", nargs="?", metavar="MODEL",
+        help="built-in name (mamer-base, the default), run or model folder, or Hugging Face Hub id",
+    )  # fmt: skip
+    p.add_argument("--model", dest="model_option", help=argparse.SUPPRESS)
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -124,6 +127,7 @@ def _serve(args: argparse.Namespace) -> None:
         language=args.language,
         max_live=args.max_live,
         allow_origins=args.allow_origin,
+        device=args.device,
         max_pending=args.max_pending,
         allow_hosts=args.allow_host,
         body_timeout=args.body_timeout,
@@ -249,6 +253,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="a host name requests may name besides IP addresses, localhost and --host (e.g. the name of a "
         "reverse proxy); repeatable",
     )  # fmt: skip
+    p.add_argument(
+        "--device", default="cpu", help="where the model and encoders run: cpu (default), cuda, cuda:N"
+    )
     add_asr_arguments(p)
     p.set_defaults(func=_serve)
 

@@ -18,8 +18,7 @@ def _train(args: argparse.Namespace) -> None:
     from mamer.config import load_config
     from mamer.workflows.training.loop import train
 
-    overrides = [*args.overrides, *([f"train.init_from={args.init_from}"] if args.init_from else [])]
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, args.overrides)
     try:  # under torchrun: every rank trains; the process group is left once all are done
         run_dir = train(config, resume=args.resume, overwrite=args.overwrite)
         if distributed.setup().is_main:
@@ -95,9 +94,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="train again from scratch in a run directory that holds a run",
     )
     p.add_argument(
-        "--init-from", help="fine-tune from a model: mamer-base, a run or release folder, or a hub id"
-    )
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. loss.contrastive=0")
+        "overrides", nargs="*",
+        help="section.key=value overrides, e.g. loss.contrastive=0; train.init_from=mamer-base fine-tunes",
+    )  # fmt: skip
     p.set_defaults(func=_train)
 
     p = sub.add_parser(

@@ -1,5 +1,5 @@
 """Who a model is (name, licence, the model it was fine-tuned from, its data, its languages), so that this travels
-with it through `save_pretrained`, fine-tuning (`--init-from`) and `mamer export`, and `/info` and `/card` agree.
+with it through `save_pretrained`, fine-tuning (`train.init_from`) and `mamer export`, and `/info` and `/card` agree.
 
 A model's description records it under `lineage`. A release shipped before that was recorded says it in its
 card's YAML header (README.md: `model-index` name, `license`, `datasets`, `language`, `base_model`); the

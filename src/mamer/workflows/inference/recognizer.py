@@ -22,6 +22,7 @@ import torch
 
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.audio import check_wave, load_audio, resample
+from mamer.device import available_device
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.choice import rebuild_encoder
 from mamer.modality import DIMENSIONS, view_of, views_within
@@ -88,6 +89,7 @@ class EmotionRecognizer:
         """Load a model: a built-in name ("mamer-base"), a run directory or release folder, or a Hugging Face
         Hub id; `preload=True` builds every encoder now (fails fast, as a server should). `asr` names the
         speech recogniser `transcribe=True` uses (loaded on first use only), `language` fixes its language."""
+        device = available_device(device)  # a name torch does not know, or no such GPU: in words, at once
         folder = resolve_model(model)
         model, meta = load_model(folder, device)
         recognizer = cls(model, meta, folder, device)

@@ -1,4 +1,4 @@
-"""Fine-tuning from a trained or released model (`train.init_from`, `mamer train --init-from NAME|PATH`).
+"""Fine-tuning from a trained or released model (`mamer train --config C train.init_from=NAME|PATH`).
 
 The new run takes the source's architecture and frozen encoders (its features must be the ones the source was
 trained on), copies every weight whose name and shape match, and starts a new prediction head where the label
@@ -57,7 +57,7 @@ def adopt_source(config: RunConfig, meta: ModelMeta) -> RunConfig:
     changed = differing_keys(dataclasses.asdict(config), dataclasses.asdict(adopted))
     if changed:
         log.info(
-            "--init-from %s: taken from the source model: %s", config.train.init_from, ", ".join(changed)
+            "train.init_from=%s: taken from the source model: %s", config.train.init_from, ", ".join(changed)
         )
     return adopted
 
@@ -88,7 +88,7 @@ def transfer(
         _copy_head_rows(model, source, source_labels, labels)
     parameters = {name for name, _ in model.named_parameters()}
     kept = parameters & set(copied)
-    log.info("--init-from: %d of %d parameter tensors copied, %s", len(kept), len(parameters),
+    log.info("train.init_from: %d of %d parameter tensors copied, %s", len(kept), len(parameters),
              "head kept" if keep_head else "new output layer")  # fmt: skip
     return kept
 
@@ -111,4 +111,4 @@ def _copy_head_rows(model: MAMER, source: MAMER, source_labels: list[str], label
     for i, j in pairs:
         new.weight[i] = old.weight[j]
         new.bias[i] = old.bias[j]
-    log.info("--init-from: %d output rows start from the source's (shared classes, A/V/D)", len(pairs))
+    log.info("train.init_from: %d output rows start from the source's (shared classes, A/V/D)", len(pairs))
