@@ -178,7 +178,7 @@ def test_kill_9_of_the_driver_then_a_rerun_gives_each_input_exactly_once(
     """A driver (joining this module's Ray) is killed with SIGKILL once some shards are written; the same
     command again writes the rest, and the rows are those of the uninterrupted run."""
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "mamer", "predict", "--engine", "ray", "--ray-address", cluster, "--model",
+    command = [sys.executable, "-m", "mamer", "predict", "--engine", "ray", "--ray-address", cluster,
                str(run), "--audio", str(clips), "--out", str(out), "--asr", "none", "--shard-size", "1", "--actors", "1"]  # fmt: skip
     driver = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
