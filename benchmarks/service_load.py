@@ -1,15 +1,17 @@
 """Load on `mamer serve` over loopback: latency at 1 and at N concurrent requests, and the server's memory.
 
     python benchmarks/service_load.py [--run RUN_DIR] [--requests 1000] [--concurrency 20] [--workers 2]
+    python benchmarks/service_load.py --smoke    # the smallest run: a few requests, two short bombs
 
 Without `--run` it first trains a small run on the synthetic corpus in a temporary folder (quickstart model,
 1 epoch; `--encoders tiny` for log-mel + hashed text, `auto` for the installed defaults such as whisper-base).
 It starts `mamer serve` in a subprocess on a free 127.0.0.1 port (`--server-env NAME=VALUE` adds to its
 environment), sends good requests one at a time and then `--concurrency` at once (p50 / p95 latency), then
 `--requests` mixed ones (text, short audio, audio + text, and some bad: not audio, empty text, too long, too
-large, chunked too large) and prints the server's RSS before and after each quarter of them; last, 20
+large, chunked too large) and prints the server's RSS before and after each quarter of them; last, `--bombs`
 decompression bombs (an hour of silence as FLAC) while /health is polled. It stops the server when done, or
-after `--deadline` seconds whatever happens. Nothing leaves the machine.
+after `--deadline` seconds whatever happens. Nothing leaves the machine. `benchmarks/service_hostile.py` runs
+hostile clients beside normal traffic on the same server.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+LIMITS = ("--max-upload-mb", "2", "--max-seconds", "30")  # what the mixed requests' bad ones break
 TEXT = "I honestly did not expect the meeting to go this way, and I am still thinking about it."
 
 
@@ -76,10 +79,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run_dir: Path, port: int, workers: int, env: dict[str, str], log: Path) -> subprocess.Popen:
-    """`mamer serve` on 127.0.0.1:`port`, its output in `log`; returns once /health answers (or raises)."""
+def start_server(
+    run_dir: Path, port: int, workers: int, env: dict[str, str], log: Path, options: tuple[str, ...] = LIMITS
+) -> subprocess.Popen:
+    """`mamer serve` on 127.0.0.1:`port` with `options`, its output in `log`; returns once /health answers
+    (or raises)."""
     command = [sys.executable, "-m", "mamer", "serve", str(run_dir), "--port", str(port), "--asr", "none",
-               "--workers", str(workers), "--max-upload-mb", "2", "--max-seconds", "30"]  # fmt: skip
+               "--workers", str(workers), *options]  # fmt: skip
     server = subprocess.Popen(
         command,
         stdout=log.open("wb"),
@@ -202,10 +208,12 @@ def silent_flac(seconds: float, hide_length: bool) -> bytes:
     return bytes(data)
 
 
-async def bombs_and_health(url: str, count: int) -> tuple[list[tuple[float, int, int]], list[float]]:
-    """`count` one-hour FLAC bombs (half stating their length, half hiding it), 4 at a time, while /health is
-    asked every 50 ms: (the bombs' results, the /health times)."""
-    hour = {hide: silent_flac(3600, hide) for hide in (False, True)}
+async def bombs_and_health(
+    url: str, count: int, seconds: float = 3600
+) -> tuple[list[tuple[float, int, int]], list[float]]:
+    """`count` FLAC bombs of `seconds` (half stating their length, half hiding it), 4 at a time, while /health
+    is asked every 50 ms: (the bombs' results, the /health times)."""
+    hour = {hide: silent_flac(seconds, hide) for hide in (False, True)}
     kinds = [
         {"files": {"audio": ("bomb.flac", hour[i % 2 == 1], "audio/flac")}, "expect": 422}
         for i in range(count)
@@ -234,9 +242,9 @@ async def bombs_and_health(url: str, count: int) -> tuple[list[tuple[float, int,
 def measure(url: str, pid: int, args: argparse.Namespace) -> None:
     """The three phases: one at a time, `concurrency` at once, then the mixed `requests`."""
     kinds = mixed_requests()
-    good = [kinds[GOOD[i % 3]] for i in range(60)]
+    good = [kinds[GOOD[i % 3]] for i in range(min(60, 3 * args.concurrency))]
     asyncio.run(run_batch(url, good[:6], 1))  # warm-up: first calls build lazy state
-    single = asyncio.run(run_batch(url, good[:30], 1))
+    single = asyncio.run(run_batch(url, good[: len(good) // 2], 1))
     print(f"1 at a time:  {percentiles(single)}; {tally(single)}")
     started = time.perf_counter()
     loaded = asyncio.run(run_batch(url, good * 2, args.concurrency))
@@ -257,8 +265,10 @@ def measure(url: str, pid: int, args: argparse.Namespace) -> None:
     print(
         f"server RSS: {before:.0f} MB before the mixed requests; after each quarter {' / '.join(memory)} MB"
     )
-    bombs, health = asyncio.run(bombs_and_health(url, 20))
-    print(f"20 one-hour FLAC bombs, 4 at a time: {percentiles(bombs)}; {tally(bombs)}")
+    bombs, health = asyncio.run(bombs_and_health(url, args.bombs, args.bomb_seconds))
+    print(
+        f"{args.bombs} FLAC bombs of {args.bomb_seconds:g} s, 4 at a time: {percentiles(bombs)}; {tally(bombs)}"
+    )
     print(f"/health meanwhile: {len(health)} answers, slowest {1000 * max(health):.0f} ms")
     print(f"server RSS after the bombs: {rss_mb(pid):.0f} MB")
 
@@ -273,8 +283,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2, help="the server's --workers")
     parser.add_argument("--server-env", action="append", default=[], help="NAME=VALUE for the server")
+    parser.add_argument("--bombs", type=int, default=20, help="decompression bombs sent last")
+    parser.add_argument("--bomb-seconds", type=float, default=3600, help="the length each bomb decodes to")
     parser.add_argument("--deadline", type=float, default=900, help="stop everything after this many seconds")
+    parser.add_argument("--smoke", action="store_true", help="the smallest run: 40 requests, 2 short bombs")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests, args.concurrency, args.bombs, args.bomb_seconds = 40, 4, 2, 60
     env = dict(item.split("=", 1) for item in args.server_env)
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(args.run) if args.run else train_run(Path(tmp), args.encoders)

@@ -57,29 +57,42 @@ def f32(wave: np.ndarray) -> bytes:
 # ---------------------------------------------------------------- finding 3: frames cost their own length
 
 
-def test_a_tiny_frame_costs_its_own_length_not_the_windows(port, monkeypatch):
-    """With a 30 s window full, 1,000 frames of one sample allocate next to nothing. Before, every frame
-    copied the whole window (2 MB each at 30 s: a client sending 4-byte frames froze the server)."""
+def test_a_small_frame_costs_its_own_length_not_the_windows(port, monkeypatch):
+    """With a 30 s window full, 100 frames of 10 ms allocate about what they hold themselves (64 KB, queued as
+    they arrive). Before, every frame copied the whole window (2 MB at 30 s, the old copy still alive: a client
+    sending 4-byte frames froze the server)."""
     monkeypatch.setattr(stream_module, "BURST_SECONDS", 1e6)  # this test is about memory, not the rate cap
-    wave = speechlike(30.0, seed=3)
+    wave = speechlike(31.0, seed=3)
     with live(port, "window=30&hop=10") as ws:
         assert strict(ws.recv(timeout=10))["type"] == "ready"
-        for at in range(0, len(wave), RATE):
+        for at in range(0, 30 * RATE, RATE):
             ws.send(f32(wave[at : at + RATE]))
         while strict(ws.recv(timeout=30)).get("t") != 30.0:  # the window at 30 s: the model is done
             pass
         tracemalloc.start()
         try:
-            for i in range(1000):
-                ws.send(f32(wave[i : i + 1]))
-            ws.send(json.dumps({"type": "end"}))
-            end = until(ws)[-1]
+            for at in range(30 * RATE, 31 * RATE, 160):  # 1 s more: no window comes due before 40 s
+                ws.send(f32(wave[at : at + 160]))
+            ws.send("not the end")  # answered with an error once every frame before it is read; no window
+            error = until(ws)[-1]
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    assert end["type"] == "end", end
+    assert error["type"] == "error" and "not the end" in error["detail"], error
     window_bytes = 30 * RATE * 4
-    assert peak < window_bytes / 4, f"1,000 one-sample frames allocated up to {peak / 1e6:.1f} MB at once"
+    assert peak < window_bytes / 2, f"100 frames of 10 ms allocated up to {peak / 1e6:.2f} MB at once"
+
+
+def test_a_stream_of_tiny_frames_is_closed_in_words(port):
+    """Frames shorter than 10 ms: a few pass (a recording's last), a flood is closed before it piles up in the
+    WebSocket layer. Before, 4-byte frames in a loop were all taken, at a copy of the window each."""
+    with live(port, "window=30") as ws:
+        assert strict(ws.recv(timeout=10))["type"] == "ready"
+        for _ in range(100):
+            ws.send(bytes(4))
+        error = until(ws)[-1]
+    assert error["type"] == "error" and "at least 10 ms" in error["detail"], error
+    assert "sent 21 shorter ones" in error["detail"], error
 
 
 def test_the_ring_buffer_holds_the_last_window_whatever_the_frames():
@@ -104,7 +117,7 @@ def test_audio_may_arrive_at_most_twice_real_time_after_a_burst():
     assert cap.charge(40 * RATE) == 0  # 51 s in 30 s: within 10 + 2 x 30
     tiny = RateCap(rate=2.0, burst=1.0, clock=lambda: now[0])
     waits = [tiny.charge(1) for _ in range(1000)]  # one sample each, charged as MIN_FRAME_SECONDS
-    assert waits[-1] == pytest.approx((1000 * MIN_FRAME_SECONDS - 1.0) / 2.0)
+    assert waits[-1] == pytest.approx((1000 * MIN_FRAME_SECONDS - 1.0) / 2.0) and tiny.short == 1000
 
 
 def test_a_stream_sending_faster_than_the_cap_is_read_more_slowly(port, monkeypatch):

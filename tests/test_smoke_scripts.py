@@ -174,6 +174,7 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
         "--asr",
         "whisper-tiny.en",
     ],  # fmt: skip
+    "benchmarks/service_hostile.py": lambda i: ["--run", i.run, "--smoke"],
     "benchmarks/service_load.py": lambda i: ["--run", i.run, "--requests", "8", "--concurrency", "2"],
     "benchmarks/timeline.py": lambda i: [
         "--run",

@@ -105,7 +105,7 @@ def create_app(
     install_error_handlers(app)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:  # on the event loop: no worker thread to wait for
         return {"status": "ok"}
 
     @app.get("/info")

@@ -25,8 +25,8 @@ Live mode is for audio as it is recorded, and one stream must never slow the oth
 - a frame costs time in proportion to its length (`stream.Stream`: a ring buffer of the last `window` s);
 - audio may arrive at most `stream.MAX_RATE` times real time after a start of `stream.BURST_SECONDS`
   (`stream.RateCap`); a stream sending faster is not read until it is back within that (TCP then slows the
-  sender), and each frame counts as at least `stream.MIN_FRAME_SECONDS`, so a flood of tiny frames is slowed
-  as much as a flood of audio;
+  sender), and each frame counts as at least `stream.MIN_FRAME_SECONDS` (10 ms); a stream that sends more
+  than `stream.SHORT_FRAMES` frames shorter than that is closed, so a flood of tiny frames never piles up;
 - a stream that falls `idle` seconds behind real time (one that sends nothing for that long after it
   connects, or sends slower than real time) is closed (`mamer serve --live-idle`), so idle streams cannot
   hold the `--max-live` places;
@@ -57,7 +57,7 @@ from mamer.workflows.inference.recognizer import EmotionRecognizer
 from mamer.workflows.service.access import AccessError, check_origin, origin_of
 from mamer.workflows.service.errors import finite
 from mamer.workflows.service.limits import LIVE_IDLE, MAX_LIVE
-from mamer.workflows.service.stream import SAMPLE_RATE, RateCap, Stream
+from mamer.workflows.service.stream import MIN_FRAME_SECONDS, SAMPLE_RATE, SHORT_FRAMES, RateCap, Stream
 
 WINDOW, HOP = 3.0, 1.0  # defaults, seconds
 WINDOW_RANGE, HOP_RANGE = (0.5, 30.0), (0.25, 10.0)
@@ -241,7 +241,15 @@ async def receive_frames(websocket: WebSocket, stream: Stream, idle: float = LIV
         if message.get("bytes") is not None:
             samples = read_frame(message["bytes"])
             stream.push(samples)
-            await anyio.sleep(cap.charge(len(samples)))  # sleep(0) within the cap: a frame at a time
+            wait = cap.charge(len(samples))
+            if cap.short > SHORT_FRAMES:
+                raise LiveError(
+                    f"live frames hold at least {1000 * MIN_FRAME_SECONDS:g} ms of audio "
+                    f"({round(MIN_FRAME_SECONDS * SAMPLE_RATE)} samples); this stream sent {cap.short} shorter "
+                    "ones: send 20-500 ms a frame",
+                    POLICY,
+                )
+            await anyio.sleep(wait)  # sleep(0) within the cap: a frame at a time
         else:
             read_text(message.get("text") or "")
             return True

@@ -5,7 +5,10 @@ rate at which its audio may arrive.
 proportion to its own length, never the window's (a 30 s window used to be copied for every frame: a client
 sending 4-byte frames in a loop froze the server); the window is copied out once per hop, when it is due.
 `RateCap` says how long to wait before reading the next frame so that audio arrives at most `MAX_RATE` times
-real time after a start of `BURST_SECONDS`, each frame counting as at least `MIN_FRAME_SECONDS`.
+real time after a start of `BURST_SECONDS`, each frame counting as at least `MIN_FRAME_SECONDS`, and counts the
+frames shorter than that: the WebSocket layer parses every frame a read brings before live mode sees the first
+(a 256 KB read of 4-byte frames is 26,000 of them, about 0.2 s of a core), so a stream that keeps sending tiny
+frames is closed after `SHORT_FRAMES` of them rather than slowed down while its backlog piles up.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ import numpy as np
 SAMPLE_RATE = 16000  # live frames are 16 kHz mono float32
 MAX_RATE = 2.0  # audio arrives at most this many times real time (once the burst is spent) ...
 BURST_SECONDS = 10.0  # ... after this much audio at any speed (a client catching up after a network stall)
-MIN_FRAME_SECONDS = 0.01  # a frame counts as at least this much audio against the rate
+MIN_FRAME_SECONDS = 0.01  # a frame counts as at least this much audio against the rate ...
+SHORT_FRAMES = 20  # ... and a stream may send this many shorter ones (a recording's last few), no more
 MIN_LAST_SECONDS = 0.1  # a last window on less new audio than this is not worth an answer
 
 
@@ -110,10 +114,12 @@ class RateCap:
         self.clock = clock
         self.start: float | None = None  # when the first frame came
         self.charged = 0.0  # seconds of audio counted so far
+        self.short = 0  # frames shorter than MIN_FRAME_SECONDS so far
 
     def charge(self, samples: int) -> float:
         """Count a frame of `samples`; the seconds to wait before reading another so as to stay in the cap."""
         self.start = self.clock() if self.start is None else self.start
         self.charged += max(samples / SAMPLE_RATE, MIN_FRAME_SECONDS)
+        self.short += samples < MIN_FRAME_SECONDS * SAMPLE_RATE
         allowed = self.burst + self.rate * (self.clock() - self.start)
         return max(0.0, (self.charged - allowed) / self.rate)
