@@ -1,5 +1,5 @@
-"""The mamer-base recipe scripts end to end: the dev selection rule, the release and the comparison with dedicated
-models, on a few real rows of each of the five corpora (tiny random-initialised model, logmel + hashed text)."""
+"""The mamer-base recipe scripts end to end: the dev selection rule, the release and the comparison with
+single-corpus models, on a few real rows of each of the five corpora (tiny random-initialised model, logmel + hashed text)."""
 
 import json
 import re
@@ -99,10 +99,10 @@ def test_release_writes_a_model_that_loads_with_its_test_scores_on_the_card(runs
 
 
 @needs_data
-def test_compare_puts_every_corpus_beside_the_dedicated_runs(runs, capsys):
-    """The second run stands in for a dedicated EmoDB model (its test split is test_emodb): EmoDB rows get both
-    columns and their difference, the other corpora the mamer-base column alone."""
-    out = run_main(compare, ["--mamer-base", *map(str, runs), "--dedicated", str(runs[1])], capsys)
+def test_compare_puts_every_corpus_beside_the_single_corpus_runs(runs, capsys):
+    """The second run stands in for a single-corpus EmoDB model (its test split is test_emodb): EmoDB rows get
+    both columns and their difference, the other corpora the mamer-base column alone."""
+    out = run_main(compare, ["--mamer-base", *map(str, runs), "--single-corpus", str(runs[1])], capsys)
     rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]): line for line in out.splitlines()}
     emodb = rows["EmoDB", "audio", "uar"]
     assert re.search(
@@ -116,7 +116,7 @@ def test_compare_puts_every_corpus_beside_the_dedicated_runs(runs, capsys):
 def test_emodb_folds_groups_runs_by_their_test_speakers(runs, fold1_run, capsys):
     """Fold 0 (seed 0 against seed 1) and fold 1 (the fold-1 run on both sides): one row per fold and metric,
     and a mean row over the two folds."""
-    argv = ["--mamer-base", str(runs[0]), str(fold1_run), "--dedicated", str(runs[1]), str(fold1_run)]
+    argv = ["--mamer-base", str(runs[0]), str(fold1_run), "--single-corpus", str(runs[1]), str(fold1_run)]
     out = run_main(emodb_folds, argv, capsys)
     rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:2]): line for line in out.splitlines()}
     gaps = []
@@ -131,5 +131,6 @@ def test_emodb_folds_groups_runs_by_their_test_speakers(runs, fold1_run, capsys)
     std = float(spread.split()[0])
     assert std == pytest.approx(abs(gaps[0]) / 2**0.5, abs=1e-3)  # two gaps, one of them 0
     assert (
-        f"(standard error {std / 2**0.5:.3f}; mamer-base ≥ dedicated on {(gaps[0] >= 0) + 1} of 2)" in spread
+        f"(standard error {std / 2**0.5:.3f}; mamer-base ≥ single-corpus on {(gaps[0] >= 0) + 1} of 2)"
+        in spread
     )

@@ -204,7 +204,7 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
         str(i.tmp),
     ],
     "recipes/mamer_base/compare.py": Elsewhere(
-        "test_recipe_mamer_base::test_compare_puts_every_corpus_beside_the_dedicated_runs"
+        "test_recipe_mamer_base::test_compare_puts_every_corpus_beside_the_single_corpus_runs"
     ),
     "recipes/mamer_base/dev_selection.py": Elsewhere(
         "test_recipe_mamer_base::test_dev_selection_scores_each_corpus_and_picks_the_highest_mean"

@@ -1,10 +1,11 @@
-"""mamer-base against dedicated single-corpus models, over seeds: the comparison table of docs/mamer-base.md.
+"""mamer-base against single-corpus models trained by the same recipe, over seeds: the comparison table of
+docs/mamer-base.md.
 
-    python recipes/mamer_base/compare.py --mamer-base RUN [RUN ...] --dedicated RUN [RUN ...]
+    python recipes/mamer_base/compare.py --mamer-base RUN [RUN ...] --single-corpus RUN [RUN ...]
 
 Every mamer-base run is scored on each corpus's test split (`release.TESTS`: the view and metrics per corpus),
-every dedicated run on its own config's `data.test_split`; each score is the mean ± std over the runs given
-(seeds), with the single runs' values beside it. Reports go to `RUN/report_<split>/`.
+every single-corpus run on its own config's `data.test_split`; each score is the mean ± std over the runs
+given (seeds), with the single runs' values beside it. Reports go to `RUN/report_<split>/`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def spread(values: list[float]) -> str:
 
 
 def side_by_side(ours: list[float], theirs: list[float]) -> tuple[str, float | None]:
-    """The mamer-base, dedicated and difference-of-means cells of one table row ("-" where a side has no run),
+    """The mamer-base, single-corpus and difference-of-means cells of one table row ("-" where a side has no run),
     and that difference (None then)."""
     gap = statistics.mean(ours) - statistics.mean(theirs) if ours and theirs else None
     cells = [
@@ -57,26 +58,26 @@ def side_by_side(ours: list[float], theirs: list[float]) -> tuple[str, float | N
     return " | ".join(cells), gap
 
 
-def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
+def table(base: dict[str, list[dict]], single: dict[str, list[dict]]) -> str:
     lines = [
-        "| test set | view | metric | mamer-base | dedicated | difference of means |",
+        "| test set | view | metric | mamer-base | single-corpus | difference of means |",
         "|---|---|---|---|---|---|",
     ]
     for split, (corpus, view, metrics) in TESTS.items():
         own = [f"{metric} (own classes)" for metric in metrics] if split in OWN_CLASSES else []
         for metric in [*metrics, *own]:
             ours = [scores[metric] for scores in base.get(split, [])]
-            theirs = [scores[metric] for scores in dedicated.get(split, [])]
+            theirs = [scores[metric] for scores in single.get(split, [])]
             cells, _ = side_by_side(ours, theirs)
             lines.append(f"| {corpus} | {view} | {metric} | {cells} |")
     return "\n".join(lines)
 
 
-def runs_parser(doc: str, base_help: str, dedicated_help: str) -> argparse.ArgumentParser:
-    """The command line of the comparison scripts: mamer-base runs, dedicated runs, and --out."""
+def runs_parser(doc: str, base_help: str, single_help: str) -> argparse.ArgumentParser:
+    """The command line of the comparison scripts: mamer-base runs, single-corpus runs, and --out."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mamer-base", nargs="+", type=Path, required=True, help=base_help)
-    parser.add_argument("--dedicated", nargs="+", type=Path, required=True, help=dedicated_help)
+    parser.add_argument("--single-corpus", nargs="+", type=Path, required=True, help=single_help)
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     return parser
 
@@ -89,16 +90,16 @@ def show(text: str, out: Path | None) -> None:
 
 
 def main() -> None:
-    parser = runs_parser(__doc__, "mamer-base runs (seeds)", "dedicated runs, any corpus")
+    parser = runs_parser(__doc__, "mamer-base runs (seeds)", "single-corpus runs (same recipe), any corpus")
     args = parser.parse_args()
     base = {split: [run_scores(run, split) for run in args.mamer_base] for split in TESTS}
-    dedicated: dict[str, list[dict]] = {}
-    for run in args.dedicated:
+    single: dict[str, list[dict]] = {}
+    for run in args.single_corpus:
         split = read_meta(run).run_config.data.test_split
         if split not in TESTS:
             parser.error(f"{run}: its test split {split!r} is none of {sorted(TESTS)}")
-        dedicated.setdefault(split, []).append(run_scores(run, split))
-    show(table(base, dedicated), args.out)
+        single.setdefault(split, []).append(run_scores(run, split))
+    show(table(base, single), args.out)
 
 
 if __name__ == "__main__":

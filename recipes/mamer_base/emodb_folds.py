@@ -1,7 +1,7 @@
-"""mamer-base against the dedicated EmoDB model over EmoDB's speaker folds: the cross-validated table of
-docs/mamer-base.md.
+"""mamer-base against the single-corpus EmoDB model (same recipe) over EmoDB's speaker folds: the cross-validated
+table of docs/mamer-base.md.
 
-    python recipes/mamer_base/emodb_folds.py --mamer-base RUN [RUN ...] --dedicated RUN [RUN ...]
+    python recipes/mamer_base/emodb_folds.py --mamer-base RUN [RUN ...] --single-corpus RUN [RUN ...]
 
 Each run is put in its fold by the EmoDB speakers of its manifest's ``test_emodb`` split (the manifests of
 ``mamer prepare --corpus mamer-base --folds 5``). Each run is scored on ``test_emodb`` over EmoDB's own classes
@@ -43,38 +43,40 @@ def by_fold(runs: list[Path]) -> dict[str, list[dict[str, float]]]:
     return found
 
 
-def table(base: dict[str, list[dict]], dedicated: dict[str, list[dict]]) -> str:
+def table(base: dict[str, list[dict]], single: dict[str, list[dict]]) -> str:
     lines = [
-        "| EmoDB test speakers | metric | mamer-base | dedicated | difference of means |",
+        "| EmoDB test speakers | metric | mamer-base | single-corpus | difference of means |",
         "|---|---|---|---|---|",
     ]
-    folds = sorted(set(base) | set(dedicated))
-    both = [fold for fold in folds if fold in base and fold in dedicated]
+    folds = sorted(set(base) | set(single))
+    both = [fold for fold in folds if fold in base and fold in single]
     for metric in METRICS:
         gaps = []
         for fold in folds:
             ours = [scores[metric] for scores in base.get(fold, [])]
-            theirs = [scores[metric] for scores in dedicated.get(fold, [])]
+            theirs = [scores[metric] for scores in single.get(fold, [])]
             cells, gap = side_by_side(ours, theirs)
             if gap is not None:
                 gaps.append(gap)
             lines.append(f"| {fold} | {metric} | {cells} |")
         if len(both) > 1:
             ours = [statistics.mean(s[metric] for s in base[fold]) for fold in both]
-            theirs = [statistics.mean(s[metric] for s in dedicated[fold]) for fold in both]
+            theirs = [statistics.mean(s[metric] for s in single[fold]) for fold in both]
             ahead = sum(gap >= 0 for gap in gaps)
             lines.append(
                 f"| mean of {len(both)} folds | {metric} | {statistics.mean(ours):.3f} | "
                 f"{statistics.mean(theirs):.3f} | {statistics.mean(gaps):+.3f} ± {statistics.stdev(gaps):.3f} "
                 f"(standard error {statistics.stdev(gaps) / len(gaps) ** 0.5:.3f}; "
-                f"mamer-base ≥ dedicated on {ahead} of {len(gaps)}) |"
+                f"mamer-base ≥ single-corpus on {ahead} of {len(gaps)}) |"
             )
     return "\n".join(lines)
 
 
 def main() -> None:
-    args = runs_parser(__doc__, "mamer-base runs, any fold", "dedicated EmoDB runs").parse_args()
-    show(table(by_fold(args.mamer_base), by_fold(args.dedicated)), args.out)
+    args = runs_parser(
+        __doc__, "mamer-base runs, any fold", "single-corpus EmoDB runs (same recipe)"
+    ).parse_args()
+    show(table(by_fold(args.mamer_base), by_fold(args.single_corpus)), args.out)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,8 @@ class ModelConfig:
     heads: int = 4  # attention heads; must divide the width
     ffn_ratio: float = 4.0  # feed-forward width over the model width
     dropout: float = 0.1  # dropout in the transformer and projections
-    audio_downsample: int = (
-        0  # audio frames folded into one token; 0 = from the features' frame rate, to ~12.5/s
-    )
+    # audio frames folded into one token; 0 = from the features' frame rate, to ~12.5/s
+    audio_downsample: int = 0
     # learned audio positions: 512 tokens = 41 s at 12.5 tokens/s; longer audio is cut into segments by `predict`
     max_audio_tokens: int = 512
     max_text_tokens: int = 256  # learned text positions
@@ -82,9 +81,8 @@ class DataConfig:
     # weight packages are installed, else the no-download logmel
     audio_encoder: str = "auto"
     text_encoder: str = "auto"  # as audio_encoder: "auto" = minilm when installed, else hashed
-    audio_layers: list[int] = field(
-        default_factory=list
-    )  # hidden states used, e.g. [2, 3]; empty = encoder default
+    # hidden states used, e.g. [2, 3]; empty = encoder default
+    audio_layers: list[int] = field(default_factory=list)
     text_layers: list[int] = field(default_factory=list)  # as audio_layers; -1 = the last
     # "mean": the chosen hidden states averaged in the cache; "learned": cached side by side and mixed by
     # learned softmax weights in the model (no layers given = all of them; the cache grows with their number)
@@ -173,9 +171,8 @@ class ExperimentConfig:
     folds: int = 0  # K > 0: every fold is a run per system and seed
     fold_manifest: str = ""  # with folds > 0: the manifest of fold k, "{fold}" standing for k
     corpus: str = ""  # "quickstart": synthesise the quickstart corpus at data.manifest if it is missing
-    test_splits: list[str] = field(
-        default_factory=lambda: ["test"]
-    )  # splits scored (a joint corpus: one each)
+    # splits scored (a joint corpus: one each)
+    test_splits: list[str] = field(default_factory=lambda: ["test"])
     metrics: list[str] = field(default_factory=list)  # table columns; empty = the task's headline metrics
     # fractions of audio frames / text tokens dropped at random at test time for the robustness curves
     robustness: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 0.9])
