@@ -175,7 +175,11 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
         "whisper-tiny.en",
     ],  # fmt: skip
     "benchmarks/service_hostile.py": lambda i: ["--run", i.run, "--smoke"],
-    "benchmarks/service_load.py": lambda i: ["--run", i.run, "--requests", "8", "--concurrency", "2"],
+    "benchmarks/scale_throughput.py": Elsewhere(
+        "test_ray_engine::test_scale_throughput_benchmark_smoke"  # its Ray cluster is costly to start twice
+    ),
+    "benchmarks/service_hostile.py": lambda i: ["--smoke", "--run", i.run],
+    "benchmarks/service_load.py": lambda i: ["--smoke", "--run", i.run],
     "benchmarks/timeline.py": lambda i: [
         "--run",
         i.run,
