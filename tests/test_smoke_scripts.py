@@ -36,8 +36,8 @@ SCRIPT_FOLDERS = ("benchmarks", "recipes")
 
 @dataclass(frozen=True)
 class Elsewhere:
-    """A script whose smallest run is a test of its own: `module::test`, in a module marked `smoke` (so that
-    `-k smoke` selects it), where a fixture the script needs is costly to build twice."""
+    """A script whose smallest run is a test of its own, `module::test`, marked `smoke` (the test or its module,
+    so that `-k smoke` selects it): for a script whose inputs are costly to build twice."""
 
     test: str
 
@@ -257,15 +257,19 @@ def test_smoke_every_script_has_its_smallest_arguments():
 
 @pytest.mark.parametrize("key", [k for k, v in SMOKE.items() if isinstance(v, Elsewhere)])
 def test_smoke_a_script_run_elsewhere_is_run_by_a_smoke_test(key):
-    module_name, test = SMOKE[key].test.split("::")
+    module_name, name = SMOKE[key].test.split("::")
     module = importlib.import_module(module_name)
-    assert callable(getattr(module, test, None)), (
-        f"{key}: {SMOKE[key].test} is gone; give the script an entry"
+    test = getattr(module, name, None)
+    assert callable(test), f"{key}: {SMOKE[key].test} is gone; give the script an entry"
+    marks = [m for owner in (module, test) for m in _as_list(getattr(owner, "pytestmark", []))]
+    assert any(m.name == "smoke" for m in marks), (
+        f"{SMOKE[key].test} runs {key} but is not marked smoke (@pytest.mark.smoke on it, or pytestmark = "
+        "pytest.mark.smoke in its module), so -k smoke skips it"
     )
-    marks = getattr(module, "pytestmark", [])
-    assert any(m.name == "smoke" for m in (marks if isinstance(marks, list) else [marks])), (
-        f"{module_name} runs {key} but is not marked smoke (pytestmark = pytest.mark.smoke), so -k smoke skips it"
-    )
+
+
+def _as_list(marks) -> list:
+    return marks if isinstance(marks, list) else [marks]
 
 
 @pytest.fixture(scope="module")
