@@ -94,7 +94,7 @@ def create_app(
         batcher.close()
 
     app = FastAPI(title="MAMER emotion recognition", version=mamer.__version__, lifespan=lifespan)
-    app.state.recognizer, app.state.limits = recognizer, limits
+    app.state.recognizer = recognizer
     detail = _too_large(max_upload_mb)
     app.add_middleware(
         BodyLimit, limit_bytes=limit_bytes + FORM_OVERHEAD, detail=detail, timeout=limits.body_timeout
