@@ -222,12 +222,13 @@ def test_whisper_frontend_matches_feature_extractor(whisper):
 
 def test_whisper_fast_path_matches_transformers(whisper):
     """The unpadded path equals transformers' WhisperEncoder run on the same number of frames."""
+    from transformers import WhisperConfig
     from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
     from mamer.encoders.whisper import whisper_hidden_states
 
     mel = whisper.frontend(torch.from_numpy(speechlike(2.0)))[None]  # (1, 80, 200)
-    config = whisper.model.config.__class__(**{**whisper.model.config.to_dict(), "max_source_positions": 100})
+    config = WhisperConfig(**{**whisper.config.to_dict(), "max_source_positions": 100}, decoder_layers=1)
     with torch.device("meta"):
         reference = WhisperEncoder(config).eval()
     state = whisper.model.state_dict()
@@ -293,14 +294,17 @@ def minilm():
 
 
 def test_minilm_token_features_exclude_special_tokens(minilm):
+    transformers = pytest.importorskip("transformers")
     texts = ["I can't believe it, this is wonderful!", "ok", ""]
     features = minilm.encode(texts)
-    tokens = minilm.tokenizer(texts[0])["input_ids"]
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm.path))
+    tokens = tokenizer(texts[0])["input_ids"]
     assert minilm.dim == 384 and minilm.layers == [6]
     assert features[0].shape == (len(tokens) - 2, 384)
     assert features[1].shape == (1, 384) and features[2].shape == (0, 384)
     with torch.inference_mode():
-        alone = minilm.model(**minilm.tokenizer([texts[0]], return_tensors="pt")).last_hidden_state[0]
+        model = transformers.AutoModel.from_pretrained(str(minilm.path)).eval()
+        alone = model(**tokenizer([texts[0]], return_tensors="pt")).last_hidden_state[0]
     torch.testing.assert_close(features[0], alone[1:-1], atol=1e-5, rtol=1e-4)  # [CLS] and [SEP] dropped
     long = minilm.encode(["word " * 500])[0]
     assert long.shape == (126, 384)

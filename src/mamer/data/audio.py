@@ -27,7 +27,6 @@ from pathlib import Path
 import av
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,10 @@ class AudioLoadError(ValueError):
     """An audio file could not be turned into a usable waveform; the message names the file and why."""
 
 
+class AudioTooLong(AudioLoadError):
+    """Audio longer than the `max_seconds` the caller set: the one refusal a service operator can lift."""
+
+
 def resample(wave: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     """Polyphase resampling of `wave` `(N,)` or `(N, C)` from `sr` to `target_sr` Hz; returns float32."""
     if sr <= 0 or target_sr <= 0:
@@ -59,6 +62,8 @@ def resample(wave: np.ndarray, sr: int, target_sr: int) -> np.ndarray:
     wave = np.asarray(wave, dtype=np.float32)
     if sr == target_sr:
         return wave
+    from scipy.signal import resample_poly  # 1-2 s to import: only when a rate differs
+
     g = gcd(int(sr), int(target_sr))
     return resample_poly(wave, target_sr // g, sr // g, axis=0).astype(np.float32)
 
@@ -168,7 +173,7 @@ def check_wave(wave: np.ndarray, what: str) -> np.ndarray:
 def _check_length(seconds: float, what: str, max_seconds: float | None) -> None:
     """Raise AudioLoadError when `seconds` exceeds `max_seconds`."""
     if max_seconds is not None and seconds > max_seconds:
-        raise AudioLoadError(f"{what}: audio is longer than the limit of {max_seconds:g} s")
+        raise AudioTooLong(f"{what}: audio is longer than the limit of {max_seconds:g} s")
 
 
 def _refuse_long(source: Path | bytes, what: str, max_seconds: float | None) -> None:
@@ -177,7 +182,7 @@ def _refuse_long(source: Path | bytes, what: str, max_seconds: float | None) -> 
         return
     seconds = _header_duration(source, what)
     if seconds is not None and seconds > max_seconds:
-        raise AudioLoadError(
+        raise AudioTooLong(
             f"{what}: audio is longer than the limit of {max_seconds:g} s ({seconds:.1f} s stated by its header)"
         )
 
@@ -236,7 +241,7 @@ def _decode(source: Path | bytes, what: str, target_sr: int, max_seconds: float 
         chunks.append(chunk)
         total += chunk.shape[0]
         if limit is not None and total > limit:
-            raise AudioLoadError(f"{what}: audio is longer than the limit of {max_seconds:g} s")
+            raise AudioTooLong(f"{what}: audio is longer than the limit of {max_seconds:g} s")
     wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     check_wave(wave, what)
     return wave

@@ -7,6 +7,8 @@ with a message saying how to pass a local folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mamer.encoders.base import layers_to_run
@@ -45,10 +47,26 @@ def load_hf_model(path: str | Path, kind: str, allow_download: bool = False):
 
     local = local_only(path, allow_download)
     try:
-        model = AutoModel.from_pretrained(str(path), local_files_only=local)
+        with quiet_loading():
+            model = AutoModel.from_pretrained(str(path), local_files_only=local)
     except OSError as err:
         raise cannot_load(path, kind, local, err) from err
     return model.eval().requires_grad_(False)
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' "Loading weights" progress bar off while a frozen encoder loads: it is not progress the
+    user asked about, and it lands in every `mamer predict`'s output."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def drop_unused_layers(model, layers: list[int]) -> None:

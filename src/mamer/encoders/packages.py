@@ -40,3 +40,17 @@ def weight_files(name: str) -> list[Path]:
             )
         paths.append(Path(next(iter(found.submodule_search_locations))) / file)
     return paths
+
+
+def package_versions(name: str) -> str:
+    """The installed versions of encoder `name`'s weight packages, joined by '+': the key of files derived from
+    them (an upgrade makes new ones)."""
+    import importlib.metadata
+
+    def version(package: str) -> str:
+        try:
+            return importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:  # a package on the path without its metadata
+            return "unversioned"
+
+    return "+".join(version(package) for package in WEIGHT_PACKAGES[name])

