@@ -48,7 +48,7 @@ def words_of(text: str) -> list[str]:
 def test_transcribes_a_synthesised_sentence_with_word_times(transcriber):
     tts = EspeakSynthesizer()
     wave = resample(tts.synthesize(SENTENCE, rate=150), tts.sample_rate, 16000)
-    transcript = transcriber.transcribe(wave, language="en")
+    transcript = transcriber.transcribe(wave, language="en", word_timestamps=True)
     heard = set(words_of(transcript.text))
     expected = words_of(SENTENCE)
     assert sum(word in heard for word in expected) >= 0.6 * len(expected), transcript.text
@@ -93,11 +93,12 @@ def test_split_weights_are_joined_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setitem(packages.WHISPER_FILES, "fake", ("data/model.bin.part", "data/model.bin.part"))
     monkeypatch.setenv("MAMER_CACHE", str(tmp_path / "cache"))
 
-    folder = tmp_path / "cache" / "asr" / "fake"
+    folder = tmp_path / "cache" / "asr" / f"fake-{packages.package_versions('fake')}"
+    assert folder.name == "fake-unversioned+unversioned"  # named by the packages' versions
     assert resolve_model("fake") == str(folder)
     assert (folder / "model.bin").read_bytes() == b"first-half|second-half"
     assert sorted(p.name for p in folder.iterdir()) == sorted(["model.bin", *asr.SIDE_FILES])
-    assert [p.name for p in folder.parent.iterdir()] == ["fake"]  # no temporary folder left behind
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # no temporary folder left behind
     stamp = (folder / "model.bin").stat().st_mtime_ns
     resolve_model("fake")
     assert (folder / "model.bin").stat().st_mtime_ns == stamp  # complete: not joined again

@@ -34,6 +34,7 @@ def _predict(args: argparse.Namespace) -> None:
     if args.engine == "ray":  # an actor pool over Ray Data, writing Parquet shards: mamer.cli.scale
         return predict_on_ray(args, model_of(args))
     from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs
+    from mamer.workflows.inference.prediction import check_labels
     from mamer.workflows.inference.predictions_file import PredictionsFile
     from mamer.workflows.inference.recognizer import EmotionRecognizer
 
@@ -46,9 +47,9 @@ def _predict(args: argparse.Namespace) -> None:
     )  # fmt: skip
     out = None
     if args.out:  # refused before the model loads: an input as --out, a file that is not ours, other settings
-        settings = {"model": model_of(args), "asr": asr} | {
-            k: v for k, v in vars(options).items() if k != "timelines"
-        }
+        languages = {} if args.transcript_languages == "auto" else {"transcripts": args.transcript_languages}
+        made = {k: v for k, v in vars(options).items() if k != "timelines"}
+        settings = {"model": model_of(args), "asr": asr} | languages | made
         inputs = [args.transcripts, *(job.audio for job in jobs)]
         out = PredictionsFile(args.out, inputs, settings, overwrite=args.overwrite)
         if out.done:
@@ -58,8 +59,10 @@ def _predict(args: argparse.Namespace) -> None:
             )
     todo = [job for job in jobs if out is None or job.id not in out.done]
     recognizer = EmotionRecognizer.load(
-        model_of(args), args.device, asr=asr or "whisper-base", language=args.language
-    )
+        model_of(args), args.device, asr=asr or "whisper-base", language=args.language,
+        transcript_languages=args.transcript_languages,
+    )  # fmt: skip
+    check_labels(labels, recognizer.labels)  # before any encoder loads, not as every input skipped
     needed = {"audio" for job in todo if job.audio} | {"text" for job in todo if job.text}
     for modality in sorted(needed):  # fail once, before the loop, if the model or its encoders cannot
         try:
@@ -77,6 +80,8 @@ def _predict(args: argparse.Namespace) -> None:
         if written:
             print(f"{len(written)} predictions in {args.out}")
     else:
+        if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":  # JSON is UTF-8 whatever the
+            sys.stdout.reconfigure(encoding="utf-8")  # locale: an ASCII one must not stop on Urdu words
         print("\n".join(json.dumps(row, ensure_ascii=False) for row in rows))
     _timeline_outputs(options.timelines, args)
     if skipped:
@@ -93,12 +98,14 @@ def _timeline_outputs(timelines: dict, args: argparse.Namespace) -> None:
 
     summaries = {name: t.summary() for name, t in timelines.items()}
     for name, summary in summaries.items():
-        print(f"{name}: {json.dumps(summary)}", file=sys.stderr)
+        print(f"{name}: {json.dumps(summary, ensure_ascii=False)}", file=sys.stderr)
     if args.out and summaries:  # merged into the summaries of an earlier run of the same --out
         path = Path(args.out).with_suffix(".summary.json")
-        earlier = json.loads(path.read_text()) if path.is_file() and not args.overwrite else {}
-        text = json.dumps(earlier | summaries, indent=1) + "\n"
-        atomic_write(path, lambda p: p.write_text(text))
+        earlier = {}
+        if path.is_file() and not args.overwrite:
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+        text = json.dumps(earlier | summaries, indent=1, ensure_ascii=False) + "\n"
+        atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
     if args.plot and timelines:
         from mamer.workflows.evaluation.timeline_plot import plot_timeline
 
@@ -187,6 +194,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace an existing --out (and an unfinished run's rows)"
     )
     add_asr_arguments(p)
+    p.add_argument(
+        "--transcript-languages", default="auto", metavar="auto|any|en,de,...",
+        help="ASR transcripts in these languages go to the model; others leave the clip on the audio view, "
+        "said in the row's text_skipped (auto: those the text encoder reads, English for mamer-base)",
+    )  # fmt: skip
     p.add_argument(
         "--segment", choices=("auto", "none", "vad", "window"), default="auto",
         help="long recordings: auto = none within the model's audio limit, vad beyond; none = one row "

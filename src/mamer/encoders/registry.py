@@ -128,3 +128,6 @@ def default_encoder_names() -> tuple[str, str, str]:
 
 
 NO_LAYERS = ("logmel", "hashed", *OPENSMILE)  # fallbacks and openSMILE: no device, no hidden states
+
+# The languages a text encoder was trained to read; one not listed reads any (hashed) or is not known to us.
+TEXT_LANGUAGES = {"minilm": ("en",)}

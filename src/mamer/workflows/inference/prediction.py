@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -11,14 +12,15 @@ import numpy as np
 from mamer.modality import DIMENSIONS
 
 # Filled only on request (ASR, top_k, embeddings): left out of `to_dict` when empty, so rows keep their columns.
-EXTRAS = ("transcript", "language", "asr_model", "top_k", "embedding")
+EXTRAS = ("transcript", "language", "asr_model", "text_skipped", "top_k", "embedding")
 
 
 @dataclass
 class Prediction:
     """One utterance's result. `probabilities`/`label` for categorical runs, A/V/D (corpus scale) for
     dimensional runs, both for task "both"; `view` says which modalities were used. `transcript`, `language`
-    and `asr_model` are set when the text came from ASR; `top_k` lists the k likeliest (label, probability);
+    and `asr_model` are set when the text came from ASR, `text_skipped` says why that transcript was not given to
+    the model (a language its text encoder does not read); `top_k` lists the k likeliest (label, probability);
     `embedding` is the shared transformer's [CLS] output (the vector the heads read), `(width,)`."""
 
     view: str  # "audio", "text" or "audio+text"
@@ -30,6 +32,7 @@ class Prediction:
     transcript: str | None = None
     language: str | None = None
     asr_model: str | None = None
+    text_skipped: str | None = None
     top_k: list[tuple[str, float]] | None = None
     embedding: list[float] | None = None
 
@@ -84,10 +87,17 @@ def reshaped(
 
 
 def check_labels(labels: Sequence[str] | None, known: Sequence[str]) -> list[str] | None:
-    """`labels` validated against the model's label space; ValueError naming the unknown ones."""
+    """`labels` validated against the model's label space; ValueError naming the unknown ones, the model's
+    labels, and the likely meant ones ("angry" -> "anger")."""
     if not labels:
         return None
+    if not known:
+        raise ValueError(
+            "this model predicts no classes, only arousal, valence and dominance: drop the labels"
+        )
     unknown = [k for k in labels if k not in known]
     if unknown:
-        raise ValueError(f"unknown labels {unknown}: this model predicts {', '.join(known)}")
+        meant = [m for k in unknown for m in difflib.get_close_matches(k.lower(), known, n=1, cutoff=0.5)]
+        hint = f" (did you mean {', '.join(dict.fromkeys(meant))}?)" if meant else ""
+        raise ValueError(f"unknown labels {', '.join(unknown)}{hint}: this model predicts {', '.join(known)}")
     return list(dict.fromkeys(labels))

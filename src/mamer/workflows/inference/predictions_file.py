@@ -121,7 +121,8 @@ def write_rows(rows: list[dict], out: str | Path) -> None:
     elif out.suffix.lower() in (".jsonl", ".json"):
 
         def write(path: Path) -> None:
-            path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+            text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)  # words as written
+            path.write_text(text, encoding="utf-8")
 
     else:
         raise ValueError(f"--out {out}: use a .jsonl or .csv file name")
@@ -159,7 +160,11 @@ def read_rows(path: str | Path) -> dict[str, list[dict]]:
 
 def _flatten(row: dict) -> dict:
     probabilities = row.get("probabilities") or {}
-    flat = {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items() if k != "probabilities"}
+    flat = {
+        k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
+        for k, v in row.items()
+        if k != "probabilities"
+    }
     return flat | {f"p_{label}": p for label, p in probabilities.items()}  # top_k, embedding: JSON lists
 
 

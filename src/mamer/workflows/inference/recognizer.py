@@ -25,6 +25,7 @@ from mamer.data.audio import check_wave, load_audio, resample
 from mamer.device import available_device
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.choice import rebuild_encoder
+from mamer.encoders.registry import TEXT_LANGUAGES
 from mamer.modality import DIMENSIONS, view_of, views_within
 from mamer.model.mamer import MAMER
 from mamer.workflows.inference.prediction import Prediction, check_labels, pooled, reshaped
@@ -74,6 +75,8 @@ class EmotionRecognizer:
         self._encoders: dict[str, AudioEncoder | TextEncoder] = {}
         self._lock = threading.Lock()
         self.asr, self.language = "whisper-base", None
+        text_encoder = meta.encoders.get("text", {}).get("name")
+        self.transcript_languages: tuple[str, ...] | None = TEXT_LANGUAGES.get(text_encoder)  # None: any
         self._transcriber: Transcriber | None = None
         self._asr_lock = threading.Lock()
 
@@ -85,15 +88,22 @@ class EmotionRecognizer:
         preload: bool = False,
         asr: str = "whisper-base",
         language: str | None = None,
+        transcript_languages: str = "auto",
     ) -> EmotionRecognizer:
         """Load a model: a built-in name ("mamer-base"), a run directory or release folder, or a Hugging Face
         Hub id; `preload=True` builds every encoder now (fails fast, as a server should). `asr` names the
-        speech recogniser `transcribe=True` uses (loaded on first use only), `language` fixes its language."""
+        speech recogniser `transcribe=True` uses (loaded on first use only), `language` fixes its language.
+        `transcript_languages`: the languages of ASR transcripts the model is given, "en,de", "any", or "auto"
+        (those its text encoder reads: English for MiniLM); a transcript in another language leaves the clip on
+        the audio view, and the prediction's `text_skipped` says so."""
         device = available_device(device)  # a name torch does not know, or no such GPU: in words, at once
         folder = resolve_model(model)
         model, meta = load_model(folder, device)
         recognizer = cls(model, meta, folder, device)
         recognizer.asr, recognizer.language = asr, language
+        if transcript_languages != "auto":
+            given = [code.strip() for code in transcript_languages.split(",") if code.strip()]
+            recognizer.transcript_languages = None if given == ["any"] else tuple(given)
         if preload:
             for modality in recognizer.modalities:
                 recognizer.encoder(modality)
@@ -202,9 +212,10 @@ class EmotionRecognizer:
         labels = check_labels(labels, self.labels)
         waves = [self._input_wave(it) for it in items]
         heard = [self._heard(it, w) for it, w in zip(items, waves, strict=True)]
+        skipped = [None if h is None else self.skipped_transcript(h.language) for h in heard]
         texts = [
-            self._input_text(it) if h is None else (h.text or None)
-            for it, h in zip(items, heard, strict=True)
+            self._input_text(it) if h is None else (None if why else h.text or None)
+            for it, h, why in zip(items, heard, skipped, strict=True)
         ]
         with self._lock:
             results = []
@@ -218,8 +229,19 @@ class EmotionRecognizer:
                     transcript=transcript.text,
                     language=transcript.language,
                     asr_model=transcript.model,
+                    text_skipped=skipped[i],
                 )
         return [reshaped(r, labels, top_k) for r in results]
+
+    def skipped_transcript(self, language: str) -> str | None:
+        """Why an ASR transcript in `language` is not given to the model, or None when it is."""
+        allowed = self.transcript_languages
+        if allowed is None or not language or language in allowed:
+            return None
+        return (
+            f"the transcript is in '{language}' and the text encoder reads {', '.join(allowed)}: "
+            "audio view (transcript_languages='any' uses it)"
+        )
 
     def transcribe(self, wave: np.ndarray, language: str | None = None):
         """ASR of a waveform at `sample_rate` -> `asr.Transcript` (text, language, model, timed words)."""

@@ -80,7 +80,7 @@ class Timeline:
         if predictions[0].label is not None:
             share = {k: 0.0 for k in predictions[0].probabilities}
             for p, d in zip(predictions, durations, strict=True):
-                share[p.label] += d / total
+                share[p.label] += float(d) / total  # plain floats: numpy's would leak into JSON and reprs
             out["share"] = {k: round(v, 4) for k, v in share.items()}
         for name in DIMENSIONS:
             if getattr(predictions[0], name) is not None:
@@ -232,19 +232,22 @@ def _predicted(recognizer, source, segments, text, transcribe, language, batch_s
     groups = _groups(segments)
     spans = source.spans([(g[0].start, g[-1].end) for g in groups])
     pending: list[tuple[Segment, dict, tuple[TimedText, ...], Any]] = []
+    language = language or recognizer.language
     for group, wave in zip(groups, spans, strict=True):
         if stop is not None and stop.is_set():
             raise TimelineStopped(f"stopped at {group[0].start:.1f} s of {source.duration:.1f} s")
         heard = None
         if transcribe and text is None and recognizer.can_transcribe:
-            heard = recognizer.transcriber.transcribe(wave, language=language or recognizer.language)
+            heard = recognizer.transcriber.transcribe(wave, language=language, word_timestamps=True)
+            if language is None and heard.text:  # detected once per recording: a 30 s encoder pass per group
+                language = heard.language  # saved, and one language for the whole file
         for s in group:
             piece = wave[round((s.start - group[0].start) * SR) : round((s.end - group[0].start) * SR)]
             if piece.shape[0] == 0:
                 continue
             words = _words_in(heard, s, group[0].start)
             item = {"audio": piece, "sample_rate": SR, "text": text}
-            if heard is not None:
+            if heard is not None and not recognizer.skipped_transcript(heard.language):
                 item["text"] = " ".join(w.text for w in words) or None
             pending.append((s, item, words, heard))
         if len(pending) >= batch_size:
@@ -270,5 +273,8 @@ def _flush(recognizer, pending, options) -> Iterator[TimelineSegment]:
     for (s, _, words, heard), p in zip(pending, predictions, strict=True):
         if heard is not None:
             transcript = " ".join(w.text for w in words)
-            p = replace(p, transcript=transcript, language=heard.language, asr_model=heard.model)
+            skipped = recognizer.skipped_transcript(heard.language)
+            p = replace(
+                p, transcript=transcript, language=heard.language, asr_model=heard.model, text_skipped=skipped
+            )
         yield TimelineSegment(s.start, s.end, p, words)
