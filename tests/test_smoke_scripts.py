@@ -82,6 +82,7 @@ class Inputs:
 # still go through all of its code (a `--smoke` flag where no argument makes it small enough), a few seconds.
 # fmt: off
 SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
+    "benchmarks/asr_languages.py": lambda i: ["--smoke", "--data", str(i.data)],
     "benchmarks/asr_views.py": lambda i: ["--run", i.run, "--manifest", i.corpus, "--asr", "whisper-tiny.en"],
     "benchmarks/asr_wer.py": lambda i: [
         "--emodb", str(i.data / "emodb"), "--per-sentence", "1", "--sentences", "1", "--manifest", i.corpus,
@@ -90,6 +91,7 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
     "benchmarks/audio_keys.py": lambda i: [i.audio],
     "benchmarks/batching.py": lambda i: ["--rows", "32", "--batch-size", "16", "--frames", "20", "--words", "4",
                                          "--rounds", "1"],
+    "benchmarks/cold_start.py": lambda i: ["--smoke", "--model", i.run],
     "benchmarks/cpu_ceiling.py": lambda i: ["--smoke", "--seconds", "0.5", "--batch", "2"],
     "benchmarks/ddp_gpu_check.sh": lambda i: ["SMOKE=1", f"OUT={i.tmp}"],
     "benchmarks/extract_speed.py": lambda i: [
@@ -118,6 +120,7 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
         "--run", i.run, "--manifest", i.corpus, "--splits", "test", "--minutes", "0.1", "--asr", "none",
         "--rss-minutes", "0.1", "--work", str(i.tmp),
     ],
+    "benchmarks/timeline_plot_speed.py": lambda i: ["--smoke"],
     "benchmarks/train_step.py": lambda i: ["--sizes", "quickstart", "--steps", "1", "--batch-size", "2"],
     "recipes/emobox/run.py": lambda i: ["--corpus", "emodb", "--smoke", "--data", str(i.data), "--out", str(i.tmp)],
     "recipes/mamer_base/compare.py": Elsewhere(

@@ -1,4 +1,10 @@
-"""A recording's timeline as a figure: emotion probabilities and A/V/D against time, with the words heard."""
+"""A recording's timeline as a figure: the label of each segment as a coloured strip, class probabilities and
+A/V/D against time, in the page's colours (`colours.py`).
+
+No transcript text is drawn: matplotlib has no text shaping (Arabic-script letters come out unjoined) and its
+default font lacks most scripts (Devanagari came out as boxes, with a warning per glyph). The words are in the
+rows `mamer predict` writes, next to each segment's times.
+"""
 
 from __future__ import annotations
 
@@ -6,83 +12,80 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from mamer.modality import DIMENSIONS
+from mamer.workflows.evaluation.colours import colours_of
 
-MAX_WORDS = 120  # more words than this would overlap: each segment's transcript start is shown instead
+LINE_STYLES = dict(zip(DIMENSIONS, ("-", "--", ":"), strict=True))  # A/V/D apart without colour too
 
 
 def plot_timeline(timeline, path: str | Path, title: str = "") -> Path:
-    """Save `timeline` (a `mamer.workflows.inference.timeline.Timeline`) as a PNG: one panel of class
-    probabilities (a step per segment), one of A/V/D when the model has them, the words along the top."""
+    """Save `timeline` (a `mamer.workflows.inference.timeline.Timeline`) as a PNG (see `timeline_figure`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    timeline_figure(timeline, title).savefig(path, dpi=110)
+    return path
+
+
+def timeline_figure(timeline, title: str = "") -> Figure:
+    """The figure: a strip of segment labels, then one panel of class probabilities (a step per segment) and
+    one of A/V/D when the model has them; time in seconds along the shared x axis."""
     segments = timeline.segments
     first = segments[0].prediction if segments else None
     has_classes = first is not None and first.probabilities is not None
     has_dims = first is not None and first.arousal is not None
-    panels = 1 + int(has_classes and has_dims)
+    ratios = [0.35] * has_classes + [2.2] * has_classes + [2.2] * has_dims or [2.2]
     fig = Figure(
-        figsize=(max(8.0, min(30.0, timeline.duration / 20)), 2.6 * panels + 0.8), layout="constrained"
+        figsize=(max(8.0, min(30.0, timeline.duration / 20)), 0.4 + sum(ratios)), layout="constrained"
     )
-    axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
+    axes = fig.subplots(len(ratios), 1, sharex=True, squeeze=False, height_ratios=ratios)[:, 0]
     if has_classes:
-        _probabilities(axes[0], segments)
+        colours = colours_of(list(first.probabilities))
+        _strip(axes[0], segments, colours)
+        _probabilities(axes[1], segments, colours)
     if has_dims:
         _dimensions(axes[-1], segments)
-    for ax in axes:
+    spans = [(s.start, s.end - s.start) for s in segments]
+    for ax in axes[int(has_classes) :]:
         ax.set_xlim(0, max(timeline.duration, 1e-3))
-        for s in segments:
-            ax.axvspan(s.start, s.end, color="0.92", zorder=0)
+        ax.broken_barh(spans, (0, 1), transform=ax.get_xaxis_transform(), color="0.93", zorder=0)
+    axes[0].set_xlim(0, max(timeline.duration, 1e-3))
     axes[-1].set_xlabel("time (s)")
-    _words(axes[0], timeline, segments)
     fig.suptitle(title or f"{len(segments)} segments ({timeline.mode}), {timeline.duration:.1f} s")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return fig
 
 
 def _steps(segments, values: list[float]) -> tuple[np.ndarray, np.ndarray]:
     """x, y of a step line holding each segment's value over its span (NaN in the gaps between segments)."""
-    xs, ys = [], []
-    for s, v in zip(segments, values, strict=True):
-        xs += [s.start, s.end, s.end]
-        ys += [v, v, np.nan]
-    return np.array(xs), np.array(ys)
+    xs = np.array([[s.start, s.end, s.end] for s in segments]).ravel()
+    ys = np.array([[v, v, np.nan] for v in values]).ravel()
+    return xs, ys
 
 
-def _probabilities(ax, segments) -> None:
-    labels = list(segments[0].prediction.probabilities)
-    for label in labels:
-        ax.plot(*_steps(segments, [s.prediction.probabilities[label] for s in segments]), label=label, lw=1.6)
+def _strip(ax, segments, colours: dict[str, str]) -> None:
+    """Each segment's label as a coloured span (the page's strip), with a legend of the labels."""
+    spans = [(s.start, s.end - s.start) for s in segments]
+    ax.broken_barh(spans, (0, 1), facecolors=[colours[s.prediction.label] for s in segments])
+    ax.set_ylim(0, 1)
+    ax.set_yticks([])
+    ax.set_ylabel("label", rotation=0, ha="right", va="center")
+    handles = [Patch(color=colour, label=label) for label, colour in colours.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+
+
+def _probabilities(ax, segments, colours: dict[str, str]) -> None:
+    for label, colour in colours.items():
+        values = [s.prediction.probabilities[label] for s in segments]
+        ax.plot(*_steps(segments, values), label=label, color=colour, lw=1.6)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("probability")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
 
 
 def _dimensions(ax, segments) -> None:
+    colours = colours_of(list(DIMENSIONS))
     for name in DIMENSIONS:
-        ax.plot(*_steps(segments, [getattr(s.prediction, name) for s in segments]), label=name, lw=1.6)
+        values = [getattr(s.prediction, name) for s in segments]
+        ax.plot(*_steps(segments, values), label=name, color=colours[name], ls=LINE_STYLES[name], lw=1.6)
     ax.set_ylabel("A / V / D")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
-
-
-def _words(ax, timeline, segments) -> None:
-    """The words at their times along the top of `ax` where they fit (else each segment's transcript start),
-    skipping those that would crowd the previous one."""
-    words = timeline.words
-    if words and len(words) <= MAX_WORDS:
-        marks = [((w.start + w.end) / 2, w.text) for w in words]
-    else:
-        marks = [((s.start + s.end) / 2, (s.prediction.transcript or "")[:20]) for s in segments]
-    gap, last, shown = timeline.duration / 60, -float("inf"), 0  # at most ~60 labels, in three staggered rows
-    for x, text in marks:
-        if text and x - last >= gap:
-            ax.text(
-                x,
-                1.02 + 0.07 * (shown % 3),
-                text,
-                transform=ax.get_xaxis_transform(),
-                fontsize=7,
-                ha="center",
-            )
-            last, shown = x, shown + 1

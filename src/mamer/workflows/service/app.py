@@ -28,7 +28,7 @@ import anyio
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 
 import mamer
-from mamer.data.audio import AudioLoadError, decode_bytes
+from mamer.data.audio import AudioLoadError, AudioTooLong, decode_bytes
 from mamer.workflows.inference.recognizer import EmotionRecognizer
 from mamer.workflows.inference.timeline import TimelineStopped
 from mamer.workflows.service.access import AccessCheck, allowed_hosts
@@ -48,6 +48,7 @@ GRACE_SECONDS = 5.0  # after a stop signal, how long answers under way may finis
 GONE = 499  # the status logged for a request whose client left before its answer (nginx's convention)
 MIN_SECONDS = 0.1  # shorter uploads (a recording stopped at once) are refused rather than guessed at
 EMPTY_TEXT = "the `text` field is empty: type some text, or send an `audio` file"
+LONGER = "who runs the service can raise it (mamer serve --max-seconds); mamer predict reads any length"
 
 
 def create_app(
@@ -93,7 +94,10 @@ def create_app(
         yield
         batcher.close()
 
-    app = FastAPI(title="MAMER emotion recognition", version=mamer.__version__, lifespan=lifespan)
+    app = FastAPI(  # /docs and /redoc come from page.py, with their scripts served from here
+        title="MAMER emotion recognition", version=mamer.__version__, lifespan=lifespan, docs_url=None,
+        redoc_url=None,
+    )  # fmt: skip
     app.state.recognizer = recognizer
     detail = _too_large(max_upload_mb)
     app.add_middleware(
@@ -239,6 +243,8 @@ async def _read_audio(
         wave = await anyio.to_thread.run_sync(
             lambda: decode_bytes(data, SAMPLE_RATE, name, max_seconds), limiter=limiter
         )
+    except AudioTooLong as err:  # says who can lift the limit, and what reads longer files
+        raise HTTPException(422, f"{err}; {LONGER}") from err
     except AudioLoadError as err:
         raise HTTPException(422, str(err)) from err
     if len(wave) < MIN_SECONDS * SAMPLE_RATE:

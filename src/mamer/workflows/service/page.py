@@ -1,5 +1,8 @@
-"""The browser page of `mamer serve`: `GET /` (plain HTML/CSS/JS from `static/`, no build step, no CDN) and
-`GET /card`, what a visitor should know about the model: its name, labels, training data and test scores.
+"""The browser page of `mamer serve`: `GET /` (plain HTML/CSS/JS from `static/`, no build step, no CDN),
+`GET /card`, what a visitor should know about the model: its name, labels, training data and test scores,
+`GET /colours.json` (the page's colours, shared with the figures), and the API's own pages `/docs` (Swagger UI)
+and `/redoc` from the assets the `fastapi-offline` package ships: FastAPI's defaults load them from a CDN, which
+leaves both pages blank offline.
 
 The card comes from the model folder: a released model's README.md (its YAML header: datasets, licence,
 model-index scores; its first paragraph), or a run directory's model.json and report.json.
@@ -13,12 +16,13 @@ from typing import Any
 
 import yaml
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from huggingface_hub import ModelCard
 
 from mamer.modality import DIMENSIONS, has_dimensions
-from mamer.workflows.evaluation.model_card import is_synthetic
+from mamer.workflows.evaluation.colours import palette
 from mamer.workflows.inference.recognizer import EmotionRecognizer
 
 STATIC = Path(__file__).with_name("static")
@@ -42,6 +46,36 @@ def mount_page(app: FastAPI, recognizer: EmotionRecognizer, transcription: bool)
     def model_card_route() -> dict[str, Any]:
         """The model's name, labels, views, encoders, training data, test scores and licence."""
         return card
+
+    @app.get("/colours.json", include_in_schema=False)
+    def colours() -> dict[str, Any]:
+        return palette()
+
+    mount_docs(app)
+
+
+def mount_docs(app: FastAPI) -> None:
+    """`/docs` and `/redoc` served with their scripts from this machine (the app is made with `docs_url=None,
+    redoc_url=None`: FastAPI's own pages fetch Swagger UI, ReDoc and Google fonts from CDNs)."""
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).with_name("static")
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+    title = f"{app.title}: the HTTP API"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=title, swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="/docs-assets/favicon.png",
+        )  # fmt: skip
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url, title=title, redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png", with_google_fonts=False,
+        )  # fmt: skip
 
 
 def model_card(recognizer: EmotionRecognizer) -> dict[str, Any]:
@@ -97,6 +131,8 @@ def released_card(text: str) -> dict[str, Any]:
 
 def run_card(folder: Path, manifest: str) -> dict[str, Any]:
     """A run directory: its training corpus (by folder name) and the test scores of its report.json."""
+    from mamer.workflows.evaluation.model_card import is_synthetic  # it imports matplotlib: 1-3 s of start-up
+
     synthetic = is_synthetic(manifest)
     corpus = "synthetic quickstart corpus" if synthetic else Path(manifest).parent.name or str(manifest)
     found: dict[str, Any] = {"training_data": [corpus], "summary": SYNTHETIC_NOTE if synthetic else None}

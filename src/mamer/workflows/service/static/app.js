@@ -6,21 +6,19 @@ const $ = (id) => document.getElementById(id);
 const DIMENSIONS = ["arousal", "valence", "dominance"];
 const LIVE_SECONDS = 30; // the chart shows this much of the past
 const LIVE_RATE = 16000;
-const COLOURS = {
-  anger: "#d0342c", angry: "#d0342c", disgust: "#5c8a2b", fear: "#7b4bb7", fearful: "#7b4bb7",
-  happiness: "#e0a800", happy: "#e0a800", joy: "#e0a800", neutral: "#8a939e", sadness: "#2f6fd6",
-  sad: "#2f6fd6", surprise: "#ef7d1a", surprised: "#ef7d1a", calm: "#1c9c8c", boredom: "#9b6b43",
-  arousal: "#d0342c", valence: "#2f6fd6", dominance: "#5c8a2b",
-};
-const SPARE = ["#c2185b", "#00897b", "#6d4c41", "#3949ab", "#7cb342", "#f4511e", "#5e35b1", "#039be5"];
+// Rough speed of a timeline on 2 CPU cores (x real time; docs/recordings.md), for the wait's estimate only.
+const TIMELINE_SPEED = { transcribed: 10, untranscribed: 60 };
 
-const state = { info: null, card: null, audio: null, audioUrl: null, stopAt: null, recorder: null, live: null };
+const state = { info: null, card: null, colours: null, audio: null, audioUrl: null, stopAt: null,
+                recorder: null, live: null };
 
+// The server's palette (GET /colours.json, the same as `mamer predict --plot`'s): named colours, then the spares
+// in turn for the model's other labels.
 function colourOf(name) {
-  if (COLOURS[name]) return COLOURS[name];
-  const names = state.card ? [...state.card.labels, ...state.card.dimensions] : [];
-  const i = Math.max(0, names.indexOf(name));
-  return SPARE[i % SPARE.length];
+  const palette = state.colours || { named: {}, spare: ["#8a939e"] };
+  if (palette.named[name]) return palette.named[name];
+  const others = (state.card ? state.card.labels : []).filter((n) => !palette.named[n]);
+  return palette.spare[Math.max(0, others.indexOf(name)) % palette.spare.length];
 }
 
 function el(tag, attributes = {}, ...children) {
@@ -50,9 +48,11 @@ const seconds = (s) => `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, 
 
 async function loadCard() {
   try {
-    const [card, info] = await Promise.all([fetchJson("/card"), fetchJson("/info")]);
+    const [card, info, colours] = await Promise.all([fetchJson("/card"), fetchJson("/info"),
+                                                     fetchJson("/colours.json")]);
     state.card = card;
     state.info = info;
+    state.colours = colours;
   } catch (err) {
     showError(`Could not read the model's description from the server: ${err.message}`);
     return;
@@ -139,23 +139,97 @@ async function predict(event) {
   const button = $("predict");
   button.disabled = true;
   setStatus(state.audio ? "Listening to the audio…" : "Reading the text…");
-  let response, body;
+  const progress = state.audio ? new Progress(form.get("transcribe") === "true" && !text) : null;
+  let response;
   try {
-    response = await fetch("/predict", { method: "POST", body: form });
-    body = await response.json().catch(() => null);
+    response = await post("/predict", form, progress);
   } catch (err) {
     showError(`The server did not answer (${err.message}). Is mamer serve still running?`);
     return;
   } finally {
     button.disabled = false;
+    if (progress) progress.stop();
   }
   if (!response.ok) {
-    showError(describeError(response.status, body));
+    showError(describeError(response.status, response.body));
     return;
   }
   setStatus("");
-  if (body.segments) showTimeline(body);
-  else showPrediction(body);
+  if (response.body.segments) showTimeline(response.body);
+  else showPrediction(response.body);
+}
+
+// POST with XMLHttpRequest rather than fetch: only it reports how much of an upload has gone.
+function post(url, form, progress) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open("POST", url);
+    request.responseType = "json";
+    if (progress) {
+      request.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable) progress.sent(e.loaded / e.total);
+      });
+      request.upload.addEventListener("load", () => progress.sent(1));
+    }
+    request.addEventListener("load", () => resolve({ ok: request.status >= 200 && request.status < 300,
+                                                     status: request.status, body: request.response }));
+    request.addEventListener("error", () => reject(new Error("network error")));
+    request.send(form);
+  });
+}
+
+// What a wait on an upload shows, once a second and outside the live region (a screen reader hears the status
+// line once): the share sent, then the time so far against a rough estimate for a recording of this length.
+class Progress {
+  constructor(transcribed) {
+    this.transcribed = transcribed;
+    this.started = Date.now();
+    this.fraction = 0;
+    this.duration = Number.isFinite($("player").duration) ? $("player").duration : null;
+    $("progress-row").hidden = false;
+    this.timer = setInterval(() => this.show(), 1000);
+    this.show();
+  }
+
+  sent(fraction) {
+    this.fraction = fraction;
+    if (fraction >= 1) this.started = Date.now(); // the server's part starts now
+    this.show();
+  }
+
+  estimate() {
+    const limit = state.card ? state.card.max_seconds : 30;
+    if (!this.duration || this.duration <= limit) return null; // one clip: a few seconds, no estimate
+    return this.duration / TIMELINE_SPEED[this.transcribed ? "transcribed" : "untranscribed"];
+  }
+
+  show() {
+    const bar = $("progress");
+    if (this.fraction < 1) {
+      bar.max = 1;
+      bar.value = this.fraction;
+      $("progress-text").textContent = `Sending the audio: ${percent(this.fraction)}`;
+      return;
+    }
+    const elapsed = (Date.now() - this.started) / 1000;
+    const expected = this.estimate();
+    const what = this.transcribed ? "transcribed and read segment by segment" : "read segment by segment";
+    if (expected === null) {
+      bar.removeAttribute("value"); // indeterminate
+      $("progress-text").textContent = `Working: ${seconds(elapsed)} so far`;
+    } else {
+      bar.max = expected;
+      bar.value = Math.min(elapsed, expected);
+      $("progress-text").textContent = `${seconds(elapsed)} so far: ${seconds(this.duration)} of audio, ${what}, ` +
+        (elapsed <= expected ? `usually about ${seconds(expected)} on 2 CPU cores`
+          : "taking longer than usual (a busy machine, or speech the recogniser knows poorly)");
+    }
+  }
+
+  stop() {
+    clearInterval(this.timer);
+    $("progress-row").hidden = true;
+  }
 }
 
 function describeError(status, body) {
@@ -196,7 +270,8 @@ function showPrediction(p) {
   $("bars").replaceChildren(...barRows(probabilities, identity));
   const values = dims.map((d) => p[d]);
   $("avd").replaceChildren(...barRows(dims.map((d) => [d, p[d]]), dimensionScale(values)));
-  $("transcript").textContent = p.transcript ? `Heard: “${p.transcript}”` : "";
+  $("transcript").textContent = (p.transcript ? `Heard: “${p.transcript}”` : "") +
+    (p.text_skipped ? ` (not read by the model: ${p.text_skipped})` : "");
 }
 
 function showTimeline(body) {
@@ -347,12 +422,14 @@ async function startLive(stream) {
   const socket = new WebSocket(url);
   socket.binaryType = "arraybuffer";
   const context = new AudioContext();
-  const live = { socket, context, points: [], names: [], queue: [], queued: 0, windows: 0, ended: false };
+  const live = { socket, context, points: [], names: [], queue: [], queued: 0, windows: 0, ended: false,
+                 label: null };
   state.live = live;
   const panel = $("live-panel");
   panel.hidden = false;
   panel.dataset.windows = "0";
   $("live-now").textContent = "Waiting for the first second of audio…";
+  $("live-announce").textContent = "";
   $("live-transcript").textContent = "";
   socket.addEventListener("message", (e) => onLiveMessage(live, JSON.parse(e.data)));
   socket.addEventListener("error", () => {
@@ -423,6 +500,10 @@ function onLiveMessage(live, message) {
   const now = message.label ? `${message.label} ${percent(message.probabilities[message.label])}`
     : live.names.map((d) => `${d} ${values[d].toFixed(2)}`).join(", ");
   $("live-now").textContent = `${seconds(message.t)}: ${now} (answered in ${Math.round(message.latency_ms)} ms)`;
+  if (message.label && message.label !== live.label) { // the live region speaks on a change of label only
+    live.label = message.label;
+    $("live-announce").textContent = `Now ${message.label}`;
+  }
   if (message.transcript !== undefined) $("live-transcript").textContent = message.transcript
     ? `Heard: “${message.transcript}”` : "";
   drawChart(live, Boolean(message.probabilities));
