@@ -11,9 +11,12 @@ Then each engine predicts them all, back to back: `loop` is `mamer predict`'s ow
 16, torch's default threads: every core) in this process; `ray:AxT` is the Ray engine with A actors of T threads
 on a local Ray started for the run. Wall time covers everything a user waits for (model loading, Ray's start,
 the actors' start). Prints one JSON line per engine: files, errors, hours of audio, wall seconds, real-time
-factor, audio-hours per core-hour (cores: the loop's threads, or actors x threads), the ratio of each to the
-loop's, the largest probability difference from the loop's rows, and the machine's 1-minute load average
-sampled every 5 s during the run (other work on the machine slows every engine; compare runs at equal load).
+factor, audio-hours per core-hour (cores: the loop's threads, or actors x threads), the steady real-time factor
+(the loop without its model's loading; Ray after its first shard, so without Ray's and the actors' start-up),
+the ratio of each to the first engine's, the largest probability difference from the first engine's rows, and the
+machine's 1-minute load average sampled every 5 s during the run (other work on the machine slows every engine;
+compare runs at equal load). The loop runs in a process that has imported torch already (4-5 s a user waits
+for); Ray's actors import it themselves.
 """
 
 from __future__ import annotations
@@ -88,23 +91,26 @@ class LoadSampler:
         }
 
 
-def run_loop(model: str, manifest: Path, options: Options, asr: str) -> tuple[list[dict], int, float]:
-    """`mamer predict`'s loop over the manifest's files: (rows, errors, cores)."""
-    recognizer = EmotionRecognizer.load(model, asr=asr, language=options.language)
+def run_loop(model: str, manifest: Path, options: Options, asr: str, device: str, seconds: float):
+    """`mamer predict`'s loop over the manifest's files: (rows, errors, cores, real-time factor of the loop
+    alone, the model's loading aside)."""
+    recognizer = EmotionRecognizer.load(model, device, asr=asr, language=options.language)
     jobs = [Job(r.id, Path(r.path), r.text) for r in list_inputs(manifest)]
+    started = time.perf_counter()
     rows, skipped = predict_jobs(recognizer, jobs, 16, progress=False, options=options)
-    return [r | {"source": r["file"]} for r in rows], len(skipped), float(torch.get_num_threads())
+    steady = seconds / (time.perf_counter() - started)
+    return [r | {"source": r["file"]} for r in rows], len(skipped), float(torch.get_num_threads()), steady
 
 
-def run_ray(model: str, manifest: Path, options: Options, asr: str, spec: str, out: Path):
-    """The Ray engine with `spec` = "ray:AxT" over the manifest: (rows, errors, cores)."""
+def run_ray(model: str, manifest: Path, options: Options, asr: str, spec: str, gpus: float, out: Path):
+    """The Ray engine with `spec` = "ray:AxT" over the manifest: (rows, errors, cores, real-time factor after
+    the first shard)."""
     actors, threads = (int(x) for x in spec.removeprefix("ray:").split("x"))
     shutil.rmtree(out, ignore_errors=True)
-    summary = predict_on_ray(
-        model, manifest, out, options, RayOptions(actors=actors, threads=threads, progress=False), asr=asr
-    )
+    scale = RayOptions(actors=actors, threads=threads, gpus=gpus, progress=False)
+    summary = predict_on_ray(model, manifest, out, options, scale, asr=asr)
     rows = pq.read_table(out / "predictions").to_pylist()
-    return rows, summary.errors, float(actors * threads)
+    return rows, summary.errors, float(actors * threads), summary.steady_real_time
 
 
 def largest_difference(rows: list[dict], reference: list[dict]) -> float:
@@ -127,6 +133,8 @@ def main() -> None:
     parser.add_argument("--asr", default="none", help="none, or the ASR model (whisper-base)")
     parser.add_argument("--language", help="ASR language (default: detected per clip)")
     parser.add_argument("--engines", nargs="+", default=["loop", "ray:1x1", "ray:2x1"])
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="for ray:AxT (the loop: --device)")
+    parser.add_argument("--device", default="cpu", help="the loop's device (cuda on a GPU machine)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/mamer_scale_bench"))
     parser.add_argument("--smoke", action="store_true", help="4 files, loop and one actor of one thread")
     args = parser.parse_args()
@@ -148,18 +156,25 @@ def main() -> None:
         started = time.perf_counter()
         with LoadSampler() as load:
             if engine == "loop":
-                rows, errors, cores = run_loop(args.model, manifest, options, asr)
+                rows, errors, cores, steady = run_loop(
+                    args.model, manifest, options, asr, args.device, seconds
+                )
             else:
-                rows, errors, cores = run_ray(args.model, manifest, options, asr, engine, args.work / "out")
+                out = args.work / "out"
+                rows, errors, cores, steady = run_ray(
+                    args.model, manifest, options, asr, engine, args.gpus_per_actor, out
+                )
         wall = time.perf_counter() - started
         per_core_hour = seconds / (wall * cores)
         result = {"engine": engine, "files": len(files), "rows": len(rows), "errors": errors,
                   "audio_hours": round(seconds / 3600, 3), "wall_s": round(wall, 1), "cores": cores,
-                  "x_real_time": round(seconds / wall, 2), "audio_h_per_core_h": round(per_core_hour, 2)}  # fmt: skip
+                  "x_real_time": round(seconds / wall, 2), "audio_h_per_core_h": round(per_core_hour, 2),
+                  "steady_x_real_time": round(steady, 2)}  # fmt: skip
         if reference is None:
-            reference = (rows, seconds / wall, per_core_hour)
+            reference = (rows, seconds / wall, per_core_hour, steady)
         else:
             result |= {"speed_vs_first": round(seconds / wall / reference[1], 3),
+                       "steady_vs_first": round(steady / reference[3], 3),
                        "per_core_vs_first": round(per_core_hour / reference[2], 3),
                        "max_abs_dp_vs_first": largest_difference(rows, reference[0])}  # fmt: skip
         print(json.dumps(result | load.figures()), flush=True)

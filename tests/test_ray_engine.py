@@ -162,6 +162,7 @@ def test_ray_rows_equal_the_single_process_rows_and_every_bad_file_is_named(run,
     assert_exactly_once(out, 28)
     assert (summary.files, summary.errors, summary.shards_written, summary.shards_failed) == (28, 5, 7, [])
     assert summary.audio_seconds > 45 and summary.total["rows"] == len(rows)
+    assert summary.shards_by_node == {ray.get_runtime_context().get_node_id(): 7}  # one node here
 
 
 def test_a_rerun_of_a_finished_folder_does_nothing(run, clips, reference):

@@ -49,9 +49,8 @@ class RayOptions:
         64  # inputs per output shard: the unit of work, retry and resume (lower it for long files)
     )
     batch_size: int = 16  # clips per forward pass inside an actor
-    max_task_retries: int = (
-        3  # restarts of a shard whose worker died; then it is reported and left for a rerun
-    )
+    # runs of a shard whose worker died; then it is reported and left for a rerun
+    max_task_retries: int = 3
     progress: bool = True
 
 
@@ -69,7 +68,33 @@ class Summary:
     shards_written: int = 0
     shards_skipped: int = 0  # finished by an earlier run
     shards_failed: list[int] = field(default_factory=list)
+    shards_by_node: dict[str, int] = field(
+        default_factory=dict
+    )  # this run's shards, by the node that made them
+    # seconds from the call to the first shard written (Ray's start, the actors' start, one shard), and the
+    # audio and wall seconds after it: the steady rate, which fixed start-up costs do not dilute
+    first_shard_seconds: float = 0.0
+    steady_audio_seconds: float = 0.0
+    steady_seconds: float = 0.0
     total: dict[str, float] = field(default_factory=dict)  # inputs, rows, errors, audio_seconds of the folder
+
+    def add(self, result: dict[str, Any], now: float, first: bool) -> None:
+        """Count one shard written `now` seconds after the call (`first`: the run's first shard)."""
+        self.files += int(result["files"])
+        self.rows += len(result["rows"])
+        self.errors += len(result["errors"])
+        self.audio_seconds += float(result["audio_seconds"])
+        self.shards_by_node[result["node"]] = self.shards_by_node.get(result["node"], 0) + 1
+        if first:
+            self.first_shard_seconds = now
+        else:
+            self.steady_audio_seconds += float(result["audio_seconds"])
+            self.steady_seconds = now - self.first_shard_seconds
+
+    @property
+    def steady_real_time(self) -> float:
+        """Audio seconds per wall second once the first shard is in (0 with fewer than two shards)."""
+        return self.steady_audio_seconds / self.steady_seconds if self.steady_seconds else 0.0
 
     @property
     def audio_hours_per_core_hour(self) -> float:
@@ -84,15 +109,23 @@ class Summary:
             f"{self.wall_seconds:.1f} s on {self.actors} actor(s), {self.cores:g} cores: {speed:.1f}x real time, "
             f"{self.audio_hours_per_core_hour:.2f} audio-hours per core-hour"
         )
+        if self.steady_seconds:
+            run += (
+                f" ({self.steady_real_time:.1f}x after the first shard, in {self.first_shard_seconds:.1f} s)"
+            )
         folder = (
             f"output: {self.total.get('rows', 0):.0f} rows and {self.total.get('errors', 0):.0f} errors from "
             f"{self.total.get('inputs', 0):.0f} inputs ({self.shards_written} shards written now, "
             f"{self.shards_skipped} by earlier runs)"
         )
-        return f"{run}\n{folder}"
+        nodes = ", ".join(f"{node[:8]}: {n}" for node, n in sorted(self.shards_by_node.items()))
+        return f"{run}\n{folder}" + (f"\nshards by node: {nodes}" if len(self.shards_by_node) > 1 else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"audio_hours_per_core_hour": self.audio_hours_per_core_hour}
+        return asdict(self) | {
+            "audio_hours_per_core_hour": self.audio_hours_per_core_hour,
+            "steady_real_time": self.steady_real_time,
+        }
 
 
 def predict_on_ray(
@@ -122,7 +155,7 @@ def predict_on_ray(
     summary = Summary(shards_skipped=len(done))
     pending = [s for s in range(job.folder.shard_count) if s not in done]
     if pending:
-        job.run(pending, summary)
+        job.run(pending, summary, started)
     summary.wall_seconds = time.perf_counter() - started
     stats = job.folder.stats()
     summary.total = {
@@ -158,7 +191,7 @@ class _Job:
         """The `batch.Options` fields an actor rebuilds its options from."""
         return {k: v for k, v in asdict(self.options).items() if k != "timelines"}
 
-    def run(self, pending: list[int], summary: Summary) -> None:
+    def run(self, pending: list[int], summary: Summary, started: float) -> None:
         """Start or join Ray, map the pending shards over the actor pool, write each shard as it comes back."""
         import ray
 
@@ -176,10 +209,7 @@ class _Job:
                         continue
                     self.write(result)
                     written.add(result["shard"])
-                    summary.files += int(result["files"])
-                    summary.rows += len(result["rows"])
-                    summary.errors += len(result["errors"])
-                    summary.audio_seconds += float(result["audio_seconds"])
+                    summary.add(result, time.perf_counter() - started, first=len(written) == 1)
                     bar.update(int(result["files"]))
                     bar.set_postfix(errors=summary.errors)
             bar.close()
@@ -222,7 +252,9 @@ class _Job:
             "rows": rows.num_rows,
             "errors": errors.num_rows,
         }
-        stats |= {k: float(result[k]) for k in ("audio_seconds", "busy_seconds")}
+        stats |= {k: float(result[k]) for k in ("audio_seconds", "busy_seconds")} | {
+            "node": str(result["node"])
+        }
         self.folder.write_shard(result["shard"], rows, errors, stats)
 
 
@@ -277,7 +309,7 @@ def _results(batch: dict) -> list[dict[str, Any]]:
     """The shards of one output batch: shard, rows and errors (lists of records), files, seconds."""
     out = []
     for i, shard in enumerate(batch["shard"]):
-        result = {k: batch[k][i] for k in ("files", "audio_seconds", "busy_seconds")}
+        result = {k: batch[k][i] for k in ("files", "audio_seconds", "busy_seconds", "node")}
         out.append(result | {"shard": int(shard), "rows": json.loads(batch["rows"][i]),
                              "errors": json.loads(batch["errors"][i])})  # fmt: skip
     return out

@@ -11,6 +11,7 @@ while predicting it, becomes an error record, and the rest of the shard goes on.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -52,13 +53,14 @@ class ShardPredictor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Ray Data's batch of shards (`shard`: ints, `inputs`: JSON lists of input dicts) -> one record each:
-        shard, rows and errors (JSON lists of records), files, audio_seconds, busy_seconds."""
+        shard, rows and errors (JSON lists of records), files, audio_seconds, busy_seconds, node."""
         done = [self.predict_shard(json.loads(inputs)) for inputs in batch["inputs"]]
         out = {"shard": np.asarray(batch["shard"], dtype=np.int64)}
         for key in ("rows", "errors"):
             out[key] = np.array([json.dumps(d[key]) for d in done], dtype=object)
         for key in ("files", "audio_seconds", "busy_seconds"):
             out[key] = np.array([d[key] for d in done], dtype=np.float64)
+        out["node"] = np.array([_node()] * len(done), dtype=object)  # where the work went (see the summary)
         return out
 
     def predict_shard(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -193,6 +195,18 @@ def _by_path(inputs: list[dict]) -> dict[str, list[dict]]:
     for given in inputs:
         groups[given["path"]].append(given)
     return groups
+
+
+def _node() -> str:
+    """The id of the Ray node this actor runs on, or the host's name outside Ray."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except ImportError:
+        pass
+    return socket.gethostname()
 
 
 def _seconds(path: Path) -> float:
