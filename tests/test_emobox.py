@@ -10,7 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
+from mamer.checkpoint import load_model
 from mamer.config import load_experiment
+from mamer.data.cache import load_split
 from mamer.data.corpora import prepare_corpus
 from mamer.data.corpora.emobox import emobox_folds
 from mamer.data.corpora.emodb import read_emodb
@@ -18,8 +20,11 @@ from mamer.data.corpora.train_dev import carve_dev, leave_speakers_out
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import Utterance, read_manifest, write_manifest
 from mamer.metrics import categorical_metrics
+from mamer.model.tokens import AudioDownProjection
+from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.experiments.probe import EmoBoxHead, linear_probe, probe_splits, run_probe
 from mamer.workflows.experiments.protocol import aggregate, protocol_table, run_protocol
+from mamer.workflows.training.loop import train
 from test_corpora import DATA, needs_data
 from test_encoders import save_tiny_speech_model
 
@@ -212,3 +217,32 @@ def test_smoke_recipe_prepares_and_runs(tmp_path):
     table = run.main(["--corpus", "emodb", "--smoke", "--out", str(tmp_path), "--data", str(DATA)])
     assert "| probe: EmoBox MLP | audio |" in table and "EmoBox: WavLM base (published)" in table
     assert load_experiment("emobox_emodb")[1].folds == 5
+
+
+# --- audio standardisation (model.audio_standardise, chosen on the protocol's dev rows) -------------------
+
+
+def test_standardised_projection_equals_projection_of_standardised_frames():
+    torch.manual_seed(0)
+    plain = AudioDownProjection(6, 8, k=2)
+    scaled = AudioDownProjection(6, 8, k=2, standardise=True)
+    scaled.load_state_dict({**plain.state_dict(), "mean": torch.zeros(6), "std": torch.ones(6)})
+    frames, mask = 3 + 10 * torch.randn(2, 5, 6), torch.ones(2, 5, dtype=torch.bool)
+    mean, std = frames.reshape(-1, 6).mean(0), frames.reshape(-1, 6).std(0)
+    scaled.set_statistics(mean, std)
+    assert torch.allclose(scaled(frames, mask)[0], plain((frames - mean) / std, mask)[0], atol=1e-5)
+    assert not torch.allclose(scaled(frames, mask)[0], plain(frames, mask)[0], atol=1e-3)
+
+
+def test_standardised_run_keeps_the_train_statistics(folds, tiny_config, tmp_path):
+    config = tiny_config(tmp_path, "quickstart", f"data.manifest={folds[0]}", "train.epochs=1",
+                         "model.audio_standardise=true")  # fmt: skip
+    run = train(config)
+    model, meta = load_model(run)
+    split = load_split(Path(meta.features), "train")
+    frames = torch.cat([split.audio_of(i).double() for i in range(len(split.ids))])
+    assert torch.allclose(model.audio_in.mean, frames.mean(0).float(), atol=1e-4)
+    assert torch.allclose(
+        model.audio_in.std, frames.std(0, unbiased=False).float().clamp(min=1e-5), atol=1e-4
+    )
+    assert evaluate_run(run, "test")["results"]["audio"]  # evaluation rebuilds the model with its statistics

@@ -36,6 +36,8 @@ class ModelConfig:
     max_audio_tokens: int = 512
     max_text_tokens: int = 256  # learned text positions
     contrastive_dim: int = 128  # output size of the training-only contrastive ffn heads
+    # each audio feature dimension standardised by the train split's mean/std (kept in the model) before the LayerNorm
+    audio_standardise: bool = False
     # the views trained with the supervised loss: a subset of audio, text, audio+text (a dedicated model lists one)
     views: list[str] = field(default_factory=lambda: ["audio", "text", "audio+text"])
 

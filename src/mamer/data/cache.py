@@ -251,6 +251,23 @@ def _read_column(folder: Path, entry: dict, dim: int) -> Column:
     return Column(shards, rows, dim)
 
 
+def audio_statistics(features: SplitFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std `(D,)` float32 over every audio frame of a split (float64 sums, one row at a
+    time: a split's frames need not fit in memory)."""
+    total = squares = torch.zeros(features.audio_dim, dtype=torch.float64)
+    frames = 0
+    for i in range(len(features.ids)):
+        block = features.audio_of(i)
+        if block is not None:
+            block = block.double()
+            total, squares = total + block.sum(0), squares + block.square().sum(0)
+            frames += len(block)
+    if not frames:
+        raise ValueError("no audio frames in the split to standardise by (model.audio_standardise)")
+    mean = total / frames
+    return mean.float(), (squares / frames - mean.square()).clamp(min=0).sqrt().float()
+
+
 def load_split(folder: Path, split: str) -> SplitFeatures:
     """Read one split of the folder `extract_features` / `extract_manifest` returned."""
     folder = Path(folder)

@@ -48,7 +48,9 @@ class MAMER(nn.Module):
         # A dedicated unimodal model has no projection for the modality it never reads (dim 0).
         audio_layers, text_layers = stacked_layers
         self.audio_in = (
-            AudioDownProjection(audio_dim, w, config.audio_downsample, audio_layers) if audio_dim else None
+            AudioDownProjection(audio_dim, w, config.audio_downsample, audio_layers, config.audio_standardise)
+            if audio_dim
+            else None
         )
         self.text_in = TextProjection(text_dim, w, text_layers) if text_dim else None
         self.sequence = SequenceBuilder(w, config.max_audio_tokens, config.max_text_tokens)

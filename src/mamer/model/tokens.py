@@ -56,16 +56,32 @@ class FeatureProjection(nn.Module):
 
 
 class AudioDownProjection(FeatureProjection):
-    """Fold every `k` audio frames into one token of the model width (dimension and frame rate down)."""
+    """Fold every `k` audio frames into one token of the model width (dimension and frame rate down).
 
-    def __init__(self, feature_dim: int, width: int, k: int, layers: int = 1):
+    With `standardise`, each feature dimension is first standardised by `mean` and `std` (`(layers * D,)`
+    buffers, saved with the model; `set_statistics` fills them from the train split). The per-frame LayerNorm
+    alone lets the few huge dimensions of Whisper's hidden states set every frame's scale; a probe's
+    StandardScaler gives each dimension unit variance (docs/results.md, "EmoBox protocol")."""
+
+    def __init__(self, feature_dim: int, width: int, k: int, layers: int = 1, standardise: bool = False):
         super().__init__(feature_dim, layers)
         self.k = k
         self.proj = nn.Linear(k * self.dim, width)
+        if standardise:
+            self.register_buffer("mean", torch.zeros(feature_dim))
+            self.register_buffer("std", torch.ones(feature_dim))
+        self.standardise = standardise
+
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The per-dimension `mean` and `std` `(layers * D,)` that `standardise` divides by (std floored)."""
+        self.mean.copy_(mean)
+        self.std.copy_(std.clamp(min=1e-5))
 
     def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frames: (B, T, layers * D), frame_mask: (B, T) bool -> tokens (B, ceil(T/k), width), token_mask
         (B, ceil(T/k))."""
+        if self.standardise:
+            frames = (frames - self.mean) / self.std
         frames = self.normalised(frames) * frame_mask[..., None]
         b, t, d = frames.shape
         pad = (-t) % self.k

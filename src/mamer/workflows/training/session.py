@@ -23,7 +23,7 @@ from mamer.checkpoint import (
     make_meta,
 )
 from mamer.config import RunConfig
-from mamer.data.cache import load_spec, load_split
+from mamer.data.cache import audio_statistics, load_spec, load_split
 from mamer.data.dataset import Batch, EmotionDataset, Targets, collate
 from mamer.data.manifest import Utterance, corpus_of, read_manifest, splits
 from mamer.data.sampling import ModalityBatches
@@ -236,6 +236,9 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
         source, source_meta = load_source(config.train.init_from)
         keep_head = same_labels(source_meta, targets.outputs, task)
         kept = transfer(model, source, source_meta.label_space.outputs, targets.outputs, keep_head)
+    if config.model.audio_standardise and model.audio_in is not None and not config.train.init_from:
+        # a fine-tuned model keeps its source's statistics (copied above), which its weights were trained on
+        model.audio_in.set_statistics(*audio_statistics(load_split(features, config.data.train_split)))
     model = model.to(device)
     m = config.model
     # The masked autoencoder rebuilds one hidden state (or the mean of those stacked) per frame and token.
