@@ -88,8 +88,11 @@ def test_a_stream_of_tiny_frames_is_closed_in_words(port):
     WebSocket layer. Before, 4-byte frames in a loop were all taken, at a copy of the window each."""
     with live(port, "window=30") as ws:
         assert strict(ws.recv(timeout=10))["type"] == "ready"
-        for _ in range(100):
-            ws.send(bytes(4))
+        try:
+            for _ in range(100):
+                ws.send(bytes(4))
+        except ConnectionClosed:  # the server closed the stream before all 100 were sent: the point of it
+            pass
         error = until(ws)[-1]
     assert error["type"] == "error" and "at least 10 ms" in error["detail"], error
     assert "sent 21 shorter ones" in error["detail"], error
