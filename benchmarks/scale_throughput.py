@@ -1,22 +1,25 @@
 """Throughput of `mamer predict` at scale: the single-process loop against the Ray engine's actor pools.
 
-    nice -n 10 python benchmarks/scale_throughput.py --audio ../shared/data/emodb/audio \
+    python benchmarks/scale_throughput.py --audio ../shared/data/emodb/audio \
         ../shared/data/ravdess/audio ../shared/data/nemo/audio --asr none --engines loop ray:1x1 ray:2x1
-    nice -n 10 python benchmarks/scale_throughput.py --audio ... --minutes 60 --asr whisper-base
+    python benchmarks/scale_throughput.py --audio ... --minutes 60 --asr whisper-base
     python benchmarks/scale_throughput.py --smoke --model RUN --audio FOLDER   # a few clips, loop and 1 actor
 
 Lists the audio files under each `--audio` folder, takes them round-robin across the folders (sorted within
 each) until `--minutes` of audio (all of them by default), and writes them as one CSV manifest under `--work`.
 Then each engine predicts them all, back to back: `loop` is `mamer predict`'s own loop (`predict_jobs`, batch
-16, torch's default threads: every core) in this process; `ray:AxT` is the Ray engine with A actors of T threads
-on a local Ray started for the run. Wall time covers everything a user waits for (model loading, Ray's start,
-the actors' start). Prints one JSON line per engine: files, errors, hours of audio, wall seconds, real-time
-factor, audio-hours per core-hour (cores: the loop's threads, or actors x threads), the steady real-time factor
-(the loop without its model's loading; Ray after its first shard, so without Ray's and the actors' start-up),
+16, torch's default threads: every core; `loop:T`: T threads) in this process; `ray:AxT` is the Ray engine with
+A actors of T threads on a local Ray started for the run (ASR, when asked, with the same threads). Wall time
+covers everything a user waits for (model loading, Ray's start, the actors' start, Ray's shutdown). Prints one
+JSON line per engine: files, errors, hours of audio, wall seconds, real-time factor, audio-hours per core-hour
+(cores: the loop's threads, or actors x threads), audio-hours per CPU-hour used (CPU seconds of this process
+and every process under it: Ray's daemons, driver and actors included) and the share of the machine's cores
+that was, the steady real-time factor (the loop without its model's
+loading; Ray after its first shard, so without Ray's and the actors' start-up), Ray's seconds to its first shard,
 the ratio of each to the first engine's, the largest probability difference from the first engine's rows, and the
-machine's 1-minute load average sampled every 5 s during the run (other work on the machine slows every engine;
-compare runs at equal load). The loop runs in a process that has imported torch already (4-5 s a user waits
-for); Ray's actors import it themselves.
+machine's 1-minute load average at the start and sampled every 5 s during the run (other work on the machine
+slows every engine; compare runs at equal load). The loop runs in a process that has imported torch already
+(2-5 s a user waits for); Ray's actors import it themselves.
 """
 
 from __future__ import annotations
@@ -64,17 +67,44 @@ def choose(folders: list[Path], minutes: float | None, limit: int | None) -> tup
     return chosen, total
 
 
-class LoadSampler:
-    """The 1-minute load average, sampled every `every` seconds in a thread while a run lasts."""
+def tree_cpu() -> dict[tuple[int, str], float]:
+    """CPU seconds (user + system) so far of this process and of every process under it (Ray's daemons, its
+    workers and actors, when this process started Ray), by (pid, start time)."""
+    tick, parents, cpu = os.sysconf("SC_CLK_TCK"), {}, {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:  # the fields after the command's closing ")": state, ppid, ..., utime, stime, ..., starttime
+            fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        cpu[int(entry.name)] = ((int(fields[11]) + int(fields[12])) / tick, fields[19])
+    tree, grown = {os.getpid()}, True
+    while grown:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree, grown = tree | below, bool(below)
+    return {(pid, cpu[pid][1]): cpu[pid][0] for pid in tree if pid in cpu}
 
-    def __init__(self, every: float = 5.0) -> None:
-        self.every, self.samples = every, [os.getloadavg()[0]]
+
+class LoadSampler:
+    """While a run lasts, in a thread: the 1-minute load average every `every` seconds, and the CPU seconds of
+    this process tree every `cpu_every` seconds (a process that ends loses at most its last interval)."""
+
+    def __init__(self, every: float = 5.0, cpu_every: float = 0.5) -> None:
+        self.every, self.cpu_every, self.samples = every, cpu_every, [os.getloadavg()[0]]
+        self.before = tree_cpu()
+        self.seen = dict(self.before)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def _sample(self) -> None:
-        while not self._stop.wait(self.every):
-            self.samples.append(os.getloadavg()[0])
+        next_load = time.monotonic() + self.every
+        while not self._stop.wait(self.cpu_every):
+            self.seen |= tree_cpu()
+            if time.monotonic() >= next_load:
+                self.samples.append(os.getloadavg()[0])
+                next_load += self.every
 
     def __enter__(self) -> LoadSampler:
         self._thread.start()
@@ -83,18 +113,30 @@ class LoadSampler:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+        self.seen |= tree_cpu()
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(v - self.before.get(k, 0.0) for k, v in self.seen.items())
 
     def figures(self) -> dict[str, float]:
         return {
+            "cpu_s": round(self.cpu_seconds, 1),
+            "load_start": round(self.samples[0], 2),
             "load_mean": round(sum(self.samples) / len(self.samples), 2),
             "load_max": round(max(self.samples), 2),
         }
 
 
-def run_loop(model: str, manifest: Path, options: Options, asr: str, device: str, seconds: float):
-    """`mamer predict`'s loop over the manifest's files: (rows, errors, cores, real-time factor of the loop
-    alone, the model's loading aside)."""
+def run_loop(
+    model: str, manifest: Path, options: Options, asr: str, device: str, seconds: float, threads: int
+):
+    """`mamer predict`'s loop over the manifest's files with `threads` torch and ASR threads: (rows, errors,
+    cores, real-time factor of the loop alone, the model's loading aside)."""
+    torch.set_num_threads(threads)
     recognizer = EmotionRecognizer.load(model, device, asr=asr, language=options.language)
+    if options.transcribe:
+        recognizer.transcriber.cpu_threads = threads  # before its model loads (mamer predict's default: 2)
     jobs = [Job(r.id, Path(r.path), r.text) for r in list_inputs(manifest)]
     started = time.perf_counter()
     rows, skipped = predict_jobs(recognizer, jobs, 16, progress=False, options=options)
@@ -104,13 +146,19 @@ def run_loop(model: str, manifest: Path, options: Options, asr: str, device: str
 
 def run_ray(model: str, manifest: Path, options: Options, asr: str, spec: str, gpus: float, out: Path):
     """The Ray engine with `spec` = "ray:AxT" over the manifest: (rows, errors, cores, real-time factor after
-    the first shard)."""
+    the first shard, seconds to the first shard)."""
     actors, threads = (int(x) for x in spec.removeprefix("ray:").split("x"))
     shutil.rmtree(out, ignore_errors=True)
     scale = RayOptions(actors=actors, threads=threads, gpus=gpus, progress=False)
     summary = predict_on_ray(model, manifest, out, options, scale, asr=asr)
     rows = pq.read_table(out / "predictions").to_pylist()
-    return rows, summary.errors, float(actors * threads), summary.steady_real_time
+    return (
+        rows,
+        summary.errors,
+        float(actors * threads),
+        summary.steady_real_time,
+        summary.first_shard_seconds,
+    )
 
 
 def largest_difference(rows: list[dict], reference: list[dict]) -> float:
@@ -150,18 +198,19 @@ def main() -> None:
     )
     transcribe = args.asr.lower() != "none"
     asr = args.asr if transcribe else "whisper-base"
-    reference = None
+    reference, default_threads = None, torch.get_num_threads()
     for engine in args.engines:
         options = Options(transcribe=transcribe, language=args.language)
-        started = time.perf_counter()
+        started, first = time.perf_counter(), None
         with LoadSampler() as load:
-            if engine == "loop":
+            if engine.startswith("loop"):  # "loop:T": T threads for this run
+                threads = int(engine.partition(":")[2] or default_threads)
                 rows, errors, cores, steady = run_loop(
-                    args.model, manifest, options, asr, args.device, seconds
+                    args.model, manifest, options, asr, args.device, seconds, threads
                 )
             else:
                 out = args.work / "out"
-                rows, errors, cores, steady = run_ray(
+                rows, errors, cores, steady, first = run_ray(
                     args.model, manifest, options, asr, engine, args.gpus_per_actor, out
                 )
         wall = time.perf_counter() - started
@@ -170,6 +219,8 @@ def main() -> None:
                   "audio_hours": round(seconds / 3600, 3), "wall_s": round(wall, 1), "cores": cores,
                   "x_real_time": round(seconds / wall, 2), "audio_h_per_core_h": round(per_core_hour, 2),
                   "steady_x_real_time": round(steady, 2)}  # fmt: skip
+        if first is not None:  # Ray's start, the actors' start and one shard
+            result["first_shard_s"] = round(first, 1)
         if reference is None:
             reference = (rows, seconds / wall, per_core_hour, steady)
         else:
@@ -177,6 +228,11 @@ def main() -> None:
                        "steady_vs_first": round(steady / reference[3], 3),
                        "per_core_vs_first": round(per_core_hour / reference[2], 3),
                        "max_abs_dp_vs_first": largest_difference(rows, reference[0])}  # fmt: skip
+        # CPU actually used (the process tree's), and the share of the machine's cores it got: with other work
+        # on the machine, 2 cores reserved may be 1 core received
+        cpu = load.cpu_seconds
+        result |= {"audio_h_per_cpu_h": round(seconds / cpu, 2) if cpu else None,
+                   "machine_share": round(cpu / (wall * (os.cpu_count() or 1)), 2)}  # fmt: skip
         print(json.dumps(result | load.figures()), flush=True)
 
 

@@ -29,7 +29,10 @@ def edited(run: Path, folder: Path, edit) -> Path:
 
 
 CASES = {
-    "audio_dim 999": (lambda d: d.update(audio_dim=999), r"model\.safetensors: these weights do not fit .*audio"),
+    "audio_dim 999": (
+        lambda d: d.update(audio_dim=999),
+        r"model\.safetensors: these weights do not fit .*audio",
+    ),
     "labels cut to 2": (
         lambda d: d["targets"].update(labels=d["targets"]["labels"][:2]),
         r"model\.safetensors: these weights do not fit .*head",

@@ -27,14 +27,14 @@ import soundfile as sf
 from mamer.cli import main
 from mamer.data.audio import resample
 from mamer.data.manifest import read_manifest
+from mamer.encoders import registry
 from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs
 from mamer.workflows.inference.recognizer import EmotionRecognizer
 from mamer.workflows.scale.worker import ShardPredictor
 from test_audio_decode import encode
+from test_corpora import DATA
 
 ray = pytest.importorskip("ray")
-# the last test is benchmarks/scale_throughput.py's smallest run too (tests/test_smoke_scripts.py): -k smoke
-pytestmark = pytest.mark.smoke
 from mamer.workflows.scale.engine import RayOptions, predict_on_ray  # noqa: E402
 
 SR = 16000
@@ -237,6 +237,27 @@ def test_cli_refuses_what_the_ray_engine_does_not_take(tmp_path, capsys):
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
 
 
+def test_a_transcript_the_text_encoder_does_not_read_is_said_in_the_parquet_rows(run, cluster, tmp_path):
+    """`--transcript-languages en` reaches the actors and the plan, and a German clip's row keeps
+    `text_skipped` (the single-process row's field) in its Parquet column."""
+    if DATA is None or not registry.installed("whisper-base"):
+        pytest.skip("needs ../shared/data/emodb and the whisper-base weights")
+    clip = DATA / "emodb" / "audio" / "03a01Fa.flac"  # German, 2.0 s
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / clip.name).symlink_to(clip)
+    out, options = tmp_path / "out", Options(transcribe=True)
+    summary = predict_on_ray(run, tmp_path / "in", out, options, RayOptions(actors=1, progress=False),
+                             transcript_languages="en")  # fmt: skip
+    assert (summary.rows, summary.errors) == (1, 0)
+    (row,) = read_rows(out)
+    expected = EmotionRecognizer.load(run, asr="whisper-base", transcript_languages="en")
+    said = expected.predict(audio=clip, transcribe=True)
+    assert (row["view"], row["language"], row["transcript"]) == ("audio", "de", said.transcript)
+    assert row["text_skipped"] == said.text_skipped and "reads en" in row["text_skipped"]
+    assert json.loads((out / "plan.json").read_text())["transcripts"] == "en"  # a rerun must say the same
+
+
+@pytest.mark.smoke  # benchmarks/scale_throughput.py's smallest run (tests/test_smoke_scripts.py): -k smoke
 def test_scale_throughput_benchmark_smoke(run, clips, cluster, tmp_path, monkeypatch, capsys):
     """benchmarks/scale_throughput.py at its smallest size (tests/test_smoke_scripts.py points here: it reuses
     this module's Ray and tiny run): the loop and one actor over 4 clips, the same rows."""

@@ -97,7 +97,7 @@ def test_row_schema_follows_the_task_and_the_extras():
     both = row_schema("both", ["a", "b"], top_k=True, embeddings=True)
     assert both.names == [
         "input_row", "id", "source", "view", "label", "probabilities", "arousal", "valence", "dominance",
-        "transcript", "language", "asr_model", "start", "end", "top_k", "embedding",
+        "transcript", "language", "asr_model", "text_skipped", "start", "end", "top_k", "embedding",
     ]  # fmt: skip
     assert both.field("probabilities").type == pa.struct([("a", pa.float64()), ("b", pa.float64())])
     assert "label" not in row_schema("dimensional", []).names

@@ -112,6 +112,7 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
         "--model", i.run, "--audio", i.audio, "--seconds", "2", "--window", "1", "--hop", "1", "--speed", "10",
         "--asr", "whisper-tiny.en",
     ],
+    "benchmarks/scale_cluster.py": lambda i: ["--smoke", "--model", i.run, "--audio", i.audio, "--work", str(i.tmp)],
     # its Ray cluster is costly to start twice: the Ray module's own test runs it
     "benchmarks/scale_throughput.py": Elsewhere("test_ray_engine::test_scale_throughput_benchmark_smoke"),
     "benchmarks/service_hostile.py": lambda i: ["--smoke", "--run", i.run],

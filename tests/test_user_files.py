@@ -63,7 +63,9 @@ def test_an_input_is_never_the_output(run, clips, tmp_path, capsys):
     transcripts = tmp_path / "t.csv"
     transcripts.write_text("id,text\n" + "".join(f"{p.stem},so happy\n" for p in sorted(clips.iterdir())[:3]))
     before = transcripts.read_bytes()
-    assert predict(run, "--audio", str(clips), "--transcripts", str(transcripts), "--out", str(transcripts)) == 2
+    assert (
+        predict(run, "--audio", str(clips), "--transcripts", str(transcripts), "--out", str(transcripts)) == 2
+    )
     assert "is one of the inputs" in capsys.readouterr().err
     assert transcripts.read_bytes() == before
 
@@ -73,7 +75,9 @@ def test_a_run_that_predicts_nothing_leaves_the_output_as_it_was(run, clips, tmp
     one = sorted(clips.iterdir())[0]
     assert predict(run, "--audio", str(one), "--out", str(out)) == 0
     before = out.read_bytes()
-    assert predict(run, "--audio", str(broken_folder(tmp_path)), "--out", str(out)) == 0  # 1 row already there
+    assert (
+        predict(run, "--audio", str(broken_folder(tmp_path)), "--out", str(out)) == 0
+    )  # 1 row already there
     assert "3 of 3 inputs skipped" in capsys.readouterr().err
     assert out.read_bytes() == before
 
@@ -94,7 +98,9 @@ def test_a_rerun_predicts_only_what_is_new_and_keeps_the_rest(run, clips, tmp_pa
     assert "4 input(s) already predicted" in capsys.readouterr().err
     second = out.read_text().splitlines()
     assert second[: len(first)] == first and len(second) == 7  # header + 6 rows, the first four unchanged
-    assert predict(run, "--audio", str(folder), "--out", str(out), "--top-k", "2") == 0  # same rows: nothing new
+    assert (
+        predict(run, "--audio", str(folder), "--out", str(out), "--top-k", "2") == 0
+    )  # same rows: nothing new
     assert out.read_text().splitlines() == second
 
 
@@ -164,7 +170,9 @@ def test_export_never_replaces_a_folders_files_without_overwrite(run, tmp_path, 
     (project / "config.json").write_text('{"mine": true}\n')
     assert main(["export", str(run), "--pretrained", str(project)]) == 2
     assert "already holds config.json, README.md" in capsys.readouterr().err
-    assert (project / "README.md").read_text() == "my project\n" and not (project / "model.safetensors").exists()
+    assert (project / "README.md").read_text() == "my project\n" and not (
+        project / "model.safetensors"
+    ).exists()
     assert main(["export", str(run), "--pretrained", str(project), "--overwrite"]) == 0
     assert (project / "model.safetensors").is_file()
 

@@ -60,7 +60,10 @@ def predict_on_ray(args: argparse.Namespace, model: str) -> None:
         address=args.ray_address, actors=args.actors, threads=args.threads_per_actor, gpus=args.gpus_per_actor,
         shard_size=args.shard_size, batch_size=args.batch_size,
     )  # fmt: skip
-    summary = run(model, args.audio, args.out, options, scale, args.transcripts, asr or "whisper-base")
+    summary = run(
+        model, args.audio, args.out, options, scale, args.transcripts, asr or "whisper-base",
+        args.transcript_languages,
+    )  # fmt: skip
     print(summary.text(), file=sys.stderr)
     print(f"rows in {args.out}/predictions, errors in {args.out}/errors (Parquet)")
     if summary.shards_failed:

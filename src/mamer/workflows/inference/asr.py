@@ -114,7 +114,8 @@ class Transcriber:
             "loaded ASR model %s from %s in %.1f s", self.name, self.source, time.perf_counter() - started
         )
         model.encode = _KeptEncoding(model.encode)
-        quiet = logging.getLogger("faster_whisper")  # an INFO line per call ("Processing audio with duration")
+        # faster-whisper logs an INFO line per call ("Processing audio with duration")
+        quiet = logging.getLogger("faster_whisper")
         if quiet.level == logging.NOTSET:  # would fill `mamer predict`'s output; a level set on purpose stays
             quiet.setLevel(logging.WARNING)
         return model

@@ -136,18 +136,21 @@ def predict_on_ray(
     ray_options: RayOptions | None = None,
     transcripts: str | Path | None = None,
     asr: str = "whisper-base",
+    transcript_languages: str = "auto",
 ) -> Summary:
     """Predict every input `audio` names (folder, `.tar` shard, CSV/JSONL manifest) into the Parquet folder
-    `out`; a rerun with the same `out` finishes what is missing. Returns the run's Summary."""
+    `out`; a rerun with the same `out` finishes what is missing. `transcript_languages` as for
+    `EmotionRecognizer.load` (auto: the languages the text encoder reads). Returns the run's Summary."""
     started = time.perf_counter()
     options, ray_options = options or Options(), ray_options or RayOptions()
     if ray_options.shard_size < 1 or ray_options.threads < 1 or ray_options.batch_size < 1:
         raise ValueError("shard size, threads per actor and batch size must be at least 1")
-    recognizer = EmotionRecognizer.load(
-        model, asr=asr, language=options.language
-    )  # fails here, not in actors
+    recognizer = EmotionRecognizer.load(  # fails here, not in actors
+        model, asr=asr, language=options.language, transcript_languages=transcript_languages
+    )
     labels = check_labels(options.labels, recognizer.labels) or recognizer.labels
-    job = _Job(str(model), asr, options, ray_options, list_inputs(audio, transcripts, options.transcribe))
+    inputs = list_inputs(audio, transcripts, options.transcribe)
+    job = _Job(str(model), asr, options, ray_options, inputs, transcript_languages)
     job.schema = row_schema(recognizer.task, labels, bool(options.top_k), options.embeddings)
     job.folder = OutputFolder(out)
     job.folder.open(job.plan(), job.inputs)
@@ -175,17 +178,17 @@ class _Job:
     options: Options
     ray_options: RayOptions
     inputs: list[InputRow]
+    transcript_languages: str = "auto"
     schema: pa.Schema | None = None
     folder: OutputFolder | None = None
 
     def plan(self) -> dict[str, Any]:
         """What fixes the rows: a rerun must match it to resume (speed settings such as actors may change)."""
         asr = self.asr if self.options.transcribe else None
-        return {
-            "model": self.model,
-            "asr": asr,
-            "shard_size": self.ray_options.shard_size,
-        } | self.fixed_options()
+        # as `mamer predict --out` keeps it: only when not auto, so folders made before it resume
+        languages = {} if self.transcript_languages == "auto" else {"transcripts": self.transcript_languages}
+        plan = {"model": self.model, "asr": asr, "shard_size": self.ray_options.shard_size}
+        return plan | languages | self.fixed_options()
 
     def fixed_options(self) -> dict[str, Any]:
         """The `batch.Options` fields an actor rebuilds its options from."""
@@ -230,7 +233,8 @@ class _Job:
         scale = self.ray_options
         constructor = {"model": self.model, "options": self.fixed_options(), "asr": self.asr,
                        "device": "cuda" if scale.gpus else "cpu", "threads": scale.threads,
-                       "batch_size": scale.batch_size}  # fmt: skip
+                       "batch_size": scale.batch_size,
+                       "transcript_languages": self.transcript_languages}  # fmt: skip
         with (
             warnings.catch_warnings()
         ):  # Ray 2.60 marks the actor retry arguments for removal in 2.64 (pinned)

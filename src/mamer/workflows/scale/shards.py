@@ -47,14 +47,16 @@ ERROR_SCHEMA = pa.schema(
 
 def row_schema(task: str, labels: list[str], top_k: bool = False, embeddings: bool = False) -> pa.Schema:
     """The columns of every rows shard: the input's row, id and source, the view, the task's outputs (a
-    `probabilities` struct with one field per label, and/or A/V/D), the ASR transcript, segment start/end
-    (seconds; null for a whole clip), then top_k / embedding when asked for."""
+    `probabilities` struct with one field per label, and/or A/V/D), the ASR transcript, its language, the ASR
+    model and why the transcript was not given to the model (`text_skipped`: a language its text encoder does
+    not read), segment start/end (seconds; null for a whole clip), then top_k / embedding when asked for."""
     columns = [("input_row", pa.int64()), ("id", pa.string()), ("source", pa.string()), ("view", pa.string())]
     if has_categories(task):
         columns += [("label", pa.string()), ("probabilities", pa.struct([(k, pa.float64()) for k in labels]))]
     if has_dimensions(task):
         columns += [(name, pa.float64()) for name in DIMENSIONS]
-    columns += [("transcript", pa.string()), ("language", pa.string()), ("asr_model", pa.string())]
+    columns += [("transcript", pa.string()), ("language", pa.string()), ("asr_model", pa.string()),
+                ("text_skipped", pa.string())]  # fmt: skip
     columns += [("start", pa.float64()), ("end", pa.float64())]
     if top_k:
         columns.append(

@@ -34,18 +34,20 @@ class ShardPredictor:
     """Loads the model, its encoders and (when asked) ASR once; then `__call__` predicts shards.
 
     `options`: the fields of `batch.Options` (transcribe, language, segment, window, hop, top_k, labels,
-    embeddings). `threads`: CPU threads for torch and for ASR.
+    embeddings). `threads`: CPU threads for torch and for ASR. `transcript_languages`: as for
+    `EmotionRecognizer.load`.
     """
 
     def __init__(
         self, model: str, options: dict[str, Any], device: str = "cpu", asr: str = "whisper-base",
-        threads: int = 1, batch_size: int = 16,
+        threads: int = 1, batch_size: int = 16, transcript_languages: str = "auto",
     ) -> None:  # fmt: skip
         torch.set_num_threads(threads)
         self.options, self.batch_size = options, batch_size
         self.recognizer = EmotionRecognizer.load(
-            model, device, preload=True, asr=asr, language=options.get("language")
-        )
+            model, device, preload=True, asr=asr, language=options.get("language"),
+            transcript_languages=transcript_languages,
+        )  # fmt: skip
         if options.get("transcribe") and self.recognizer.can_transcribe:
             transcriber = self.recognizer.transcriber
             transcriber.cpu_threads = threads  # before its model loads: one actor, `threads` cores
