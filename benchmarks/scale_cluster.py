@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -41,6 +42,7 @@ import pyarrow.parquet as pq
 from mamer.workflows.inference.batch import Job, predict_jobs
 from mamer.workflows.inference.recognizer import EmotionRecognizer
 from mamer.workflows.scale.inputs import list_inputs
+from mamer.workflows.scale.shards import OutputFolder
 
 HEALTH = {
     "health_check_initial_delay_ms": 1000,
@@ -120,8 +122,8 @@ def wait_for_nodes(address: str, count: int, timeout: float = 120.0) -> dict[str
 
 
 def parts(out: Path) -> int:
-    folder = out / "predictions"
-    return len(list(folder.glob("part-*.parquet"))) if folder.is_dir() else 0
+    """Shards written so far (0 before the job has made its output folder)."""
+    return len(OutputFolder(out).done()) if (out / "predictions").is_dir() else 0
 
 
 def check(out: Path, model: str, inputs: int, manifest: Path) -> dict:
@@ -142,11 +144,9 @@ def check(out: Path, model: str, inputs: int, manifest: Path) -> dict:
 
 def shards_by_node(out: Path, labels: dict[str, str]) -> dict[str, int]:
     """Shards written, by the label of the node whose actor made them (from each shard's metadata)."""
-    counts: dict[str, int] = {}
-    for part in sorted((out / "predictions").glob("part-*.parquet")):
-        node = json.loads(pq.read_schema(part).metadata[b"mamer.shard"])["node"]
-        counts[labels.get(node, node[:8])] = counts.get(labels.get(node, node[:8]), 0) + 1
-    return counts
+    if not (out / "predictions").is_dir():
+        return {}
+    return dict(Counter(labels.get(s["node"], s["node"][:8]) for s in OutputFolder(out).stats()))
 
 
 def main() -> None:
