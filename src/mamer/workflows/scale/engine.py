@@ -68,9 +68,8 @@ class Summary:
     shards_written: int = 0
     shards_skipped: int = 0  # finished by an earlier run
     shards_failed: list[int] = field(default_factory=list)
-    shards_by_node: dict[str, int] = field(
-        default_factory=dict
-    )  # this run's shards, by the node that made them
+    # this run's shards, by the node that made them
+    shards_by_node: dict[str, int] = field(default_factory=dict)
     # seconds from the call to the first shard written (Ray's start, the actors' start, one shard), and the
     # audio and wall seconds after it: the steady rate, which fixed start-up costs do not dilute
     first_shard_seconds: float = 0.0
@@ -256,9 +255,8 @@ class _Job:
             "rows": rows.num_rows,
             "errors": errors.num_rows,
         }
-        stats |= {k: float(result[k]) for k in ("audio_seconds", "busy_seconds")} | {
-            "node": str(result["node"])
-        }
+        stats |= {k: float(result[k]) for k in ("audio_seconds", "busy_seconds")}
+        stats["node"] = str(result["node"])
         self.folder.write_shard(result["shard"], rows, errors, stats)
 
 
