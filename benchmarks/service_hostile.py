@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from service_load import free_port, rss_mb, speechlike, start_server, train_run, wav
+from service_load import free_port, process_tree, rss_mb, speechlike, start_server, train_run, wav
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -166,9 +166,16 @@ async def measure(port: int, seconds: float, upload: bytes) -> tuple[list[float]
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds process `pid` has used (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds process `pid` and the processes below it (its decoding processes) have used
+    (Linux /proc)."""
+    total = 0
+    for each in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def figures(times: list[float]) -> str:

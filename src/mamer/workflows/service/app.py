@@ -2,12 +2,13 @@
 page at `/` and `GET /card` (`page.py`), live mode over `WS /live` (`live.py`).
 
 The model and its encoders load once, in `create_app`; the ASR model on the first upload that needs it.
-Uploads of any container PyAV reads (WAV, FLAC, MP3, OGG, WebM/Opus from browsers, M4A) are decoded in a worker
-thread, refused from their header when longer than `max_seconds` (or once decoding passes it, when the header
-states no duration). Audio without text is transcribed (form field `transcribe=false` or `asr=none` turns it
+Uploads in an allowed container (WAV, FLAC, MP3, OGG, WebM/Opus from browsers, M4A) are decoded in a process of
+their own (`Decoders`), refused from their header when longer than `max_seconds` (or once decoding passes it,
+when the header states no duration). Audio without text is transcribed (form field `transcribe=false` or `asr=none` turns it
 off); audio longer than the model's limit gets a timeline. Short requests go to the model in batches (`Batcher`:
 those waiting while it is busy go through together); decoding, transcription and timelines run in at most
-`workers` worker threads, live windows in `live_workers` others, so live streams never hold the uploads' places.
+`workers` worker threads, shortest job first, timelines never holding them all (`UploadWorkers`); live windows
+run in `live_workers` others, so live streams never hold the uploads' places.
 Request bodies are counted as they stream in and must arrive in time (`BodyLimit`); only requests whose body
 is in count against `max_pending` (`PendingLimit`); the Host and the page's Origin are checked first
 (`AccessCheck`). A client that leaves stops its work: what waits is dropped, a timeline stops before its next
@@ -16,7 +17,9 @@ group of segments. Every error answers `{"detail": "<words>"}`. docs/service.md 
 
 from __future__ import annotations
 
+import gc
 import os
+import sys
 import threading
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -28,15 +31,17 @@ import anyio
 from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 
 import mamer
-from mamer.data.audio import AudioLoadError, AudioTooLong, decode_bytes
+from mamer.data.audio import AudioLoadError, AudioTooLong
 from mamer.workflows.inference.recognizer import EmotionRecognizer
 from mamer.workflows.inference.timeline import TimelineStopped
 from mamer.workflows.service.access import AccessCheck, allowed_hosts
 from mamer.workflows.service.batcher import Batcher
+from mamer.workflows.service.decoding import Decoders
 from mamer.workflows.service.errors import finite, install_error_handlers
 from mamer.workflows.service.limits import BodyLimit, PendingLimit, ServiceLimits
 from mamer.workflows.service.live import mount_live
 from mamer.workflows.service.page import mount_page
+from mamer.workflows.service.workers import PCM_BYTES_PER_SECOND, UploadWorkers
 
 T = TypeVar("T")
 
@@ -48,6 +53,7 @@ GRACE_SECONDS = 5.0  # after a stop signal, how long answers under way may finis
 GONE = 499  # the status logged for a request whose client left before its answer (nginx's convention)
 MIN_SECONDS = 0.1  # shorter uploads (a recording stopped at once) are refused rather than guessed at
 EMPTY_TEXT = "the `text` field is empty: type some text, or send an `audio` file"
+SWITCH_INTERVAL = 0.001  # seconds a thread holds the GIL before another may take it (Python: 0.005)
 LONGER = "who runs the service can raise it (mamer serve --max-seconds); mamer predict reads any length"
 
 
@@ -85,7 +91,8 @@ def create_app(
         run_dir, device=device, preload=True, asr=asr or "whisper-base", language=language
     )
     limit_bytes = int(max_upload_mb * 1024 * 1024)
-    limiter = anyio.CapacityLimiter(limits.workers)
+    workers = UploadWorkers(limits.workers)  # shortest job first; timelines never hold them all
+    decoders = Decoders(limits.workers)  # each worker decodes in a process of its own
     batcher = Batcher(recognizer)
     asr_on = asr is not None
 
@@ -93,6 +100,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         batcher.close()
+        decoders.close()
 
     app = FastAPI(  # /docs and /redoc come from page.py, with their scripts served from here
         title="MAMER emotion recognition", version=mamer.__version__, lifespan=lifespan, docs_url=None,
@@ -137,7 +145,7 @@ def create_app(
         """The answer to one request whose form is read: decode, check, predict."""
         wave = None
         if audio is not None:
-            wave = await _read_audio(audio, limit_bytes, max_upload_mb, max_seconds, limiter)
+            wave = await _read_audio(audio, limit_bytes, (max_upload_mb, max_seconds), workers, decoders)
         text = _given_text(text, wave is not None)
         if wave is None and text is None:
             raise HTTPException(422, "send an `audio` file, a `text` field, or both")
@@ -147,7 +155,7 @@ def create_app(
                     422, f"this model was trained without {modality}; send only {_only(recognizer)}"
                 )
         try:
-            answer = await _answer(recognizer, batcher, limiter, wave, text, listen, stop)
+            answer = await _answer(recognizer, batcher, workers, wave, text, listen, stop)
         except ValueError as err:  # the recognizer's words for an input it cannot read
             raise HTTPException(422, f"cannot predict from this input: {err}") from err
         if not finite(answer):
@@ -189,22 +197,23 @@ async def until_disconnected(request: Request, work: Callable[[threading.Event],
 async def _answer(
     recognizer: EmotionRecognizer,
     batcher: Batcher,
-    limiter,
+    workers: UploadWorkers,
     wave,
     text: str | None,
     transcribe: bool,
     stop: threading.Event | None = None,
 ) -> dict:
-    """One request's answer: a prediction through the batcher; in a worker thread, audio to transcribe first,
-    and audio beyond the model's limit (a timeline and its summary, which ends early once `stop` is set)."""
-    if wave is not None and len(wave) / SAMPLE_RATE > recognizer.max_seconds:
-        return await anyio.to_thread.run_sync(
-            lambda: _timeline(recognizer, wave, text, transcribe, stop), limiter=limiter
-        )
+    """One request's answer: a prediction through the batcher; in one of the uploads' `workers`, audio to
+    transcribe first, and audio beyond the model's limit (a timeline and its summary, which ends early once
+    `stop` is set)."""
+    seconds = 0.0 if wave is None else len(wave) / SAMPLE_RATE
+    if seconds > recognizer.max_seconds:
+        async with workers.timelines:
+            return await workers.run(lambda: _timeline(recognizer, wave, text, transcribe, stop), seconds)
     item = {"audio": wave, "text": text, "sample_rate": SAMPLE_RATE, "transcribe": transcribe}
     if transcribe and wave is not None and text is None and recognizer.can_transcribe:
         # ASR takes seconds and holds no lock; the batch thread keeps answering others meanwhile
-        heard = await anyio.to_thread.run_sync(lambda: recognizer.predict(**item), limiter=limiter)
+        heard = await workers.run(lambda: recognizer.predict(**item), seconds)
         return heard.to_dict()
     return (await batcher.predict(item)).to_dict()
 
@@ -232,16 +241,22 @@ def _given_text(text: str | None, with_audio: bool) -> str | None:
 
 
 async def _read_audio(
-    upload: UploadFile, limit_bytes: int, max_upload_mb: float, max_seconds: float, limiter
+    upload: UploadFile,
+    limit_bytes: int,
+    limits: tuple[float, float],
+    workers: UploadWorkers,
+    decoders: Decoders,
 ):
-    """The upload decoded (in a worker thread) to mono float32 at 16 kHz; 413 / 422 with the reason."""
+    """The upload decoded (by one of the uploads' `workers`, in a decoding process) to mono float32 at 16 kHz;
+    413 / 422 with the reason. `limits`: (max_upload_mb, max_seconds)."""
+    max_upload_mb, max_seconds = limits
     data = await upload.read(limit_bytes + 1)
     if len(data) > limit_bytes:
         raise HTTPException(413, _too_large(max_upload_mb))
     name = upload.filename or "the `audio` upload"
     try:
-        wave = await anyio.to_thread.run_sync(
-            lambda: decode_bytes(data, SAMPLE_RATE, name, max_seconds), limiter=limiter
+        wave = await workers.run(
+            lambda: decoders.decode(data, SAMPLE_RATE, name, max_seconds), len(data) / PCM_BYTES_PER_SECOND
         )
     except AudioTooLong as err:  # says who can lift the limit, and what reads longer files
         raise HTTPException(422, f"{err}; {LONGER}") from err
@@ -310,4 +325,11 @@ def serve(
 
     app = create_app(run_dir, allow_hosts=allowed_hosts(host, allow_hosts), **options)
     torch.set_num_threads(threads or service_threads())
+    # What is loaded now lives as long as the service: keep the collector from walking it again and again (a full
+    # collection over the model and its libraries paused every request for ~0.2 s under load; docs/service.md)
+    gc.collect()
+    gc.freeze()
+    # The event loop takes turns at the GIL with the batch and worker threads, each turn waiting up to the
+    # switch interval: 1 ms instead of 5 halved /health's worst under hostile clients (docs/service.md)
+    sys.setswitchinterval(SWITCH_INTERVAL)
     uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=GRACE_SECONDS)
