@@ -18,10 +18,11 @@ server):
 - `abandoned`: 2 clients that upload 120 s of audio (a timeline) and hang up after 0.5 s, over and over.
 
 Each phase prints one row: p50 / p95 / worst of /health and of the upload, the uploads' statuses, the CPU time
-of the server and of the hostile clients over the phase (in cores) and the server's memory after it. The
-hostile clients share the machine's cores with the server and the measuring client; `--nice 19` runs them at
-the lowest priority, so that they take only what the other two leave, as clients on another machine would. Targets (issue 32): /health worst under 100 ms, the upload under 1 s and under three times its
-figure in the `idle` phase.
+of the server (its decoding processes included) and of the hostile clients over the phase (in cores) and the
+server's memory after it (the same). The hostile clients share the machine's cores with the server and the
+measuring client; `--nice 19` runs them at the lowest priority, so that they take only what the other two leave,
+as clients on another machine would. Targets (issue 32): /health worst under 100 ms, the upload under 1 s and
+under three times its figure in the `idle` phase.
 """
 
 from __future__ import annotations

@@ -1,18 +1,18 @@
-"""HTTP service: `POST /predict` (multipart `audio` file and/or `text` field), `GET /health`, `GET /info`; the
-page at `/` and `GET /card` (`page.py`), live mode over `WS /live` (`live.py`).
+"""HTTP service: `POST /predict` (multipart `audio` file and/or `text` field), `GET /health`, `GET /info`; the page at
+`/` and `GET /card` (`page.py`), live mode over `WS /live` (`live.py`).
 
-The model and its encoders load once, in `create_app`; the ASR model on the first upload that needs it.
-Uploads in an allowed container (WAV, FLAC, MP3, OGG, WebM/Opus from browsers, M4A) are decoded in a process of
-their own (`Decoders`), refused from their header when longer than `max_seconds` (or once decoding passes it,
-when the header states no duration). Audio without text is transcribed (form field `transcribe=false` or `asr=none` turns it
-off); audio longer than the model's limit gets a timeline. Short requests go to the model in batches (`Batcher`:
-those waiting while it is busy go through together); decoding, transcription and timelines run in at most
-`workers` worker threads, shortest job first, timelines never holding them all (`UploadWorkers`); live windows
-run in `live_workers` others, so live streams never hold the uploads' places.
-Request bodies are counted as they stream in and must arrive in time (`BodyLimit`); only requests whose body
-is in count against `max_pending` (`PendingLimit`); the Host and the page's Origin are checked first
-(`AccessCheck`). A client that leaves stops its work: what waits is dropped, a timeline stops before its next
-group of segments. Every error answers `{"detail": "<words>"}`. docs/service.md has the threat model.
+The model and its encoders load once, in `create_app`; the ASR model on the first upload that needs it. Uploads in
+an allowed container (WAV, FLAC, MP3, OGG, WebM/Opus from browsers, M4A) are decoded in a process of their own
+(`Decoders`), refused from their header when longer than `max_seconds` (or once decoding passes it, when the header
+states no duration). Audio without text is transcribed (form field `transcribe=false` or `asr=none` turns it off);
+audio longer than the model's limit gets a timeline. Short requests go to the model in batches (`Batcher`: those
+waiting while it is busy go through together); decoding, transcription and timelines run in at most `workers` worker
+threads, shortest job first, timelines never holding them all (`UploadWorkers`); live windows run in `live_workers`
+others, so live streams never hold the uploads' places. Request bodies are counted as they stream in and must arrive
+in time (`BodyLimit`); only requests whose body is in count against `max_pending` (`PendingLimit`); the Host and the
+page's Origin are checked first (`AccessCheck`). A client that leaves stops its work: what waits is dropped, a
+timeline stops before its next group of segments. Every error answers `{"detail": "<words>"}`. docs/service.md has
+the threat model.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class Decoders:
             ) from None
 
     def close(self) -> None:
-        """Stop the processes; uploads still waiting for one are refused."""
+        """Stop the processes (when the service stops); decodings not yet started are cancelled."""
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
