@@ -145,7 +145,7 @@ def create_app(
         """The answer to one request whose form is read: decode, check, predict."""
         wave = None
         if audio is not None:
-            wave = await _read_audio(audio, limit_bytes, (max_upload_mb, max_seconds), workers, decoders)
+            wave = await _read_audio(audio, limit_bytes, max_upload_mb, max_seconds, workers, decoders)
         text = _given_text(text, wave is not None)
         if wave is None and text is None:
             raise HTTPException(422, "send an `audio` file, a `text` field, or both")
@@ -243,13 +243,13 @@ def _given_text(text: str | None, with_audio: bool) -> str | None:
 async def _read_audio(
     upload: UploadFile,
     limit_bytes: int,
-    limits: tuple[float, float],
+    max_upload_mb: float,
+    max_seconds: float,
     workers: UploadWorkers,
     decoders: Decoders,
 ):
     """The upload decoded (by one of the uploads' `workers`, in a decoding process) to mono float32 at 16 kHz;
-    413 / 422 with the reason. `limits`: (max_upload_mb, max_seconds)."""
-    max_upload_mb, max_seconds = limits
+    413 / 422 with the reason."""
     data = await upload.read(limit_bytes + 1)
     if len(data) > limit_bytes:
         raise HTTPException(413, _too_large(max_upload_mb))
