@@ -129,3 +129,23 @@ def test_a_decoding_process_that_dies_costs_that_upload_only():
         assert pid not in decoders.pids()
     finally:
         decoders.close()
+
+
+def test_a_decoding_that_outlasts_its_time_limit_is_stopped():
+    """A decoding process that never answers (here stopped with SIGSTOP, as a demuxer caught in a loop would be)
+    costs that upload only, after its time limit (which grows with the upload's size): its process is killed and
+    the next upload is decoded by a new one."""
+    decoders, data = Decoders(1, base_seconds=0.5, seconds_per_mb=0.0), wav_bytes(1.0)
+    assert Decoders(1).time_limit(20 * 2**20) == 50.0  # the defaults: 10 s + 2 s per MB
+    try:
+        decoders.decode(data, SR, "first.wav", 60.0)
+        (pid,) = decoders.pids()
+        os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(
+            AudioLoadError, match=r"stuck\.wav: decoding took longer than 0\.5 s and was stopped"
+        ):
+            decoders.decode(data, SR, "stuck.wav", 60.0)
+        assert decoders.decode(data, SR, "next.wav", 60.0).shape == (SR,)
+        assert pid not in decoders.pids()
+    finally:
+        decoders.close()
