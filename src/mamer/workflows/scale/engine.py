@@ -222,7 +222,10 @@ class _Job:
                 ray.shutdown()
 
     def dataset(self, pending: list[int], actors: int):
-        """The pending shards as a Ray dataset (one block each) mapped by a pool of `actors` ShardPredictors."""
+        """The pending shards as a Ray dataset (one block each) mapped by a pool of `actors` ShardPredictors.
+        Each actor holds one shard at a time (Ray Data's default queues a second one behind it): a shard is
+        seconds to minutes of work, so a queued one would keep the job's last minutes on one actor while the
+        others idle, and there is nothing worth prefetching (a shard is a list of paths)."""
         import ray
         from ray.data import ActorPoolStrategy
 
@@ -238,8 +241,9 @@ class _Job:
             warnings.catch_warnings()
         ):  # Ray 2.60 marks the actor retry arguments for removal in 2.64 (pinned)
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*")
+            pool = ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1)
             return ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-                ShardPredictor, batch_size=1, compute=ActorPoolStrategy(size=actors), num_cpus=scale.threads,
+                ShardPredictor, batch_size=1, compute=pool, num_cpus=scale.threads,
                 num_gpus=scale.gpus or None, max_restarts=-1, max_task_retries=scale.max_task_retries,
                 fn_constructor_kwargs=constructor,
             )  # fmt: skip
