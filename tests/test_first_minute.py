@@ -239,6 +239,24 @@ def test_a_transcript_the_text_encoder_cannot_read_leaves_the_audio_view(run, ge
     assert all(s.prediction.text_skipped for s in timeline.segments if s.prediction.transcript)
 
 
+def test_the_service_takes_the_transcript_languages_of_mamer_predict(run, german):
+    """`mamer serve --transcript-languages en` answers a German upload on the audio view, saying why; `any`
+    gives the transcript to the model."""
+    from fastapi.testclient import TestClient
+
+    from mamer.cli.main import build_parser
+    from mamer.workflows.service.app import create_app
+
+    assert build_parser().parse_args(["serve", "--transcript-languages", "en"]).transcript_languages == "en"
+    clip, _ = german
+    for languages, view in (("en", "audio"), ("any", "audio+text")):
+        app = create_app(run, asr="whisper-base", transcript_languages=languages)
+        with TestClient(app, base_url="http://localhost") as client:
+            answer = client.post("/predict", files={"audio": (clip.name, clip.read_bytes())}).json()
+        assert answer["view"] == view and answer["language"] == "de", answer
+        assert ("'de'" in (answer.get("text_skipped") or "")) == (view == "audio"), answer
+
+
 def test_a_looping_segment_is_told_from_a_sentence_said_again():
     from mamer.workflows.inference.asr import loops
 

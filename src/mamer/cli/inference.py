@@ -140,6 +140,7 @@ def _serve(args: argparse.Namespace) -> None:
         body_timeout=args.body_timeout,
         live_idle=args.live_idle,
         live_workers=args.live_workers,
+        transcript_languages=args.transcript_languages,
     )
 
 
@@ -176,6 +177,15 @@ def add_asr_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--language", help="ASR language code (en, de, ...); default: detected")
 
 
+def add_transcript_languages_argument(p: argparse.ArgumentParser, where: str) -> None:
+    """--transcript-languages: which ASR transcripts go to the model; `where` says where a skipped one is told."""
+    p.add_argument(
+        "--transcript-languages", default="auto", metavar="auto|any|en,de,...",
+        help="ASR transcripts in these languages go to the model; others leave the clip on the audio view, "
+        f"{where} (auto: those the text encoder reads, English for mamer-base)",
+    )  # fmt: skip
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register this module's subcommands."""
     p = sub.add_parser("predict", help="emotion of audio files and/or texts (default model: mamer-base)")
@@ -194,11 +204,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--overwrite", action="store_true", help="replace an existing --out (and an unfinished run's rows)"
     )
     add_asr_arguments(p)
-    p.add_argument(
-        "--transcript-languages", default="auto", metavar="auto|any|en,de,...",
-        help="ASR transcripts in these languages go to the model; others leave the clip on the audio view, "
-        "said in the row's text_skipped (auto: those the text encoder reads, English for mamer-base)",
-    )  # fmt: skip
+    add_transcript_languages_argument(p, "said in the row's text_skipped")
     p.add_argument(
         "--segment", choices=("auto", "none", "vad", "window"), default="auto",
         help="long recordings: auto = none within the model's audio limit, vad beyond; none = one row "
@@ -269,6 +275,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--device", default="cpu", help="where the model and encoders run: cpu (default), cuda, cuda:N"
     )
     add_asr_arguments(p)
+    add_transcript_languages_argument(p, "said in the answer's text_skipped")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("export", help="ONNX files of the shared model, or a model folder in the Hub layout")

@@ -72,12 +72,14 @@ def create_app(
     body_timeout: float | None = None,
     live_idle: float | None = None,
     live_workers: int | None = None,
+    transcript_languages: str = "auto",
 ) -> FastAPI:
     """A FastAPI app serving the run in `run_dir`; request bodies over `max_upload_mb` get 413 (counted as they
     arrive) and must arrive within `body_timeout` seconds, audio over `max_seconds` 422; at most `workers`
     uploads are decoded (or transcribed, or read as a timeline) at once, the rest wait; short requests share
     the model in batches. `asr` (None: never) transcribes audio sent without text, in `language` (None:
-    detected). `WS /live` takes at most `max_live` streams at once, from the service's own page or pages of
+    detected); a transcript goes to the model when its language is one of `transcript_languages` (as for
+    `EmotionRecognizer.load`; auto: those the text encoder reads), else the answer says why it was left out. `WS /live` takes at most `max_live` streams at once, from the service's own page or pages of
     `allow_origins`, answers their windows in `live_workers` threads and closes one `live_idle` seconds behind
     real time; `POST /predict` answers at most `max_pending` requests whose body is in at once, the next gets
     503. Requests must name an IP address, a loopback name or one of `allow_hosts` as their Host. A limit left
@@ -88,8 +90,9 @@ def create_app(
              "body_timeout": body_timeout, "live_idle": live_idle}  # fmt: skip
     limits = ServiceLimits(**{name: value for name, value in given.items() if value is not None})
     recognizer = EmotionRecognizer.load(
-        run_dir, device=device, preload=True, asr=asr or "whisper-base", language=language
-    )
+        run_dir, device=device, preload=True, asr=asr or "whisper-base", language=language,
+        transcript_languages=transcript_languages,
+    )  # fmt: skip
     limit_bytes = int(max_upload_mb * 1024 * 1024)
     workers = UploadWorkers(limits.workers)  # shortest job first; timelines never hold them all
     decoders = Decoders(limits.workers)  # each worker decodes in a process of its own
