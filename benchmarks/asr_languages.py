@@ -9,8 +9,9 @@ clip is transcribed as MAMER did before (`before`: faster-whisper's temperature 
 30 s encoded twice when the language is detected) and as it does now (`now`: temperature 0 only, no word times
 for a single clip, one encoding). Printed per corpus: seconds of wall time per clip, WER, how many windows fell
 back to sampling, and the languages detected.
-(b) With `--views`: mamer-base's audio view against its audio+text view with the ASR transcript and with the
-gold transcript, on the same EmoDB and nEMO clips (UAR over the classes mamer-base has; EmoDB's boredom left
+(b) With `--views`: mamer-base's audio view against its audio+text view with the ASR transcript, with
+Whisper's English translation of the clip (`task="translate"`, the detected language given) and with the gold
+transcript, on the same EmoDB and nEMO clips (UAR over the classes mamer-base has; EmoDB's boredom left
 out, nEMO's `surprised` is surprise). Neither corpus's text carries emotion (one sentence set spoken in every
 emotion), and MiniLM, the text encoder, reads English.
 (c) With `--recording MINUTES --out FILE`: only writes a recording of the first corpus's clips in a shuffled
@@ -150,20 +151,26 @@ def uar(true: list[str], predicted: list[str]) -> float:
     )
 
 
-def views(recognizer, clips, heard, code: str) -> None:
-    """Print (b) for one corpus: UAR of audio, audio + ASR text, audio + gold text."""
+def views(recognizer, transcriber, clips, heard, code: str) -> None:
+    """Print (b) for one corpus: UAR of audio, audio + ASR text, audio + Whisper's English translation, audio +
+    gold text, and the translation's seconds per clip."""
     keep = [i for i, (_, _, e) in enumerate(clips) if RENAMED.get(e, e) in recognizer.labels]
     true = [RENAMED.get(clips[i][2], clips[i][2]) for i in keep]
+    started = time.perf_counter()
+    english = [transcriber.transcribe(clips[i][0], language=heard[i][1], task="translate").text for i in keep]
+    per_clip = (time.perf_counter() - started) / max(len(keep), 1)
+    print(f"{code}  translated to English: {per_clip:5.2f} s/clip; e.g. {english[:2]}", flush=True)
     for name, texts in (
         ("audio", [None] * len(keep)),
         ("audio + ASR text", [heard[i][0] or None for i in keep]),
+        ("audio + translation", [t or None for t in english]),
         ("audio + gold text", [clips[i][1] for i in keep]),
     ):
         items = [
             {"audio": clips[i][0], "sample_rate": SR, "text": t} for i, t in zip(keep, texts, strict=True)
         ]
         labels = [p.label for p in recognizer.predict_batch(items)]
-        print(f"{code}  {name:18s} UAR {uar(true, labels):.3f} ({len(keep)} clips)", flush=True)
+        print(f"{code}  {name:19s} UAR {uar(true, labels):.3f} ({len(keep)} clips)", flush=True)
 
 
 def main() -> None:
@@ -200,7 +207,7 @@ def main() -> None:
         clips = corpus_clips(code, args.clips, args.data)
         heard = speed_and_wer(transcriber, clips, code, ("now",) if args.now_only else ("before", "now"))
         if recognizer is not None and code in ("de", "pl"):
-            views(recognizer, clips, heard, code)
+            views(recognizer, transcriber, clips, heard, code)
 
 
 if __name__ == "__main__":

@@ -126,9 +126,13 @@ class Transcriber:
         language: str | None = None,
         word_timestamps: bool = False,
         beam_size: int = 1,
+        task: str = "transcribe",
     ) -> Transcript:
         """Transcribe mono float32 `(N,)` at 16 kHz; `language` (e.g. "en", "de") or None to detect it;
-        `word_timestamps` fills `Transcript.words` (an extra alignment pass)."""
+        `word_timestamps` fills `Transcript.words` (an extra alignment pass). `task="translate"`: Whisper's
+        English translation instead (multilingual models; `Transcript.language` stays the spoken one)."""
+        if task not in ("transcribe", "translate"):
+            raise ValueError(f"task={task!r}: transcribe or translate")
         wave = np.ascontiguousarray(wave_16k, dtype=np.float32)
         if wave.ndim != 1:
             raise ValueError(f"transcribe expects a mono waveform (N,), got shape {wave.shape}")
@@ -144,6 +148,7 @@ class Transcriber:
             word_timestamps=word_timestamps,
             condition_on_previous_text=False,
             temperature=TEMPERATURES,
+            task=task,
         )
         segments, words = [], []
         for piece in pieces:
