@@ -79,7 +79,8 @@ def create_app(
     uploads are decoded (or transcribed, or read as a timeline) at once, the rest wait; short requests share
     the model in batches. `asr` (None: never) transcribes audio sent without text, in `language` (None:
     detected); a transcript goes to the model when its language is one of `transcript_languages` (as for
-    `EmotionRecognizer.load`; auto: those the text encoder reads), else the answer says why it was left out. `WS /live` takes at most `max_live` streams at once, from the service's own page or pages of
+    `EmotionRecognizer.load`; auto: those the text encoder reads), else the answer says why it was left out.
+    `WS /live` takes at most `max_live` streams at once, from the service's own page or pages of
     `allow_origins`, answers their windows in `live_workers` threads and closes one `live_idle` seconds behind
     real time; `POST /predict` answers at most `max_pending` requests whose body is in at once, the next gets
     503. Requests must name an IP address, a loopback name or one of `allow_hosts` as their Host. A limit left

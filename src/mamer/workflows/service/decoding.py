@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, TimeoutError  # not the builtin one before Python 3.11
 from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
@@ -53,7 +53,7 @@ class Decoders:
                 f"{name}: the decoder stopped while reading this file (a corrupt or crafted file, or the "
                 "server ran out of memory); send it again, or as WAV or FLAC"
             ) from None
-        except TimeoutError:  # concurrent.futures' TimeoutError is the builtin from Python 3.11
+        except TimeoutError:
             self._replace(pool, kill=True)
             raise AudioLoadError(
                 f"{name}: decoding took longer than {limit:.3g} s and was stopped (a corrupt or crafted file); "
