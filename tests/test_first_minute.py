@@ -216,6 +216,13 @@ def test_language_detection_and_transcription_share_one_encoding(german):
     heard = transcriber.transcribe(load_audio(german[0], 16000))
     assert heard.language == "de" and "lappen" in heard.text.lower()
     assert calls == [(80, 3000)]  # faster-whisper alone encodes the first 30 s twice when it detects
+
+
+def test_whisper_translates_to_english_when_asked(german):
+    from mamer.data.audio import load_audio
+    from mamer.workflows.inference.asr import load_transcriber
+
+    transcriber = load_transcriber("whisper-base")
     english = transcriber.transcribe(load_audio(german[0], 16000), language="de", task="translate")
     assert english.language == "de" and "lappen" not in english.text.lower()
     assert "the" in english.text.lower().split(), english.text  # "The rag is on the fridge."

@@ -70,7 +70,7 @@ class Decoders:
     def pids(self) -> list[int]:
         """The decoding processes running now (none before the first upload)."""
         pool = self._pool
-        return [] if pool is None else [p.pid for p in list(getattr(pool, "_processes", {}).values())]
+        return [] if pool is None else [p.pid for p in _processes_of(pool)]
 
     def _current(self) -> ProcessPoolExecutor:
         with self._lock:
@@ -86,6 +86,11 @@ class Decoders:
             if self._pool is broken:
                 self._pool = None
         if kill:
-            for process in list(getattr(broken, "_processes", {}).values()):
+            for process in _processes_of(broken):
                 process.kill()
         broken.shutdown(wait=False, cancel_futures=True)
+
+
+def _processes_of(pool: ProcessPoolExecutor) -> list[multiprocessing.Process]:
+    """The pool's processes now (`ProcessPoolExecutor` keeps them in a private dict; none once it is shut down)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
