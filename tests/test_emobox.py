@@ -22,7 +22,13 @@ from mamer.data.manifest import Utterance, read_manifest, write_manifest
 from mamer.metrics import categorical_metrics
 from mamer.model.tokens import AudioDownProjection
 from mamer.workflows.evaluation.evaluate import evaluate_run
-from mamer.workflows.experiments.probe import EmoBoxHead, linear_probe, probe_splits, run_probe
+from mamer.workflows.experiments.probe import (
+    EmoBoxHead,
+    ProbeSplit,
+    linear_probe,
+    probe_splits,
+    run_probe,
+)
 from mamer.workflows.experiments.protocol import aggregate, protocol_table, run_protocol
 from mamer.workflows.training.loop import train
 from test_corpora import DATA, needs_data
@@ -177,6 +183,23 @@ def test_probes_on_a_tiny_corpus(folds, tiny_config, tmp_path):
     assert set(mlp["test"]) >= {"uar", "accuracy", "macro_f1"} and 0 <= mlp["test"]["uar"] <= 1
     with pytest.raises(ValueError, match="unknown probe 'svm'"):
         run_probe("svm", features, folds[0], classes)
+    assert set(data["test"].speakers) == {u.speaker for u in read_manifest(folds[0])[0] if u.split == "test"}
+    speaker = run_probe("linear_speaker", features, folds[0], classes)
+    assert speaker["C"] in (0.01, 0.1, 1.0) and 0 <= speaker["test"]["uar"] <= 1
+
+
+def test_per_speaker_standardisation_removes_what_a_speaker_adds_to_every_clip():
+    torch.manual_seed(0)
+    clips = [torch.randn(5, 3) for _ in range(4)]
+    shifted = [c * 3 + 10 for c in clips]  # the same clips, louder and offset: another speaker's voice
+    part = ProbeSplit(["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4", "c1"], clips + shifted + [clips[0]],
+                      np.zeros(9, dtype=np.int64), ["a"] * 4 + ["b"] * 4 + ["c"])  # fmt: skip
+    pooled = part.pooled(per_speaker=True)
+    np.testing.assert_allclose(pooled[:4], pooled[4:8], atol=1e-5)
+    np.testing.assert_allclose(pooled[:4].mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(pooled[:4].std(0), 1, atol=1e-5)
+    np.testing.assert_allclose(pooled[8], 0)  # a speaker of one clip: centred
+    assert not np.allclose(part.pooled()[:4], part.pooled()[4:8])
 
 
 def test_protocol_end_to_end_with_a_tiny_random_wavlm(folds, tiny_config, tmp_path):

@@ -48,8 +48,9 @@ def test_shapes_for_every_view(view):
     assert (out.text_hidden is not None) == use_text
 
 
-def test_padding_never_changes_outputs():
-    model = tiny_model()
+@pytest.mark.parametrize("pooling", ["cls", "cls+mean"])
+def test_padding_never_changes_outputs(pooling):
+    model = tiny_model(pooling=pooling)
     audio, audio_mask, text, text_mask = inputs()
     ref = model(audio=audio, audio_mask=audio_mask, text=text, text_mask=text_mask)
     audio2, text2 = audio.clone(), text.clone()
@@ -57,6 +58,23 @@ def test_padding_never_changes_outputs():
     text2[~text_mask] = -1e3
     out = model(audio=audio2, audio_mask=audio_mask, text=text2, text_mask=text_mask)
     torch.testing.assert_close(out.logits, ref.logits)
+
+
+def test_mean_pooling_puts_the_mean_of_the_valid_outputs_beside_cls():
+    model = tiny_model(pooling="cls+mean")
+    assert model.head.net[-1].in_features == 32  # [CLS] and the mean side by side
+    seen = {}
+    model.transformer.register_forward_hook(
+        lambda _m, _args, kwargs, hidden: seen.update(hidden=hidden, valid=~kwargs["src_key_padding_mask"]),
+        with_kwargs=True,
+    )
+    model.head.register_forward_pre_hook(lambda _m, args: seen.update(pooled=args[0]))
+    audio, audio_mask, text, text_mask = inputs()
+    out = model(audio=audio, audio_mask=audio_mask, text=text, text_mask=text_mask)
+    hidden, valid = seen["hidden"], seen["valid"]
+    assert not valid.all()  # the batch has padding, which the mean must leave out
+    mean = torch.stack([hidden[i][valid[i]].mean(0) for i in range(3)])
+    torch.testing.assert_close(seen["pooled"], torch.cat([out.cls, mean], dim=-1))
 
 
 def test_missing_modality_for_one_sample_never_reaches_the_transformer():

@@ -7,22 +7,22 @@
 
 It writes the fold manifests (`mamer prepare ... --emobox-folds`, or nEMO's own folds), trains the systems of the
 corpus's config (`emobox_emodb`, `emobox_ravdess`, `nemo_folds`: the unified model and the dedicated audio
-model, every seed and fold; a rerun resumes), runs the linear and EmoBox-MLP probes on the same features, and
-prints EmoBox's table beside EmoBox's published rows (`OUT/<corpus>/experiment/protocol.md`). Extra arguments are
-config overrides (`train.epochs=20`, `experiment.seeds=[0]`).
+model, every seed and fold; a rerun resumes), runs the probes on the same features (linear, linear on vectors
+standardised per speaker, EmoBox's MLP), and prints EmoBox's table beside EmoBox's published rows
+(`OUT/<corpus>/experiment/protocol.md`). Extra arguments are config overrides (`train.epochs=20`,
+`experiment.seeds=[0]`).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-from collections import defaultdict
 from pathlib import Path
 
 from mamer.config import load_experiment
 from mamer.data.corpora import prepare_corpus
-from mamer.data.manifest import read_manifest, write_manifest
+from mamer.data.manifest import few_per_class, read_manifest, write_manifest
+from mamer.workflows.experiments.probe import PROBES
 from mamer.workflows.experiments.protocol import run_protocol
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared/data beside the repository
@@ -61,12 +61,7 @@ def prepare(corpus: str, data: Path, folder: Path, smoke: bool) -> None:
         logging.info("%s", message)
     if smoke:
         for path in result.written:
-            rows, _ = read_manifest(path)
-            kept: dict[tuple, list] = defaultdict(list)
-            for u in rows:
-                if len(kept[u.split, u.label]) < 2:
-                    kept[u.split, u.label].append(dataclasses.replace(u))
-            write_manifest([u for group in kept.values() for u in group], path)
+            write_manifest(few_per_class(read_manifest(path)[0], 2), path)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -92,7 +87,7 @@ def main(argv: list[str] | None = None) -> str:
         CONFIGS[args.corpus], paths + (SMOKE if args.smoke else []) + args.overrides
     )
     views = ["audio", "audio+text"] if args.corpus == "nemo" else ["audio"]
-    result = run_protocol(config, experiment, views=views, reference=PUBLISHED.get(args.corpus),
+    result = run_protocol(config, experiment, PROBES, views=views, reference=PUBLISHED.get(args.corpus),
                           title=TITLES[args.corpus], probe_options={"epochs": 2} if args.smoke else None)  # fmt: skip
     print(result["table"])
     return result["table"]

@@ -38,6 +38,7 @@ class ModelConfig:
     contrastive_dim: int = 128  # output size of the training-only contrastive ffn heads
     # each audio feature dimension standardised by the train split's mean/std (kept in the model) before the LayerNorm
     audio_standardise: bool = False
+    pooling: str = "cls"  # what the head reads: "cls" ([CLS]) or "cls+mean" ([CLS] beside the outputs' mean)
     # the views trained with the supervised loss: a subset of audio, text, audio+text (a dedicated model lists one)
     views: list[str] = field(default_factory=lambda: ["audio", "text", "audio+text"])
 
@@ -57,7 +58,7 @@ class LossConfig:
     # masks) or "mae" (only an extra audio+text pass for the reconstruction; supervised passes unmasked)
     mask_passes: str = "all"
     # what L_C compares: "tokens" (the mean of each unimodal view's output tokens, as the paper) or "cls" (each
-    # unimodal view's [CLS] output, the vector the prediction head reads)
+    # unimodal view's [CLS] output, the vector the prediction head reads with model.pooling "cls")
     contrastive_pooling: str = "tokens"
     temperature: float = 0.07  # initial InfoNCE temperature (learnable)
     class_weighted: bool = True  # inverse-frequency class weights in the cross-entropy
@@ -221,6 +222,7 @@ class RunConfig:
             raise ValueError(f"loss.mask_ratio must be in [0, 1), got {self.loss.mask_ratio}")
         one_of("loss.mask_passes", self.loss.mask_passes, ("all", "mae"))
         one_of("loss.contrastive_pooling", self.loss.contrastive_pooling, ("tokens", "cls"))
+        one_of("model.pooling", self.model.pooling, ("cls", "cls+mean"))
         one_of("loss.class_balance", self.loss.class_balance, ("split", "corpus"))
         one_of("loss.mae_kind", self.loss.mae_kind, ("mse", "cosine"))
         one_of("train.select_by", self.train.select_by, ("split", "corpus"))
@@ -289,12 +291,7 @@ def _number(value: Any, key: str) -> float:
     raise ValueError(f"{key} must be a number (e.g. 1.0e-4), got {value!r}")
 
 
-_SECTIONS = {
-    "model": ModelConfig,
-    "loss": LossConfig,
-    "data": DataConfig,
-    "train": TrainConfig,
-}
+_SECTIONS = {"model": ModelConfig, "loss": LossConfig, "data": DataConfig, "train": TrainConfig}
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

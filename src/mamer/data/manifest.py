@@ -18,7 +18,7 @@ import errno
 import json
 import math
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -326,6 +326,17 @@ def _record(u: Utterance, folder: Path) -> dict[str, Any]:
     if u.audio is not None:
         audio = Path(os.path.relpath(Path(u.audio).resolve(), folder.resolve())).as_posix()
     return {key: audio if key == "audio" else getattr(u, key) for key in FIELDS}
+
+
+def few_per_class(rows: Sequence[Utterance], n: int) -> list[Utterance]:
+    """The first ``n`` rows of each (split, class), in order: a manifest small enough for a smoke run."""
+    taken: dict[tuple[str, str | None], int] = defaultdict(int)
+    kept = []
+    for u in rows:
+        if taken[u.split, u.label] < n:
+            taken[u.split, u.label] += 1
+            kept.append(u)
+    return kept
 
 
 def splits(utts: list[Utterance]) -> dict[str, list[Utterance]]:

@@ -66,7 +66,8 @@ class MAMER(nn.Module):
         self.transformer = nn.TransformerEncoder(
             layer, config.depth, norm=nn.LayerNorm(w), enable_nested_tensor=False
         )
-        self.head = PredictionHead(w, num_classes, num_dims, config.dropout)
+        head_width = 2 * w if config.pooling == "cls+mean" else w
+        self.head = PredictionHead(head_width, num_classes, num_dims, config.dropout)
 
     def audio_token_valid(self, audio_mask: torch.Tensor) -> torch.Tensor:
         """Frame mask (B, T) -> audio token mask (B, ceil(T/k)): a token is valid if any frame it covers is."""
@@ -108,7 +109,7 @@ class MAMER(nn.Module):
         seq, valid, a_slice, t_slice = self.sequence(audio_block, audio_valid, text_block, text_mask)
         hidden = self.transformer(seq, src_key_padding_mask=~valid)
         cls = hidden[:, 0]
-        logits, dims = self.head(cls)
+        logits, dims = self.head(self._pooled(cls, hidden, valid))
         return MAMEROutput(
             cls=cls,
             logits=logits,
@@ -118,6 +119,14 @@ class MAMER(nn.Module):
             text_hidden=hidden[:, t_slice] if text is not None else None,
             text_valid=text_mask if text is not None else None,
         )
+
+    def _pooled(self, cls: torch.Tensor, hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """What the head reads (model.pooling): the [CLS] output, or beside it the mean of the valid outputs."""
+        if self.config.pooling == "cls":
+            return cls
+        weights = valid.to(hidden.dtype).unsqueeze(-1)
+        mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return torch.cat([cls, mean], dim=-1)
 
 
 def _default_mask(features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mamer.data.audio import check_readable
 from mamer.data.corpora.base import Prepared
+from mamer.data.corpora.cross_corpus import SPEECH_CORPORA, leave_one_corpus_out, read_speech_corpora
 from mamer.data.corpora.emobank import read_emobank
 from mamer.data.corpora.emodb import read_emodb
 from mamer.data.corpora.folds import speaker_of
@@ -54,6 +55,9 @@ CORPORA: dict[str, Corpus] = {
     "ravdess": Corpus(read_ravdess, folds=True),
     "goemotions": Corpus(read_goemotions),
     "nemo": Corpus(read_nemo, default_folds=NEMO_FOLDS, folds=True, cut_folds=nemo_folds),
+    "speech-corpora": Corpus(  # EmoDB, RAVDESS and nEMO in their shared classes; fold k leaves corpus k out
+        read_speech_corpora, default_folds=len(SPEECH_CORPORA), folds=True, cut_folds=leave_one_corpus_out
+    ),
     "mamer-base": Corpus(read_mamer_base, folds=True, cut_folds=emodb_folds),  # EmoDB's speakers only
     "manifest": Corpus(read_generic, folds=True, user_labels=True),
 }

@@ -2,11 +2,14 @@
 
 It reads the same cached features a MAMER run of the fold reads (same encoder, same hidden states), the same
 train / dev / test rows, and is scored with the same metrics, so the difference to MAMER is the model alone.
-Two classifiers, both picked on the dev rows only:
+Three classifiers, each picked on the dev rows only:
 
 - ``linear``: a class-balanced logistic regression on the mean over time of the standardised frames; its
   inverse regularisation C is the one of `LINEAR_CS` with the best dev macro-F1. Deterministic: the seed is
   not used. This is what a user gets in 20 lines.
+- ``linear_speaker``: the same, each row's pooled vector first standardised by the mean and std of its speaker's
+  rows in its split (no labels read; on test rows it needs several clips of each speaker, as a deployment
+  normalising over a speaker's or a recording's clips would): the per-speaker normalisation lever.
 - ``mlp``: EmoBox's head (its examples/sb/classifier_head.py: Linear(D, 128) and ReLU on every frame, the mean
   over frames, Linear(128, classes)), on frames standardised with the train mean and std, trained as its recipe
   does (Adam, lr 1e-4, batch 32, up to 100 epochs, unweighted cross-entropy); the epoch with the best dev
@@ -28,7 +31,7 @@ from mamer.data.cache import load_split
 from mamer.data.manifest import read_manifest
 from mamer.metrics import categorical_metrics
 
-PROBES = ("linear", "mlp")
+PROBES = ("linear", "linear_speaker", "mlp")
 LINEAR_CS = (0.01, 0.1, 1.0)  # C of the logistic regression, chosen on dev macro-F1
 MLP_HIDDEN = 128  # EmoBox's hidden size
 SPLITS = ("train", "dev", "test")
@@ -36,21 +39,32 @@ SPLITS = ("train", "dev", "test")
 
 @dataclass
 class ProbeSplit:
-    """One split's rows with audio and a known class: ``frames`` `(T_i, D)` float16 per row, ``labels`` `(n,)`."""
+    """One split's rows with audio and a known class: ``frames`` `(T_i, D)` float16 per row, ``labels`` `(n,)`,
+    ``speakers`` (a row without one is a speaker of its own)."""
 
     ids: list[str]
     frames: list[torch.Tensor]
     labels: np.ndarray
+    speakers: list[str]
 
-    def pooled(self) -> np.ndarray:
-        """`(n, D)` float32: each row's frames averaged over time."""
-        return np.stack([f.float().mean(0).numpy() for f in self.frames])
+    def pooled(self, per_speaker: bool = False) -> np.ndarray:
+        """`(n, D)` float32: each row's frames averaged over time; with ``per_speaker``, then standardised by
+        the mean and std of its speaker's rows (a dimension constant over a speaker's rows is left centred)."""
+        pooled = np.stack([f.float().mean(0).numpy() for f in self.frames])
+        if per_speaker:
+            speakers = np.array(self.speakers)
+            for speaker in set(self.speakers):
+                rows = speakers == speaker
+                std = pooled[rows].std(0)
+                pooled[rows] = (pooled[rows] - pooled[rows].mean(0)) / np.where(std > 0, std, 1.0)
+        return pooled
 
 
 def probe_splits(features: Path, manifest: Path, classes: list[str]) -> dict[str, ProbeSplit]:
     """The train, dev and test rows of ``manifest`` with their cached audio features (the index folder that
     `prepare_features` returns); rows without audio or outside ``classes`` are left out, as MAMER leaves them."""
-    label_of = {u.id: u.label for u in read_manifest(Path(manifest))[0]}
+    rows = {u.id: u for u in read_manifest(Path(manifest))[0]}
+    label_of = {uid: u.label for uid, u in rows.items()}
     out = {}
     for split in SPLITS:
         cached = load_split(Path(features), split)
@@ -61,16 +75,19 @@ def probe_splits(features: Path, manifest: Path, classes: list[str]) -> dict[str
             [cached.ids[i] for i in keep],
             [cached.audio_of(i) for i in keep],
             np.array([classes.index(label_of[cached.ids[i]]) for i in keep], dtype=np.int64),
+            [rows[cached.ids[i]].speaker or cached.ids[i] for i in keep],
         )
         if not keep:
             raise ValueError(f"{manifest}: no {split} rows with audio and one of the classes {classes}")
     return out
 
 
-def linear_probe(data: dict[str, ProbeSplit], num_classes: int) -> dict:
-    """Test and dev metrics of the logistic regression whose C scored best on dev, and that C."""
-    scaler = StandardScaler().fit(data["train"].pooled())
-    x = {split: scaler.transform(part.pooled()) for split, part in data.items()}
+def linear_probe(data: dict[str, ProbeSplit], num_classes: int, per_speaker: bool = False) -> dict:
+    """Test and dev metrics of the logistic regression whose C scored best on dev, and that C (``per_speaker``:
+    on vectors standardised per speaker first, `ProbeSplit.pooled`)."""
+    pooled = {split: part.pooled(per_speaker) for split, part in data.items()}
+    scaler = StandardScaler().fit(pooled["train"])
+    x = {split: scaler.transform(vectors) for split, vectors in pooled.items()}
     best = None
     for c in LINEAR_CS:
         model = LogisticRegression(C=c, class_weight="balanced", max_iter=3000)
@@ -160,6 +177,6 @@ def run_probe(
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; known: {', '.join(PROBES)}")
     data = probe_splits(features, manifest, classes)
-    if kind == "linear":
-        return linear_probe(data, len(classes))
+    if kind in ("linear", "linear_speaker"):
+        return linear_probe(data, len(classes), per_speaker=kind == "linear_speaker")
     return mlp_probe(data, len(classes), seed, **options)

@@ -5,8 +5,10 @@ runs the probe baselines (`mamer.workflows.experiments.probe`) on the same folds
 writes ``protocol.json`` and ``protocol.md`` into the experiment folder: per system and view, UA (balanced
 accuracy, our ``uar``), WA (accuracy) and macro-F1 in percent, the mean and sample std over folds of each fold's
 mean over seeds, and the std over seeds of the all-folds mean (the seeds' spread); then one row per fold.
-Published rows (EmoBox's, say) can be set beside them. Each probe result is saved as it finishes
-(``probe_<kind>/seed<s>/fold<k>.json``), so a rerun after a kill goes on where it stopped.
+Published rows (EmoBox's, say) can be set beside them, and a released model scored on the same test rows
+(`released_model_records`). Each probe or released-model result is saved as it finishes
+(``probe_<kind>/seed<s>/fold<k>.json``, ``release_<name>/fold<k>.json``), so a rerun after a kill goes on where
+it stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mamer.atomic import atomic_write
 from mamer.config import ExperimentConfig, RunConfig
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, train_classes
+from mamer.metrics import categorical_metrics
 from mamer.workflows.experiments.experiment import (
     RUN_FILE,
     experiment_dir,
@@ -30,11 +33,16 @@ from mamer.workflows.experiments.experiment import (
     system_config,
 )
 from mamer.workflows.experiments.probe import run_probe
+from mamer.workflows.inference.recognizer import EmotionRecognizer
 
 log = logging.getLogger(__name__)
 
 METRICS = {"UA": "uar", "WA": "accuracy", "macro-F1": "macro_f1"}  # EmoBox's names -> ours
-PROBE_NAMES = {"linear": "probe: linear", "mlp": "probe: EmoBox MLP"}
+PROBE_NAMES = {
+    "linear": "probe: linear",
+    "linear_speaker": "probe: linear, per-speaker standardised",
+    "mlp": "probe: EmoBox MLP",
+}
 
 
 def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -> list[dict]:
@@ -44,7 +52,7 @@ def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -
         result = json.loads((Path(run.config.run_dir) / RUN_FILE).read_text())
         for view, scores in result["reports"][split]["results"].items():
             if scores:
-                records.append(_record(run.system, view, run.seed, run.fold, scores))
+                records.append(score_record(run.system, view, run.seed, run.fold, scores))
     return records
 
 
@@ -74,11 +82,45 @@ def probe_records(
                         "probe %s seed %d fold %s: test UA %.4f", kind, seed, fold, result["test"]["uar"]
                     )
                 result = json.loads(path.read_text())
-                records.append(_record(PROBE_NAMES[kind], "audio", seed, fold, result["test"]))
+                records.append(score_record(PROBE_NAMES[kind], "audio", seed, fold, result["test"]))
     return records
 
 
-def _record(system: str, view: str, seed: int, fold: int | None, scores: dict) -> dict:
+def released_model_records(
+    model: str | Path, system: str, config: RunConfig, e: ExperimentConfig, batch_size: int = 16
+) -> list[dict]:
+    """A released model (a name or folder `EmotionRecognizer.load` takes) scored on each fold's test rows, audio
+    view, its predictions restricted to the protocol's classes (``data.labels``, which the model must have), as
+    a user scoring a corpus with fewer classes would (`predict(labels=...)`); one record per fold, as
+    ``system``."""
+    out = experiment_dir(config, e) / f"release_{Path(str(model)).name}"
+    recognizer = None
+    records = []
+    for fold in range(e.folds) if e.folds else [None]:
+        path = out / f"fold{0 if fold is None else fold}.json"
+        if not path.is_file():
+            recognizer = recognizer or EmotionRecognizer.load(model)
+            manifest = Path(system_config(config, e, e.systems[0], e.seeds[0], fold).data.manifest)
+            rows = read_manifest(manifest)[0]
+            classes = config.data.labels or train_classes(rows)
+            test = [u for u in rows if u.split == "test" and u.audio is not None and u.label in classes]
+            predicted = recognizer.predict_batch(
+                [{"audio": u.audio} for u in test], batch_size, labels=classes
+            )
+            scores = categorical_metrics(
+                np.array([classes.index(u.label) for u in test]),
+                np.array([classes.index(p.label) for p in predicted]),
+                len(classes),
+            )
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda tmp, r=scores: tmp.write_text(json.dumps(r, indent=1)))
+            log.info("%s fold %s: test UA %.4f on %d rows", system, fold, scores["uar"], len(test))
+        records.append(score_record(system, "audio", 0, fold, json.loads(path.read_text())))
+    return records
+
+
+def score_record(system: str, view: str, seed: int, fold: int | None, scores: dict) -> dict:
+    """A protocol record of one system's scores (`categorical_metrics`' keys) on one fold and seed."""
     return {"system": system, "view": view, "seed": seed, "fold": fold,
             **{name: float(scores[key]) for name, key in METRICS.items()}}  # fmt: skip
 
@@ -145,16 +187,22 @@ def run_protocol(
     reference: dict[str, tuple[float, float, float]] | None = None,
     title: str = "",
     probe_options: dict | None = None,
+    train: bool = True,
+    scored_elsewhere: list[dict] = (),
 ) -> dict:
     """Train (or finish) every system, seed and fold, run the probes, and write protocol.json / protocol.md;
     returns {"rows": aggregate(...), "table": markdown}. ``views`` keeps those views only (default: all);
-    ``probe_options`` go to the MLP probe."""
+    ``probe_options`` go to the MLP probe; ``train=False`` leaves the experiment's systems out (the probes
+    only); ``scored_elsewhere`` adds records of systems scored outside (a released model: `score_record`)."""
     if e.test_splits[0] != "test":
         raise ValueError(
             f"a protocol scores its folds' test split; experiment.test_splits is {e.test_splits}"
         )
-    run_experiment(config, e)
-    records = mamer_records(config, e) + probe_records(config, e, list(probes), probe_options or {})
+    records = list(scored_elsewhere)
+    if train:
+        run_experiment(config, e)
+        records += mamer_records(config, e)
+    records += probe_records(config, e, list(probes), probe_options or {})
     if views:
         records = [r for r in records if r["view"] in views]
     rows = aggregate(records)

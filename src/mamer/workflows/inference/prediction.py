@@ -21,7 +21,8 @@ class Prediction:
     dimensional runs, both for task "both"; `view` says which modalities were used. `transcript`, `language`
     and `asr_model` are set when the text came from ASR, `text_skipped` says why that transcript was not given to
     the model (a language its text encoder does not read); `top_k` lists the k likeliest (label, probability);
-    `embedding` is the shared transformer's [CLS] output (the vector the heads read), `(width,)`."""
+    `embedding` is the shared transformer's [CLS] output (the vector the heads read, beside the outputs' mean
+    with `model.pooling: cls+mean`), `(width,)`."""
 
     view: str  # "audio", "text" or "audio+text"
     label: str | None = None
