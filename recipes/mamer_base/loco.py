@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--data", type=Path, default=DATA, help="the folder holding emodb/, ravdess/, nemo/")
     parser.add_argument("--release", nargs="*", default=["mamer-base"],
                         help="released models to score (names or folders); none: --release with nothing")  # fmt: skip
-    parser.add_argument("--no-train", action="store_true", help="leave out the MAMER systems (probes only)")
+    parser.add_argument("--no-train", action="store_true", help="no training: the released models and the probes only")
     parser.add_argument("--smoke", action="store_true", help="a few rows, a tiny model: checks the pipeline")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. experiment.seeds=[0,1,2]")
     args = parser.parse_args(argv)

@@ -17,7 +17,7 @@ Labels: the five classes all three corpora have, in mamer-base's names (chance U
 
 Ids and speakers are ``<corpus>/<id>`` as in mamer-base's manifest (`mamer.data.manifest.corpus_of` reads the
 corpus back). Fold k tests corpus k of `SPEECH_CORPORA` whole; its train rows are the other two corpora's, with
-a fifth of their speakers held out as dev (whole speakers, evenly spaced in sorted order: `carve_dev`), so
+a fifth of each one's speakers held out as dev (whole speakers, evenly spaced in sorted order: `carve_dev`), so
 every choice made on dev is made on voices of the training corpora, never the tested one.
 """
 
