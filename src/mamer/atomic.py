@@ -7,6 +7,7 @@ A file that is there but cannot be read back (truncated, corrupt) is a `BrokenFi
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Callable
@@ -47,3 +48,8 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value) -> None:
+    """``value`` as indented JSON, written atomically (`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(value, indent=1)))

@@ -22,14 +22,8 @@ from mamer.forward import run_view, view_rows
 from mamer.losses import ContrastiveLoss, ReconstructionLoss, SupervisedLoss, utterance_keys
 from mamer.modality import VIEWS
 from mamer.model.heads import PretrainingHeads
-from mamer.model.mamer import MAMER
+from mamer.model.mamer import MAMER, mean_pool
 from mamer.model.masking import random_token_mask
-
-
-def _mean_pool(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """hidden: (B, N, W), valid: (B, N) -> (B, W)."""
-    weights = valid.float()[..., None]
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 class Objective(nn.Module):
@@ -101,8 +95,8 @@ class Objective(nn.Module):
         if self.config.contrastive_pooling == "cls":
             audio, text = heads.audio_contrastive(audio_out.cls), heads.text_contrastive(text_out.cls)
         else:
-            audio = heads.audio_contrastive(_mean_pool(audio_out.audio_hidden, audio_out.audio_tokens_valid))
-            text = heads.text_contrastive(_mean_pool(text_out.text_hidden, text_out.text_valid))
+            audio = heads.audio_contrastive(mean_pool(audio_out.audio_hidden, audio_out.audio_tokens_valid))
+            text = heads.text_contrastive(mean_pool(text_out.text_hidden, text_out.text_valid))
         keys = utterance_keys(batch.ids).to(audio.device)[paired]
         return self.contrastive(audio[paired], text[paired], heads.logit_scale, keys)
 

@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from mamer.atomic import atomic_write
+from mamer.atomic import atomic_write, write_json
 from mamer.config import RunConfig
 from mamer.data.audio import AudioLoadError, audio_duration, load_audio
 from mamer.data.batching import BatchPlan, batch_plan, forward_batch, parse_batch_size
@@ -51,10 +51,6 @@ from mamer.modality import MODALITIES
 log = logging.getLogger(__name__)
 
 SHARD_SIZE = 128  # items per shard
-
-
-def _write_json(path: Path, value) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(value, indent=1)))
 
 
 FLOAT16_MAX = float(torch.finfo(torch.float16).max)
@@ -232,10 +228,10 @@ def _write_index(folder: Path, rows: dict[str, list[Row]], stores: dict[str, Pat
     report = []
     for name, split in rows.items():
         index = _split_index(split, stores, catalogs)
-        _write_json(folder / f"{name}.json", index)
+        write_json(folder / f"{name}.json", index)
         report += [json.dumps({"split": name, **item}) for item in index["skipped"] + index["partial"]]
     atomic_write(folder / "skipped.jsonl", lambda p: p.write_text("".join(line + "\n" for line in report)))
-    _write_json(folder / "spec.json", spec)
+    write_json(folder / "spec.json", spec)
 
 
 def extract_features(
@@ -314,7 +310,7 @@ def _encode_missing(
     """Encode this rank's share of the items that no shard of the stores holds."""
     for m in modalities:
         stores[m.name].mkdir(parents=True, exist_ok=True)
-        _write_json(stores[m.name] / "spec.json", m.encoder.spec())
+        write_json(stores[m.name] / "spec.json", m.encoder.spec())
     catalogs = {m: read_catalog(stores[m]) for m in MODALITIES}
     barrier()  # every rank has listed the stores before any rank writes to them
     if rank_world()[0] == 0:

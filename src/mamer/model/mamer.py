@@ -124,9 +124,13 @@ class MAMER(nn.Module):
         """What the head reads (model.pooling): the [CLS] output, or beside it the mean of the valid outputs."""
         if self.config.pooling == "cls":
             return cls
-        weights = valid.to(hidden.dtype).unsqueeze(-1)
-        mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-        return torch.cat([cls, mean], dim=-1)
+        return torch.cat([cls, mean_pool(hidden, valid).to(cls.dtype)], dim=-1)
+
+
+def mean_pool(hidden: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """hidden: (B, N, W), valid: (B, N) -> (B, W): the mean of each row's valid outputs."""
+    weights = valid.float()[..., None]
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def _default_mask(features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mamer.atomic import atomic_write
+from mamer.atomic import atomic_write, write_json
 from mamer.config import ExperimentConfig, RunConfig
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, train_classes
@@ -77,7 +77,7 @@ def probe_records(
                         kind, features, manifest, classes, seed, **(options if kind == "mlp" else {})
                     )
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    atomic_write(path, lambda tmp, r=result: tmp.write_text(json.dumps(r, indent=1)))
+                    write_json(path, result)
                     log.info(
                         "probe %s seed %d fold %s: test UA %.4f", kind, seed, fold, result["test"]["uar"]
                     )
@@ -113,7 +113,7 @@ def released_model_records(
                 len(classes),
             )
             out.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, lambda tmp, r=scores: tmp.write_text(json.dumps(r, indent=1)))
+            write_json(path, scores)
             log.info("%s fold %s: test UA %.4f on %d rows", system, fold, scores["uar"], len(test))
         records.append(score_record(system, "audio", 0, fold, json.loads(path.read_text())))
     return records
@@ -211,6 +211,6 @@ def run_protocol(
             f" its seeds.\n\n{protocol_table(rows, reference)}\n\n## Per fold\n\n{fold_table(rows)}\n")  # fmt: skip
     out = experiment_dir(config, e)
     summary = {"title": title, "rows": rows, "records": records, "reference": reference or {}}
-    atomic_write(out / "protocol.json", lambda tmp: tmp.write_text(json.dumps(summary, indent=1)))
+    write_json(out / "protocol.json", summary)
     atomic_write(out / "protocol.md", lambda tmp: tmp.write_text(text))
     return {"rows": rows, "table": text}
