@@ -239,6 +239,12 @@ def test_smoke_recipe_prepares_and_runs(tmp_path):
 
     table = run.main(["--corpus", "emodb", "--smoke", "--out", str(tmp_path), "--data", str(DATA)])
     assert "| probe: EmoBox MLP | audio |" in table and "EmoBox: WavLM base (published)" in table
+    # EmoDB's folds test the speakers they train on: no per-speaker normalisation, so no each-clip-alone rows;
+    # the speaker-independent configs have it
+    assert (
+        load_experiment("emobox_emodb")[0].model.audio_normalise == "none" and "each clip alone" not in table
+    )
+    assert load_experiment("emobox_ravdess")[0].model.audio_normalise == "speaker"
     assert load_experiment("emobox_emodb")[1].folds == 5
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from mamer.modality import TASKS
+from mamer.modality import NORMALISATIONS, TASKS
 
 LAYER_POOLINGS = ("mean", "learned")  # the keys of mamer.encoders.base.LAYER_POOLINGS
 
@@ -38,6 +38,7 @@ class ModelConfig:
     contrastive_dim: int = 128  # output size of the training-only contrastive ffn heads
     # each audio feature dimension standardised by the train split's mean/std (kept in the model) before the LayerNorm
     audio_standardise: bool = False
+    audio_normalise: str = "none"  # audio frames standardised per group first: none, utterance or speaker
     pooling: str = "cls"  # what the head reads: "cls" ([CLS]) or "cls+mean" ([CLS] beside the outputs' mean)
     # the views trained with the supervised loss: a subset of audio, text, audio+text (a dedicated model lists one)
     views: list[str] = field(default_factory=lambda: ["audio", "text", "audio+text"])
@@ -223,6 +224,7 @@ class RunConfig:
         one_of("loss.mask_passes", self.loss.mask_passes, ("all", "mae"))
         one_of("loss.contrastive_pooling", self.loss.contrastive_pooling, ("tokens", "cls"))
         one_of("model.pooling", self.model.pooling, ("cls", "cls+mean"))
+        one_of("model.audio_normalise", self.model.audio_normalise, NORMALISATIONS)
         one_of("loss.class_balance", self.loss.class_balance, ("split", "corpus"))
         one_of("loss.mae_kind", self.loss.mae_kind, ("mse", "cosine"))
         one_of("train.select_by", self.train.select_by, ("split", "corpus"))

@@ -1,4 +1,5 @@
-"""One home for the names every part of MAMER shares: modalities, views, A/V/D dimensions and tasks.
+"""One home for the names every part of MAMER shares: modalities, views, A/V/D dimensions, tasks and the
+groups audio features are normalised by.
 
 A *view* is the set of modalities the shared model reads, written ``"audio"``, ``"text"`` or ``"audio+text"``.
 """
@@ -11,6 +12,8 @@ MODALITIES = ("audio", "text")
 VIEWS = ("audio", "text", "audio+text")
 DIMENSIONS = ("arousal", "valence", "dominance")
 TASKS = ("categorical", "dimensional", "both")
+# model.audio_normalise: the group whose statistics audio frames are standardised by (mamer.data.frame_norm)
+NORMALISATIONS = ("none", "utterance", "speaker")
 
 
 def modalities_of(view: str) -> tuple[str, ...]:

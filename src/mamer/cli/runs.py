@@ -47,8 +47,9 @@ def _evaluate(args: argparse.Namespace) -> None:
     out = args.out or args.run_dir
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     report = evaluate_run(
-        args.run_dir, args.split, args.device, report_dir=out, by_corpus=args.by_corpus, labels=labels
-    )
+        args.run_dir, args.split, args.device, report_dir=out, by_corpus=args.by_corpus, labels=labels,
+        clips_alone=args.clips_alone,
+    )  # fmt: skip
     if not args.out:
         write_model_card(Path(args.run_dir), report)
     print(format_table(report))
@@ -117,6 +118,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--labels", help="score only these classes, the predictions restricted to them: anger,happiness,..."
+    )
+    p.add_argument(
+        "--clips-alone",
+        action="store_true",
+        help="a model normalising audio per speaker (model.audio_normalise: speaker) reads every clip normalised by "
+        "the training rows' statistics, as a clip given alone to predict is",
     )
     p.add_argument("--out", help="write the report here instead of the run folder (no MODEL_CARD.md then)")
     p.set_defaults(func=_evaluate)

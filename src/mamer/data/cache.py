@@ -39,6 +39,7 @@ from safetensors import safe_open
 
 from mamer.atomic import BrokenFileError
 from mamer.data.file_hashes import FileHashes
+from mamer.data.frame_norm import frame_statistics
 from mamer.data.manifest import Utterance
 
 log = logging.getLogger(__name__)
@@ -252,20 +253,13 @@ def _read_column(folder: Path, entry: dict, dim: int) -> Column:
 
 
 def audio_statistics(features: SplitFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and std `(D,)` float32 over every audio frame of a split (float64 sums, one row at a
-    time: a split's frames need not fit in memory)."""
-    total = squares = torch.zeros(features.audio_dim, dtype=torch.float64)
-    frames = 0
-    for i in range(len(features.ids)):
-        block = features.audio_of(i)
-        if block is not None:
-            block = block.double()
-            total, squares = total + block.sum(0), squares + block.square().sum(0)
-            frames += len(block)
-    if not frames:
-        raise ValueError("no audio frames in the split to standardise by (model.audio_standardise)")
-    mean = total / frames
-    return mean.float(), (squares / frames - mean.square()).clamp(min=0).sqrt().float()
+    """Per-dimension mean and std `(D,)` over every audio frame of a split as cached (one row at a time)."""
+    statistics = frame_statistics(
+        a for i in range(len(features.ids)) if (a := features.audio_of(i)) is not None
+    )
+    if statistics is None:
+        raise ValueError("no audio frames in the split to take statistics of")
+    return statistics
 
 
 def load_split(folder: Path, split: str) -> SplitFeatures:

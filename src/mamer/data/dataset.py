@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch.utils.data import Dataset
 
+from mamer.data.frame_norm import frame_statistics, group_statistics, standardised
 from mamer.data.manifest import Utterance, corpus_of
-from mamer.modality import DIMENSIONS
+from mamer.modality import DIMENSIONS, NORMALISATIONS
 
 if TYPE_CHECKING:  # keeps audio I/O out of the import path of the model-side code
     from mamer.data.cache import SplitFeatures
@@ -134,7 +135,11 @@ class Batch:
 class EmotionDataset(Dataset):
     """Rows of one split's feature cache joined with their manifest labels; with `audio_repeat` k > 1, each row
     that has audio appears k times (oversampling the audio rows of partially paired data); `corpus_repeat` gives
-    the rows of named corpora (`corpus_of` their id) their own count, in place of `audio_repeat`."""
+    the rows of named corpora (`corpus_of` their id) their own count, in place of `audio_repeat`.
+    `audio_normalise` (`model.audio_normalise`): each row's audio frames standardised by its speaker's frames
+    in this split (`speaker`) or by its own (`utterance`), or read as cached. With `speaker`, a row of no speaker
+    (or every row, with `clips_alone`) is standardised by `lone_statistics` (the training rows' raw statistics,
+    which the model keeps), or without them by the split's own."""
 
     def __init__(
         self,
@@ -145,6 +150,9 @@ class EmotionDataset(Dataset):
         audio_repeat: int = 1,
         max_tokens: int | None = None,
         corpus_repeat: Mapping[str, int] | None = None,
+        audio_normalise: str = "none",
+        lone_statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
+        clips_alone: bool = False,
     ):
         """`max_frames` / `max_tokens`: the most audio frames and text tokens the model reads (its learned
         positions); longer rows are shortened, and the count is logged."""
@@ -164,6 +172,14 @@ class EmotionDataset(Dataset):
         self.rows = [i for i in range(len(features.ids)) for _ in range(repeats(i))]
         self.utterances = [by_id[features.ids[i]] for i in self.rows]
         self.row_weights: list[float] | None = None  # each row's cross-entropy weight (make_loaders)
+        if audio_normalise not in NORMALISATIONS:
+            raise ValueError(
+                f"model.audio_normalise must be one of {', '.join(NORMALISATIONS)}, not {audio_normalise!r}"
+            )
+        self.audio_normalise = audio_normalise
+        self.speaker_statistics = []
+        if audio_normalise == "speaker":
+            self.speaker_statistics = _speaker_statistics(features, by_id, lone_statistics, clips_alone)
         _warn_long(features, max_frames)
         _warn_long_text(features, max_tokens)
 
@@ -174,9 +190,27 @@ class EmotionDataset(Dataset):
         """(has audio, has text) of row `i`, without reading its features."""
         return self.features.has_audio(self.rows[i]), self.features.has_text(self.rows[i])
 
+    def audio(self, row: int) -> torch.Tensor | None:
+        """The whole audio `(T, D)` of feature row `row` as the model reads it (normalised, not shortened)."""
+        audio = self.features.audio_of(row)
+        if audio is None or self.audio_normalise == "none":
+            return audio
+        if self.audio_normalise == "utterance":
+            return standardised(audio, frame_statistics([audio]))
+        return standardised(audio, self.speaker_statistics[row])
+
+    def audio_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension mean and std over every audio frame of the split as the model reads them (each row
+        once, whatever its repeats), for `model.audio_standardise`."""
+        rows = range(len(self.features.ids))
+        statistics = frame_statistics(a for i in rows if (a := self.audio(i)) is not None)
+        if statistics is None:
+            raise ValueError("no audio frames in the split to standardise by (model.audio_standardise)")
+        return statistics
+
     def __getitem__(self, i: int) -> dict:
         u, row = self.utterances[i], self.rows[i]
-        audio, text = self.features.audio_of(row), self.features.text_of(row)
+        audio, text = self.audio(row), self.features.text_of(row)
         return {
             "id": u.id,
             "audio": None if audio is None else audio[: self.max_frames],
@@ -185,6 +219,30 @@ class EmotionDataset(Dataset):
             "dims": self.targets.normalised_dims(u),
             "weight": 1.0 if self.row_weights is None else self.row_weights[i],
         }
+
+
+def _speaker_statistics(
+    features: SplitFeatures,
+    by_id: Mapping[str, Utterance],
+    lone: tuple[torch.Tensor, torch.Tensor] | None,
+    clips_alone: bool,
+) -> list:
+    """For each feature row, the statistics of its speaker's audio frames in the split; `lone` (or the split's
+    raw statistics) for a row of no speaker, which is logged, and for every row with `clips_alone`."""
+    # corpus and speaker: two corpora of a joined manifest may both have a speaker "01"
+    speakers = [
+        None if clips_alone or (s := by_id[i].speaker) is None else (corpus_of(i), s) for i in features.ids
+    ]
+    blocks = [features.audio_of(i) for i in range(len(speakers))]
+    alone = sum(s is None and b is not None for s, b in zip(speakers, blocks, strict=True))
+    if alone and lone is None:
+        lone = frame_statistics(b for b in blocks if b is not None)
+    if alone and not clips_alone:
+        log.warning(
+            "model.audio_normalise speaker: %d of %d rows with audio name no speaker; each is standardised by "
+            "the training rows' statistics", alone, sum(b is not None for b in blocks),
+        )  # fmt: skip
+    return group_statistics(blocks, speakers, lone)
 
 
 def _warn_long(features: SplitFeatures, max_frames: int) -> None:

@@ -48,7 +48,14 @@ class MAMER(nn.Module):
         # A dedicated unimodal model has no projection for the modality it never reads (dim 0).
         audio_layers, text_layers = stacked_layers
         self.audio_in = (
-            AudioDownProjection(audio_dim, w, config.audio_downsample, audio_layers, config.audio_standardise)
+            AudioDownProjection(
+                audio_dim,
+                w,
+                config.audio_downsample,
+                audio_layers,
+                config.audio_standardise,
+                reference=config.audio_normalise == "speaker",
+            )  # fmt: skip
             if audio_dim
             else None
         )

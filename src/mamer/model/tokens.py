@@ -61,9 +61,21 @@ class AudioDownProjection(FeatureProjection):
     With `standardise`, each feature dimension is first standardised by `mean` and `std` (`(layers * D,)`
     buffers, saved with the model; `set_statistics` fills them from the train split). The per-frame LayerNorm
     alone lets the few huge dimensions of Whisper's hidden states set every frame's scale; a probe's
-    StandardScaler gives each dimension unit variance (docs/results.md, "EmoBox protocol")."""
+    StandardScaler gives each dimension unit variance (docs/results.md, "EmoBox protocol").
 
-    def __init__(self, feature_dim: int, width: int, k: int, layers: int = 1, standardise: bool = False):
+    With `reference` (`model.audio_normalise: speaker`), `reference_mean` and `reference_std` hold the training
+    rows' raw frame statistics (`set_reference`): what a clip with no speaker group is standardised by, in place
+    of its speaker's statistics (`mamer.data.frame_norm`). They are not read in `forward`."""
+
+    def __init__(
+        self,
+        feature_dim: int,
+        width: int,
+        k: int,
+        layers: int = 1,
+        standardise: bool = False,
+        reference: bool = False,
+    ):
         super().__init__(feature_dim, layers)
         self.k = k
         self.proj = nn.Linear(k * self.dim, width)
@@ -71,6 +83,19 @@ class AudioDownProjection(FeatureProjection):
             self.register_buffer("mean", torch.zeros(feature_dim))
             self.register_buffer("std", torch.ones(feature_dim))
         self.standardise = standardise
+        if reference:
+            self.register_buffer("reference_mean", torch.zeros(feature_dim))
+            self.register_buffer("reference_std", torch.ones(feature_dim))
+        self.reference = reference
+
+    def set_reference(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """The training rows' raw per-dimension `mean` and `std` `(layers * D,)` (std floored)."""
+        self.reference_mean.copy_(mean)
+        self.reference_std.copy_(std.clamp(min=1e-5))
+
+    def reference_statistics(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(mean, std) on the CPU of `set_reference`, or None for a projection without them."""
+        return (self.reference_mean.cpu(), self.reference_std.cpu()) if self.reference else None
 
     def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """The per-dimension `mean` and `std` `(layers * D,)` that `standardise` divides by (std floored)."""

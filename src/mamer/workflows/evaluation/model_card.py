@@ -30,7 +30,7 @@ def _encoder_line(kind: str, spec: dict | None, used: bool) -> str:
     return f"- {kind}: `{spec['name']}` ({details}); weights: {json.dumps(weights)}"
 
 
-def _limits(synthetic: bool, task: str) -> list[str]:
+def _limits(synthetic: bool, task: str, normalise: str = "none") -> list[str]:
     lines = []
     if synthetic:
         lines.append(
@@ -48,6 +48,12 @@ def _limits(synthetic: bool, task: str) -> list[str]:
     ]
     if has_dimensions(task):
         lines.append("- Arousal/valence/dominance are on the training corpus's own scale.")
+    if normalise == "speaker":
+        lines.append(
+            "- Trained on audio features standardised per speaker: give several clips of one speaker together "
+            "(`predict_batch` items sharing a `speaker` value); a clip given alone is standardised by the "
+            "training rows' statistics, which scores lower (`mamer evaluate --clips-alone` measures by how much)."
+        )
     return lines
 
 
@@ -100,7 +106,7 @@ def model_card(run_dir: str | Path, report: dict | None = None, name: str | None
         "`mamer serve RUN_DIR`.",
         "",
         "## Limits",
-        *_limits(synthetic, config.data.task),
+        *_limits(synthetic, config.data.task, config.model.audio_normalise),
         "",
     ]
     return "\n".join(lines)

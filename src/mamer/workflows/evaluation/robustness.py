@@ -64,7 +64,7 @@ def robustness_curves(
     rows in the split; modalities the model or the split lacks are left out."""
     model, meta = load_model(run_dir, device)
     config, targets = meta.run_config, meta.label_space
-    dataset = split_dataset(meta, split)
+    dataset = split_dataset(meta, split, model)
 
     def scores(view: str, modality: str) -> list[float] | None:
         out = []

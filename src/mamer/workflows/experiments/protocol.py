@@ -25,6 +25,7 @@ from mamer.config import ExperimentConfig, RunConfig
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, train_classes
 from mamer.metrics import categorical_metrics
+from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.experiments.experiment import (
     RUN_FILE,
     experiment_dir,
@@ -46,14 +47,31 @@ PROBE_NAMES = {
 
 
 def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -> list[dict]:
-    """One record per finished run and view: system, view, seed, fold and the three metrics (fractions)."""
+    """One record per finished run and view: system, view, seed, fold and the three metrics (fractions). A
+    run normalising audio per speaker also gives a row `<system>, each clip alone`: its audio views with every
+    clip standardised by the training rows' statistics, what `predict` gives a user with one clip of a speaker."""
     records = []
     for run in plan(config, e):
         result = json.loads((Path(run.config.run_dir) / RUN_FILE).read_text())
         for view, scores in result["reports"][split]["results"].items():
             if scores:
                 records.append(score_record(run.system, view, run.seed, run.fold, scores))
+        if run.config.model.audio_normalise == "speaker":
+            for view, scores in clips_alone_report(Path(run.config.run_dir), split)["results"].items():
+                if scores and "audio" in view:
+                    records.append(
+                        score_record(f"{run.system}, each clip alone", view, run.seed, run.fold, scores)
+                    )
     return records
+
+
+def clips_alone_report(run_dir: Path, split: str) -> dict:
+    """The run's report on `split` with no speaker groups (`evaluate_run(..., clips_alone=True)`), kept in
+    `report_<split>_clips_alone/` and read back from there on a rerun."""
+    folder = run_dir / f"report_{split}_clips_alone"
+    if not (folder / "report.json").is_file():
+        evaluate_run(run_dir, split, report_dir=folder, clips_alone=True)
+    return json.loads((folder / "report.json").read_text())
 
 
 def probe_records(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ import torch
 
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.audio import check_wave, load_audio, resample
+from mamer.data.frame_norm import normalised_blocks
 from mamer.device import available_device
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.choice import rebuild_encoder
@@ -44,10 +45,12 @@ AudioInput = str | Path | np.ndarray | None
 
 @dataclass
 class Features:
-    """Frozen-encoder features of one utterance: audio (Ta, Da) of any length, text (Tt, Dt)."""
+    """Frozen-encoder features of one utterance: audio (Ta, Da) of any length, text (Tt, Dt); `normalised` once
+    the audio is as a model with `audio_normalise` reads it (`EmotionRecognizer.normalise`)."""
 
     audio: torch.Tensor | None
     text: torch.Tensor | None
+    normalised: bool = False
 
     @property
     def view(self) -> str:
@@ -207,8 +210,10 @@ class EmotionRecognizer:
         labels: Sequence[str] | None = None,
         return_embedding: bool = False,
     ) -> list[Prediction]:
-        """`items`: dicts with optional "audio", "text", "sample_rate", "transcribe", "language" keys -> one
-        Prediction each, in order (options as in `predict`)."""
+        """`items`: dicts with optional "audio", "text", "sample_rate", "transcribe", "language", "speaker" keys
+        -> one Prediction each, in order (options as in `predict`). "speaker" (any hashable: a speaker, a
+        recording) matters to a model with `audio_normalise: speaker`: the audio of the items that share it is
+        standardised by their frames together, an item without one by the training rows' statistics."""
         labels = check_labels(labels, self.labels)
         waves = [self._input_wave(it) for it in items]
         heard = [self._heard(it, w) for it, w in zip(items, waves, strict=True)]
@@ -217,11 +222,18 @@ class EmotionRecognizer:
             self._input_text(it) if h is None else (None if why else h.text or None)
             for it, h, why in zip(items, heard, skipped, strict=True)
         ]
+        groups = [it.get("speaker") for it in items]
+        chunks = [slice(start, start + batch_size) for start in range(0, len(items), batch_size)]
         with self._lock:
-            results = []
-            for start in range(0, len(items), batch_size):
-                chunk = slice(start, start + batch_size)
-                results += self.predict_features(self.featurize(waves[chunk], texts[chunk]), return_embedding)
+            if self.model.config.audio_normalise == "speaker" and any(g is not None for g in groups):
+                # a speaker's statistics span every chunk: all of the call is encoded before the model reads any
+                features = self.normalise(
+                    [f for c in chunks for f in self.featurize(waves[c], texts[c])], groups
+                )
+                parts = (features[c] for c in chunks)
+            else:
+                parts = (self.featurize(waves[c], texts[c]) for c in chunks)
+            results = [r for part in parts for r in self.predict_features(part, return_embedding)]
         for i, transcript in enumerate(heard):
             if transcript is not None:
                 results[i] = replace(
@@ -299,13 +311,33 @@ class EmotionRecognizer:
                 out[i] = features
         return out
 
+    def normalise(
+        self, features: Sequence[Features], groups: Sequence[Hashable | None] | None = None
+    ) -> list[Features]:
+        """`features` with their audio as the model reads it (`model.audio_normalise`): with `speaker`,
+        standardised by the frames of their group (`groups`, one per feature), a feature of no group (None, or
+        no `groups`) by the training rows' statistics the model keeps; by their own frames with `utterance`; as
+        given with `none`. Features already normalised are left as they are."""
+        mode = self.model.config.audio_normalise
+        todo = [i for i, f in enumerate(features) if not f.normalised and f.audio is not None]
+        out = list(features)
+        if mode == "none" or not todo:
+            return out
+        groups = [None] * len(features) if groups is None else groups
+        alone = self.model.audio_in.reference_statistics()
+        blocks = normalised_blocks([features[i].audio for i in todo], [groups[i] for i in todo], mode, alone)
+        for i, block in zip(todo, blocks, strict=True):
+            out[i] = replace(features[i], audio=block, normalised=True)
+        return out
+
     @torch.inference_mode()
     def predict_features(
         self, features: Sequence[Features], return_embedding: bool = False
     ) -> list[Prediction]:
         """The shared model on precomputed features, one padded batch per view. Audio longer than the model's
-        positions is split into equal windows of at most `max_frames` frames, pooled by their length."""
-        windows = [self._windows(f) for f in features]
+        positions is split into equal windows of at most `max_frames` frames, pooled by their length. Audio
+        not yet `normalise`d is normalised as of no group."""
+        windows = [self._windows(f) for f in self.normalise(features)]
         flat = [w for ws in windows for w in ws]
         done: list[Prediction | None] = [None] * len(flat)
         for view in {f.view for f in flat}:
@@ -324,7 +356,7 @@ class EmotionRecognizer:
         if features.audio is None or len(features.audio) <= self.max_frames:
             return [features]
         count = -(-len(features.audio) // self.max_frames)
-        return [Features(a, features.text) for a in torch.tensor_split(features.audio, count)]
+        return [replace(features, audio=a) for a in torch.tensor_split(features.audio, count)]
 
     def _run_view(self, features: list[Features], view: str) -> list[Prediction]:
         inputs = {}

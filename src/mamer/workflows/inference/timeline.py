@@ -246,7 +246,8 @@ def _predicted(recognizer, source, segments, text, transcribe, language, batch_s
             if piece.shape[0] == 0:
                 continue
             words = _words_in(heard, s, group[0].start)
-            item = {"audio": piece, "sample_rate": SR, "text": text}
+            # one recording: with model.audio_normalise speaker, a batch's segments are standardised together
+            item = {"audio": piece, "sample_rate": SR, "text": text, "speaker": "recording"}
             if heard is not None and not recognizer.skipped_transcript(heard.language):
                 item["text"] = " ".join(w.text for w in words) or None
             pending.append((s, item, words, heard))

@@ -46,6 +46,7 @@ class Loaders:
     train: DataLoader
     dev: DataLoader
     targets: Targets
+    audio_reference: tuple[torch.Tensor, torch.Tensor] | None = None  # with model.audio_normalise speaker
 
 
 def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGLE_PROCESS) -> Loaders:
@@ -62,6 +63,9 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
         warn_classes_left_out(by_split[config.data.train_split], targets.labels, config.data.manifest)
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
     max_tokens = config.model.max_text_tokens
+    reference = None  # the train rows' raw audio statistics: what a clip of no speaker is standardised by
+    if config.model.audio_normalise == "speaker":
+        reference = audio_statistics(load_split(features, config.data.train_split))
 
     def dataset(split: str, **repeats) -> EmotionDataset:  # repeats: audio_repeat, corpus_repeat
         return EmotionDataset(
@@ -70,6 +74,8 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
             targets,
             max_frames,
             max_tokens=max_tokens,
+            audio_normalise=config.model.audio_normalise,
+            lone_statistics=reference,
             **repeats,
         )
 
@@ -84,7 +90,7 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     train = train_loader(train_set, config, context, generator)
     dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
     dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
-    return Loaders(train, dev, targets)
+    return Loaders(train, dev, targets, reference)
 
 
 def train_loader(
@@ -238,7 +244,9 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
         kept = transfer(model, source, source_meta.label_space.outputs, targets.outputs, keep_head)
     if config.model.audio_standardise and model.audio_in is not None and not config.train.init_from:
         # a fine-tuned model keeps its source's statistics (copied above), which its weights were trained on
-        model.audio_in.set_statistics(*audio_statistics(load_split(features, config.data.train_split)))
+        model.audio_in.set_statistics(*loaders.train.dataset.audio_statistics())
+    if loaders.audio_reference is not None and model.audio_in is not None and not config.train.init_from:
+        model.audio_in.set_reference(*loaders.audio_reference)
     model = model.to(device)
     m = config.model
     # The masked autoencoder rebuilds one hidden state (or the mean of those stacked) per frame and token.

@@ -1,0 +1,224 @@
+"""Audio frames standardised per speaker, recording or utterance (model.audio_normalise), from the statistics
+to training, evaluation and the recognizer."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mamer import EmotionRecognizer
+from mamer.checkpoint import load_model
+from mamer.config import load_config
+from mamer.data.cache import Column, Shard, SplitFeatures, load_split
+from mamer.data.dataset import EmotionDataset, Targets
+from mamer.data.frame_norm import frame_statistics, group_statistics, normalised_blocks, standardised
+from mamer.data.manifest import read_manifest, splits
+from mamer.workflows.evaluation.evaluate import evaluate_run
+from mamer.workflows.evaluation.model_card import model_card
+from mamer.workflows.inference.recognizer import Features
+from mamer.workflows.training.loop import train
+
+
+def blocks(*lengths: int, dim: int = 4, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [5 + 3 * torch.randn(n, dim, generator=generator) for n in lengths]
+
+
+def test_frame_statistics_are_the_mean_and_population_std_of_all_frames():
+    parts = blocks(3, 7, 1)
+    frames = torch.cat(parts).double()
+    mean, std = frame_statistics(iter(parts))
+    assert torch.allclose(mean, frames.mean(0).float(), atol=1e-5)
+    assert torch.allclose(std, frames.std(0, unbiased=False).float(), atol=1e-5)
+    assert frame_statistics([]) is None
+
+
+def test_groups_share_statistics_and_a_block_without_group_stands_alone():
+    parts = [*blocks(4, 6, 5), None]
+    statistics = group_statistics(parts, ["a", "b", "a", "a"])
+    assert statistics[0] is statistics[2] and statistics[3] is None
+    together = frame_statistics([parts[0], parts[2]])
+    assert torch.equal(statistics[0][0], together[0]) and torch.allclose(statistics[1][0], parts[1].mean(0))
+    alone = group_statistics(parts[:3], [None, None, None])  # no group: each its own, never pooled
+    assert torch.allclose(alone[0][0], parts[0].mean(0)) and torch.allclose(alone[2][0], parts[2].mean(0))
+    reference = (torch.zeros(4), 2 * torch.ones(4))  # the training rows' statistics a model keeps
+    given = group_statistics(parts, [None, "b", "b", None], alone=reference)
+    assert given[0] is reference and given[1] is given[2] and given[3] is None
+    assert torch.equal(normalised_blocks(parts, [None] * 4, "speaker", reference)[0], parts[0] / 2)
+    assert torch.allclose(
+        normalised_blocks(parts, [None] * 4, "utterance", reference)[0].mean(0), torch.zeros(4), atol=1e-5
+    )
+
+
+def test_a_speakers_frames_come_out_centred_with_unit_variance():
+    parts = blocks(5, 9, 4, seed=1)
+    out = normalised_blocks(parts, ["s", "s", "t"], "speaker")
+    speaker = torch.cat(out[:2])
+    assert torch.allclose(speaker.mean(0), torch.zeros(4), atol=1e-5)
+    assert torch.allclose(speaker.std(0, unbiased=False), torch.ones(4), atol=1e-4)
+    by_itself = normalised_blocks(parts, ["s", "s", "t"], "utterance")  # groups are ignored
+    assert torch.allclose(by_itself[0].mean(0), torch.zeros(4), atol=1e-5)
+    assert not torch.allclose(by_itself[0], out[0], atol=1e-3)
+    assert normalised_blocks(parts, ["s", "s", "t"], "none") == parts
+    with pytest.raises(ValueError, match="audio_normalise must be one of none, utterance, speaker, not 'x'"):
+        normalised_blocks(parts, ["s", "s", "t"], "x")
+
+
+def test_a_constant_dimension_is_centred_not_blown_up():
+    block = torch.ones(6, 3)
+    block[:, 0] = torch.arange(6.0)
+    out = standardised(block, frame_statistics([block]))
+    assert torch.isfinite(out).all() and torch.equal(out[:, 1:], torch.zeros(6, 2))
+
+
+def test_the_config_names_the_choices():
+    with pytest.raises(ValueError, match="model.audio_normalise must be 'none', 'utterance' or 'speaker'"):
+        load_config("quickstart", ["model.audio_normalise=per_speaker"])
+
+
+# --- a model trained on speaker-normalised frames ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def speaker_run(tiny_config, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("speaker_norm")
+    config = tiny_config(folder, "quickstart", "train.epochs=1", "model.audio_normalise=speaker",
+                         "model.audio_standardise=true")  # fmt: skip
+    return train(config)
+
+
+def in_memory_split(ids: list[str], parts: list[torch.Tensor]) -> SplitFeatures:
+    """A split's features as the cache reads them (one shard), from blocks made here: the test encoders'
+    log-mel features are standardised per utterance already, which would hide what a speaker's statistics do."""
+    offsets = torch.tensor([0, *torch.cumsum(torch.tensor([len(p) for p in parts]), 0).tolist()])
+    shard = Shard(Path("in-memory"), torch.cat(parts).half(), offsets)
+    audio = Column([shard], np.array([[0, i] for i in range(len(parts))]), parts[0].shape[1])
+    return SplitFeatures(ids, audio, Column([], np.full((len(parts), 2), -1), 8), skipped=[])
+
+
+def test_each_speakers_frames_are_standardised_by_that_speakers_own(tiny_corpus):
+    rows, _ = read_manifest(tiny_corpus)
+    train_rows = splits(rows)["train"]
+    speakers = sorted({u.speaker for u in train_rows})
+    assert len(speakers) == 2
+    # speaker 0 far from speaker 1, so that the split's statistics and each speaker's differ
+    parts = [
+        b + 20 * speakers.index(u.speaker)
+        for u, b in zip(train_rows, blocks(*[9] * len(train_rows)), strict=True)
+    ]
+    split = in_memory_split([u.id for u in train_rows], parts)
+    dataset = EmotionDataset(split, train_rows, Targets.fit(train_rows), 10**6, audio_normalise="speaker")
+    for speaker in speakers:
+        index = [i for i, u in enumerate(train_rows) if u.speaker == speaker]
+        frames = torch.cat([dataset[i]["audio"] for i in index]).double()
+        assert torch.allclose(frames.mean(0), torch.zeros(4, dtype=torch.float64), atol=1e-4)
+        assert torch.allclose(frames.std(0, unbiased=False), torch.ones(4, dtype=torch.float64), atol=1e-3)
+        raw = torch.cat([parts[i].half().double() for i in index])
+        expected = (raw - raw.mean(0)) / raw.std(0, unbiased=False)
+        assert torch.allclose(frames, expected, atol=1e-3)
+    whole = torch.cat([dataset[i]["audio"] for i in range(len(dataset))]).double()
+    mean, std = dataset.audio_statistics()  # what audio_standardise is given: the frames as read, (0, 1) here
+    assert torch.allclose(mean.double(), whole.mean(0), atol=1e-4) and torch.allclose(
+        std, torch.ones(4), atol=1e-3
+    )
+    plain = EmotionDataset(split, train_rows, Targets.fit(train_rows), 10**6)
+    assert plain.audio_statistics()[0].min() > 4  # the raw frames, for a model without audio_normalise
+
+
+def test_a_run_with_speaker_normalisation_trains_saves_and_evaluates(speaker_run, tiny_corpus, tmp_path):
+    model, meta = load_model(speaker_run)
+    assert model.config.audio_normalise == "speaker"
+    rows, _ = read_manifest(tiny_corpus)
+    train_rows = splits(rows)["train"]
+    dataset = EmotionDataset(
+        load_split(Path(meta.features), "train"),
+        train_rows,
+        Targets.fit(train_rows),
+        10**6,
+        audio_normalise="speaker",
+    )
+    assert torch.allclose(model.audio_in.mean, dataset.audio_statistics()[0], atol=1e-5)
+    # the model keeps the training rows' raw statistics, for clips of no speaker
+    split = load_split(Path(meta.features), "train")
+    raw = torch.cat([split.audio_of(i).double() for i in range(len(split.ids))])
+    assert torch.allclose(model.audio_in.reference_mean, raw.mean(0).float(), atol=1e-4)
+    assert torch.allclose(
+        model.audio_in.reference_std, raw.std(0, unbiased=False).float().clamp(min=1e-5), atol=1e-4
+    )
+    grouped = evaluate_run(speaker_run, "test", report_dir=tmp_path / "speaker")
+    alone = evaluate_run(speaker_run, "test", report_dir=tmp_path / "alone", clips_alone=True)
+    assert (grouped["audio_normalise"], alone["audio_normalise"]) == ("speaker", "speaker, each clip alone")
+    assert grouped["results"]["audio"] and alone["results"]["audio"]
+    assert "standardised per speaker: give several clips of one speaker together" in model_card(speaker_run)
+
+
+def test_rows_without_a_speaker_are_standardised_by_the_training_statistics(tiny_corpus, caplog):
+    rows, _ = read_manifest(tiny_corpus)
+    train_rows = [r.__class__(**{**vars(r), "speaker": None}) for r in splits(rows)["train"]]
+    parts = [b + 20 * (k % 2) for k, b in enumerate(blocks(*[9] * len(train_rows)))]
+    split = in_memory_split([u.id for u in train_rows], parts)
+    targets = Targets.fit(train_rows)
+    dataset = EmotionDataset(split, train_rows, targets, 10**6, audio_normalise="speaker")
+    assert "name no speaker; each is standardised by the training rows' statistics" in caplog.text
+    raw = torch.cat([p.half().double() for p in parts])
+    expected = (parts[0].half().double() - raw.mean(0)) / raw.std(
+        0, unbiased=False
+    )  # the split's, without given
+    assert torch.allclose(dataset[0]["audio"].double(), expected, atol=1e-3)
+    reference = (torch.full((4,), 5.0), torch.full((4,), 4.0))
+    given = EmotionDataset(
+        split, train_rows, targets, 10**6, audio_normalise="speaker", lone_statistics=reference
+    )
+    assert torch.allclose(given[0]["audio"], (parts[0].half().float() - 5) / 4)
+    with_speakers = splits(rows)["train"]  # clips_alone: every row as if it named no speaker
+    alone = EmotionDataset(
+        split,
+        with_speakers,
+        targets,
+        10**6,
+        audio_normalise="speaker",
+        lone_statistics=reference,
+        clips_alone=True,
+    )
+    assert torch.allclose(alone[1]["audio"], (parts[1].half().float() - 5) / 4)
+    with pytest.raises(ValueError, match="model.audio_normalise must be one of"):
+        EmotionDataset(split, train_rows, targets, 10, audio_normalise="speakers")
+
+
+def test_the_recognizer_pools_a_speakers_clips_and_keeps_speakers_apart(speaker_run, tiny_corpus):
+    recognizer = EmotionRecognizer.load(speaker_run)
+    rows, _ = read_manifest(tiny_corpus)
+    test = [u for u in splits(rows)["test"] if u.audio is not None][:3]
+
+    def probabilities(predictions):
+        return np.array([list(p.probabilities.values()) for p in predictions])
+
+    # predict_batch: the items sharing "speaker" are standardised together, across its chunks of batch_size
+    grouped = probabilities(
+        recognizer.predict_batch([{"audio": u.audio, "speaker": "s"} for u in test], batch_size=2)
+    )
+    features = recognizer.featurize([recognizer.load_wave(u.audio) for u in test], [None] * 3)
+    by_hand = normalised_blocks([f.audio for f in features], ["s"] * 3, "speaker")
+    expected = [recognizer.predict_features([Features(a, None, normalised=True)])[0] for a in by_hand]
+    assert grouped == pytest.approx(probabilities(expected), abs=1e-5)
+    alone = recognizer.predict_batch([{"audio": test[0].audio}])
+    assert probabilities(alone) == pytest.approx(probabilities([recognizer.predict(test[0].audio)]), abs=1e-6)
+    # on features far apart (the log-mel test encoder standardises each clip already): groups never mix
+    parts = [b + 20 * k for k, b in enumerate(blocks(40, 30, 50, dim=features[0].audio.shape[1]))]
+    raw = [Features(b, None) for b in parts]
+    pooled = recognizer.normalise(raw, ["s", "s", "t"])
+    assert all(f.normalised for f in pooled)
+    assert torch.allclose(
+        torch.cat([f.audio for f in pooled[:2]]).mean(0), torch.zeros(parts[0].shape[1]), atol=1e-4
+    )
+    assert torch.allclose(pooled[2].audio, recognizer.normalise([raw[2]], ["t"])[0].audio)  # a group of one
+    # a feature of no group: the training rows' statistics the model keeps, as predict gives a clip alone
+    mean, std = recognizer.model.audio_in.reference_statistics()
+    assert torch.allclose(recognizer.normalise([raw[0]])[0].audio, (parts[0] - mean) / std, atol=1e-4)
+    assert not torch.allclose(pooled[0].audio, recognizer.normalise([raw[0]])[0].audio, atol=1e-2)
+    assert recognizer.normalise(pooled, ["x"] * 3) == pooled  # never twice
+    once = probabilities(recognizer.predict_features(pooled))
+    assert once == pytest.approx(
+        probabilities([recognizer.predict_features([f])[0] for f in pooled]), abs=1e-5
+    )
