@@ -45,6 +45,9 @@ def test_groups_share_statistics_and_a_block_without_group_stands_alone():
     reference = (torch.zeros(4), 2 * torch.ones(4))  # the training rows' statistics a model keeps
     given = group_statistics(parts, [None, "b", "b", None], alone=reference)
     assert given[0] is reference and given[1] is given[2] and given[3] is None
+    assert (
+        group_statistics(parts, ["a", "b", "b", None], alone=reference)[0] is reference
+    )  # a group of one clip
     assert torch.equal(normalised_blocks(parts, [None] * 4, "speaker", reference)[0], parts[0] / 2)
     assert torch.allclose(
         normalised_blocks(parts, [None] * 4, "utterance", reference)[0].mean(0), torch.zeros(4), atol=1e-5
@@ -84,7 +87,7 @@ def test_the_config_names_the_choices():
 def speaker_run(tiny_config, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("speaker_norm")
     config = tiny_config(folder, "quickstart", "train.epochs=1", "model.audio_normalise=speaker",
-                         "model.audio_standardise=true")  # fmt: skip
+                         "model.audio_standardise=true", "train.lone_share=0.3")  # fmt: skip
     return train(config)
 
 
@@ -222,3 +225,38 @@ def test_the_recognizer_pools_a_speakers_clips_and_keeps_speakers_apart(speaker_
     assert once == pytest.approx(
         probabilities([recognizer.predict_features([f])[0] for f in pooled]), abs=1e-5
     )
+
+
+def test_a_share_of_training_clips_is_standardised_as_if_alone(tiny_corpus):
+    rows, _ = read_manifest(tiny_corpus)
+    train_rows = splits(rows)["train"]
+    speakers = sorted({u.speaker for u in train_rows})
+    parts = [
+        b + 20 * speakers.index(u.speaker)
+        for u, b in zip(train_rows, blocks(*[9] * len(train_rows)), strict=True)
+    ]
+    split = in_memory_split([u.id for u in train_rows], parts)
+    reference = (torch.full((4,), 5.0), torch.full((4,), 4.0))
+    targets = Targets.fit(train_rows)
+    dataset = EmotionDataset(
+        split,
+        train_rows,
+        targets,
+        10**6,
+        audio_normalise="speaker",
+        lone_statistics=reference,
+        lone_share=0.5,
+    )
+    torch.manual_seed(0)
+    draws = [dataset[0]["audio"] for _ in range(40)]
+    as_alone = (parts[0].half().float() - 5) / 4
+    alone = sum(torch.allclose(d, as_alone) for d in draws)
+    by_speaker = dataset.audio(0)  # the draw without `alone`
+    assert 8 <= alone <= 32 and all(
+        torch.allclose(d, as_alone) or torch.allclose(d, by_speaker) for d in draws
+    )
+    assert not torch.allclose(by_speaker, as_alone, atol=1e-2)
+    with pytest.raises(ValueError, match="train.lone_share 0.5 needs model.audio_normalise speaker"):
+        EmotionDataset(split, train_rows, targets, 10**6, lone_share=0.5)
+    with pytest.raises(ValueError, match=r"train.lone_share 1.0 needs .* a share in \[0, 1\)"):
+        EmotionDataset(split, train_rows, targets, 10**6, audio_normalise="speaker", lone_share=1.0)

@@ -96,9 +96,8 @@ class DataConfig:
     labels: list[str] = field(default_factory=list)  # class order; empty = sorted labels of the train split
     # per corpus of a joined manifest (the id prefix, `ravdess/...`): classes whose rows of that corpus train an
     # output of their own, a part of the class (`happiness@ravdess`) whose probability is added to the class's
-    # wherever the model answers or is scored (in the class weights a part's rows count as their class's); for
-    # a corpus whose rendering of a class differs from the others' (e.g. {ravdess: [happiness]}: RAVDESS's acted
-    # happy clips apart from EmoDB's; docs/mamer-base.md)
+    # wherever the model answers or is scored (a part's rows count as their class's in the class weights); for a
+    # corpus rendering a class unlike the others (e.g. {ravdess: [happiness]}: RAVDESS's acted happy clips; docs)
     class_parts: dict[str, list[str]] = field(default_factory=dict)
     train_split: str = "train"  # manifest split trained on
     # manifest split early stopping and selection read; a list joins several (e.g. [dev, dev_emodb, dev_ravdess])
@@ -125,9 +124,8 @@ class TrainConfig:
     # epochs without dev improvement before stopping; the dev score is the mean, over the trained views with dev
     # rows, of macro-F1 (categorical), mean CCC (dimensional) or their mean (both)
     patience: int = 8
-    # "split": the dev score is taken over all dev rows at once; "corpus": each corpus of a joined manifest (the
-    # id prefix, `emodb/...`) is scored on its own and the dev score is their mean, so 69 EmoDB clips weigh as
-    # much as 4,946 GoEmotions rows
+    # "split": the dev score over all dev rows at once; "corpus": each corpus of a joined manifest (id prefix
+    # `emodb/...`) scored on its own, the dev score their mean (69 EmoDB clips weigh as 4,946 GoEmotions rows)
     select_by: str = "split"
     num_workers: int = 0  # DataLoader worker processes
     device: str = "auto"  # "auto" = cuda when available, else cpu
@@ -144,6 +142,8 @@ class TrainConfig:
     # per corpus of a joined manifest (the id prefix, `emodb/...`): its training rows are drawn this many times an
     # epoch, in place of audio_oversample; e.g. {emodb: 12} draws EmoDB's few clips more often than RAVDESS's
     corpus_oversample: dict[str, int] = field(default_factory=dict)
+    # with model.audio_normalise speaker: share of train clips standardised as if alone, drawn anew each time
+    lone_share: float = 0.0
     # "mixed": batches drawn from all rows at random; "by_modality": each batch holds rows with the same
     # modalities (audio+text, audio, text), so text-only rows of partially paired data skip the audio passes
     batching: str = "mixed"

@@ -139,7 +139,8 @@ class EmotionDataset(Dataset):
     `audio_normalise` (`model.audio_normalise`): each row's audio frames standardised by its speaker's frames
     in this split (`speaker`) or by its own (`utterance`), or read as cached. With `speaker`, a row of no speaker
     (or every row, with `clips_alone`) is standardised by `lone_statistics` (the training rows' raw statistics,
-    which the model keeps), or without them by the split's own."""
+    which the model keeps), or without them by the split's own; `lone_share` (`train.lone_share`) of the rows
+    drawn, at random each time, are standardised so too."""
 
     def __init__(
         self,
@@ -153,6 +154,7 @@ class EmotionDataset(Dataset):
         audio_normalise: str = "none",
         lone_statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
         clips_alone: bool = False,
+        lone_share: float = 0.0,
     ):
         """`max_frames` / `max_tokens`: the most audio frames and text tokens the model reads (its learned
         positions); longer rows are shortened, and the count is logged."""
@@ -177,9 +179,18 @@ class EmotionDataset(Dataset):
                 f"model.audio_normalise must be one of {', '.join(NORMALISATIONS)}, not {audio_normalise!r}"
             )
         self.audio_normalise = audio_normalise
+        if lone_share and (audio_normalise != "speaker" or not 0.0 < lone_share < 1.0):
+            raise ValueError(
+                f"train.lone_share {lone_share} needs model.audio_normalise speaker and a share in [0, 1)"
+            )
         self.speaker_statistics = []
         if audio_normalise == "speaker":
             self.speaker_statistics = _speaker_statistics(features, by_id, lone_statistics, clips_alone)
+            if lone_statistics is None and lone_share:
+                lone_statistics = frame_statistics(
+                    a for i in range(len(self.features.ids)) if (a := self.features.audio_of(i)) is not None
+                )
+        self.lone_statistics, self.lone_share = lone_statistics, lone_share
         _warn_long(features, max_frames)
         _warn_long_text(features, max_tokens)
 
@@ -190,11 +201,14 @@ class EmotionDataset(Dataset):
         """(has audio, has text) of row `i`, without reading its features."""
         return self.features.has_audio(self.rows[i]), self.features.has_text(self.rows[i])
 
-    def audio(self, row: int) -> torch.Tensor | None:
-        """The whole audio `(T, D)` of feature row `row` as the model reads it (normalised, not shortened)."""
+    def audio(self, row: int, alone: bool = False) -> torch.Tensor | None:
+        """The whole audio `(T, D)` of feature row `row` as the model reads it (normalised, not shortened);
+        `alone`: with `speaker`, as a clip alone (by `lone_statistics`)."""
         audio = self.features.audio_of(row)
         if audio is None or self.audio_normalise == "none":
             return audio
+        if alone and self.audio_normalise == "speaker":
+            return standardised(audio, self.lone_statistics)
         if self.audio_normalise == "utterance":
             return standardised(audio, frame_statistics([audio]))
         return standardised(audio, self.speaker_statistics[row])
@@ -210,7 +224,8 @@ class EmotionDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         u, row = self.utterances[i], self.rows[i]
-        audio, text = self.audio(row), self.features.text_of(row)
+        alone = bool(self.lone_share) and float(torch.rand(())) < self.lone_share  # no draw without a share
+        audio, text = self.audio(row, alone), self.features.text_of(row)
         return {
             "id": u.id,
             "audio": None if audio is None else audio[: self.max_frames],

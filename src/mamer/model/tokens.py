@@ -91,7 +91,7 @@ class AudioDownProjection(FeatureProjection):
     def set_reference(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         """The training rows' raw per-dimension `mean` and `std` `(layers * D,)` (std floored)."""
         self.reference_mean.copy_(mean)
-        self.reference_std.copy_(std.clamp(min=1e-5))
+        self.reference_std.copy_(std.clamp(min=1e-5))  # as set_statistics and mamer.data.frame_norm floor it
 
     def reference_statistics(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(mean, std) on the CPU of `set_reference`, or None for a projection without them."""

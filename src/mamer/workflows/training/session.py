@@ -67,7 +67,7 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     if config.model.audio_normalise == "speaker":
         reference = audio_statistics(load_split(features, config.data.train_split))
 
-    def dataset(split: str, **repeats) -> EmotionDataset:  # repeats: audio_repeat, corpus_repeat
+    def dataset(split: str, **options) -> EmotionDataset:  # audio_repeat, corpus_repeat, lone_share
         return EmotionDataset(
             load_split(features, split),
             by_split[split],
@@ -76,13 +76,16 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
             max_tokens=max_tokens,
             audio_normalise=config.model.audio_normalise,
             lone_statistics=reference,
-            **repeats,
+            **options,
         )
 
     generator = torch.Generator().manual_seed(config.train.seed)
     t = config.train
     train_set = dataset(
-        config.data.train_split, audio_repeat=t.audio_oversample, corpus_repeat=t.corpus_oversample
+        config.data.train_split,
+        audio_repeat=t.audio_oversample,
+        corpus_repeat=t.corpus_oversample,
+        lone_share=t.lone_share,
     )
     if config.loss.class_weighted and has_categories(config.data.task):
         train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
