@@ -318,9 +318,8 @@ class EmotionRecognizer:
         standardised by the frames of their group (`groups`, one per feature), a feature of no group (None, or
         no `groups`) by the training rows' statistics the model keeps; by their own frames with `utterance`; as
         given with `none`. Features already normalised are left as they are."""
-        mode = self.model.config.audio_normalise
+        mode, out = self.model.config.audio_normalise, list(features)
         todo = [i for i, f in enumerate(features) if not f.normalised and f.audio is not None]
-        out = list(features)
         if mode == "none" or not todo:
             return out
         groups = [None] * len(features) if groups is None else groups
