@@ -39,7 +39,6 @@ from safetensors import safe_open
 
 from mamer.atomic import BrokenFileError
 from mamer.data.file_hashes import FileHashes
-from mamer.data.frame_norm import frame_statistics
 from mamer.data.manifest import Utterance
 
 log = logging.getLogger(__name__)
@@ -250,16 +249,6 @@ def _read_column(folder: Path, entry: dict, dim: int) -> Column:
     shards = [_read_shard(folder.parent / entry["store"] / file) for file in entry["files"]]
     rows = np.array([r if r is not None else [-1, -1] for r in entry["rows"]], dtype=np.int64).reshape(-1, 2)
     return Column(shards, rows, dim)
-
-
-def audio_statistics(features: SplitFeatures) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and std `(D,)` over every audio frame of a split as cached (one row at a time)."""
-    statistics = frame_statistics(
-        a for i in range(len(features.ids)) if (a := features.audio_of(i)) is not None
-    )
-    if statistics is None:
-        raise ValueError("no audio frames in the split to take statistics of")
-    return statistics
 
 
 def load_split(folder: Path, split: str) -> SplitFeatures:

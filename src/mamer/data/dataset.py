@@ -185,11 +185,11 @@ class EmotionDataset(Dataset):
             )
         self.speaker_statistics = []
         if audio_normalise == "speaker":
-            self.speaker_statistics = _speaker_statistics(features, by_id, lone_statistics, clips_alone)
-            if lone_statistics is None and lone_share:
+            if lone_statistics is None:  # without the training rows' statistics: this split's own raw ones
                 lone_statistics = frame_statistics(
-                    a for i in range(len(self.features.ids)) if (a := self.features.audio_of(i)) is not None
+                    a for i in range(len(features.ids)) if (a := features.audio_of(i)) is not None
                 )
+            self.speaker_statistics = _speaker_statistics(features, by_id, lone_statistics, clips_alone)
         self.lone_statistics, self.lone_share = lone_statistics, lone_share
         _warn_long(features, max_frames)
         _warn_long_text(features, max_tokens)
@@ -242,16 +242,14 @@ def _speaker_statistics(
     lone: tuple[torch.Tensor, torch.Tensor] | None,
     clips_alone: bool,
 ) -> list:
-    """For each feature row, the statistics of its speaker's audio frames in the split; `lone` (or the split's
-    raw statistics) for a row of no speaker, which is logged, and for every row with `clips_alone`."""
+    """For each feature row, the statistics of its speaker's audio frames in the split; `lone` for a row of no
+    speaker, which is logged, and for every row with `clips_alone`."""
     # corpus and speaker: two corpora of a joined manifest may both have a speaker "01"
     speakers = [
         None if clips_alone or (s := by_id[i].speaker) is None else (corpus_of(i), s) for i in features.ids
     ]
     blocks = [features.audio_of(i) for i in range(len(speakers))]
     alone = sum(s is None and b is not None for s, b in zip(speakers, blocks, strict=True))
-    if alone and lone is None:
-        lone = frame_statistics(b for b in blocks if b is not None)
     if alone and not clips_alone:
         log.warning(
             "model.audio_normalise speaker: %d of %d rows with audio name no speaker; each is standardised by "

@@ -23,7 +23,7 @@ from mamer.checkpoint import (
     make_meta,
 )
 from mamer.config import RunConfig
-from mamer.data.cache import audio_statistics, load_spec, load_split
+from mamer.data.cache import load_spec, load_split
 from mamer.data.dataset import Batch, EmotionDataset, Targets, collate
 from mamer.data.manifest import Utterance, corpus_of, read_manifest, splits
 from mamer.data.sampling import ModalityBatches
@@ -46,7 +46,6 @@ class Loaders:
     train: DataLoader
     dev: DataLoader
     targets: Targets
-    audio_reference: tuple[torch.Tensor, torch.Tensor] | None = None  # with model.audio_normalise speaker
 
 
 def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGLE_PROCESS) -> Loaders:
@@ -63,11 +62,8 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
         warn_classes_left_out(by_split[config.data.train_split], targets.labels, config.data.manifest)
     max_frames = config.model.max_audio_tokens * config.model.audio_downsample
     max_tokens = config.model.max_text_tokens
-    reference = None  # the train rows' raw audio statistics: what a clip of no speaker is standardised by
-    if config.model.audio_normalise == "speaker":
-        reference = audio_statistics(load_split(features, config.data.train_split))
 
-    def dataset(split: str, **options) -> EmotionDataset:  # audio_repeat, corpus_repeat, lone_share
+    def dataset(split: str, **options) -> EmotionDataset:  # repeats, lone_share, lone_statistics
         return EmotionDataset(
             load_split(features, split),
             by_split[split],
@@ -75,7 +71,6 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
             max_frames,
             max_tokens=max_tokens,
             audio_normalise=config.model.audio_normalise,
-            lone_statistics=reference,
             **options,
         )
 
@@ -89,11 +84,14 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
     )
     if config.loss.class_weighted and has_categories(config.data.task):
         train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
-    dev_set = ConcatDataset([dataset(split) for split in config.data.dev_splits])
+    # with model.audio_normalise speaker, the train split's raw audio statistics (its dataset's own, as nothing
+    # was given): what a dev clip of no speaker is standardised by, and what the model keeps for clips alone
+    reference = train_set.lone_statistics
+    dev_set = ConcatDataset([dataset(split, lone_statistics=reference) for split in config.data.dev_splits])
     train = train_loader(train_set, config, context, generator)
     dev_share = Subset(dev_set, range(context.rank, len(dev_set), context.world_size))
     dev = DataLoader(dev_share, 64, collate_fn=collate, num_workers=t.num_workers)
-    return Loaders(train, dev, targets, reference)
+    return Loaders(train, dev, targets)
 
 
 def train_loader(
@@ -248,8 +246,15 @@ def start_session(config: RunConfig, features: Path, context: DistContext = SING
     if config.model.audio_standardise and model.audio_in is not None and not config.train.init_from:
         # a fine-tuned model keeps its source's statistics (copied above), which its weights were trained on
         model.audio_in.set_statistics(*loaders.train.dataset.audio_statistics())
-    if loaders.audio_reference is not None and model.audio_in is not None and not config.train.init_from:
-        model.audio_in.set_reference(*loaders.audio_reference)
+    if (
+        config.model.audio_normalise == "speaker"
+        and model.audio_in is not None
+        and not config.train.init_from
+    ):
+        reference = loaders.train.dataset.lone_statistics  # the train split's raw statistics
+        if reference is None:
+            raise ValueError("no audio frames in the split to take statistics of")
+        model.audio_in.set_reference(*reference)
     model = model.to(device)
     m = config.model
     # The masked autoencoder rebuilds one hidden state (or the mean of those stacked) per frame and token.
