@@ -54,9 +54,11 @@ def test_smoke_recipe_scores_the_release_probes_and_systems_on_each_left_out_cor
     root = tiny_data_root(DATA, tmp_path / "data")
     out = tmp_path / "loco"
     table = loco.main(["--smoke", "--data", str(root), "--out", str(out)])
-    # the config normalises audio per speaker: each trained system also has its row with every clip alone
+    # the config normalises audio per speaker: each trained system also has its rows with every clip alone and
+    # with a corpus's clips as one group
     systems = ("released: mamer-base", "unified", "audio_only", "probe: linear", "probe: EmoBox MLP",
-               "probe: linear, per-speaker standardised", "unified, each clip alone", "audio_only, each clip alone")  # fmt: skip
+               "probe: linear, per-speaker standardised", "unified, each clip alone", "audio_only, each clip alone",
+               "unified, a corpus's clips as one group", "audio_only, a corpus's clips as one group")  # fmt: skip
     for system in systems:
         assert f"| {system} | audio | 3 |" in table  # the per-fold rows: fold 3 tests nEMO
     saved = json.loads((out / "experiment" / "protocol.json").read_text())

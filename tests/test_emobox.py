@@ -184,8 +184,9 @@ def test_probes_on_a_tiny_corpus(folds, tiny_config, tmp_path):
     with pytest.raises(ValueError, match="unknown probe 'svm'"):
         run_probe("svm", features, folds[0], classes)
     assert set(data["test"].speakers) == {u.speaker for u in read_manifest(folds[0])[0] if u.split == "test"}
-    speaker = run_probe("linear_speaker", features, folds[0], classes)
-    assert speaker["C"] in (0.01, 0.1, 1.0) and 0 <= speaker["test"]["uar"] <= 1
+    for kind in ("linear_speaker", "linear_corpus"):
+        grouped = run_probe(kind, features, folds[0], classes)
+        assert grouped["C"] in (0.01, 0.1, 1.0) and 0 <= grouped["test"]["uar"] <= 1
 
 
 def test_per_speaker_standardisation_removes_what_a_speaker_adds_to_every_clip():
@@ -194,12 +195,26 @@ def test_per_speaker_standardisation_removes_what_a_speaker_adds_to_every_clip()
     shifted = [c * 3 + 10 for c in clips]  # the same clips, louder and offset: another speaker's voice
     part = ProbeSplit(["a1", "a2", "a3", "a4", "b1", "b2", "b3", "b4", "c1"], clips + shifted + [clips[0]],
                       np.zeros(9, dtype=np.int64), ["a"] * 4 + ["b"] * 4 + ["c"])  # fmt: skip
-    pooled = part.pooled(per_speaker=True)
+    pooled = part.pooled("speaker")
     np.testing.assert_allclose(pooled[:4], pooled[4:8], atol=1e-5)
     np.testing.assert_allclose(pooled[:4].mean(0), 0, atol=1e-6)
     np.testing.assert_allclose(pooled[:4].std(0), 1, atol=1e-5)
     np.testing.assert_allclose(pooled[8], 0)  # a speaker of one clip: centred
     assert not np.allclose(part.pooled()[:4], part.pooled()[4:8])
+
+
+def test_per_corpus_standardisation_groups_rows_by_the_corpus_their_id_names():
+    torch.manual_seed(0)
+    clips = [torch.randn(5, 3) for _ in range(4)]
+    shifted = [c * 3 + 10 for c in clips]  # the same clips recorded elsewhere: another corpus
+    ids = ["emodb/a1", "emodb/b1", "emodb/a2", "emodb/b2", "nemo/x1", "nemo/y1", "nemo/x2", "nemo/y2"]
+    part = ProbeSplit(
+        ids, clips + shifted, np.zeros(8, dtype=np.int64), ["a", "b", "a", "b", "x", "y", "x", "y"]
+    )
+    by_corpus = part.pooled("corpus")  # the corpora's offsets gone, the speakers within each kept
+    np.testing.assert_allclose(by_corpus[:4], by_corpus[4:], atol=1e-5)
+    np.testing.assert_allclose(by_corpus[:4].mean(0), 0, atol=1e-6)
+    assert not np.allclose(by_corpus[:4], part.pooled("speaker")[:4])
 
 
 def test_protocol_end_to_end_with_a_tiny_random_wavlm(folds, tiny_config, tmp_path):

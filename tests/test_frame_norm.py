@@ -150,9 +150,12 @@ def test_a_run_with_speaker_normalisation_trains_saves_and_evaluates(speaker_run
         model.audio_in.reference_std, raw.std(0, unbiased=False).float().clamp(min=1e-5), atol=1e-4
     )
     grouped = evaluate_run(speaker_run, "test", report_dir=tmp_path / "speaker")
-    alone = evaluate_run(speaker_run, "test", report_dir=tmp_path / "alone", clips_alone=True)
-    assert (grouped["audio_normalise"], alone["audio_normalise"]) == ("speaker", "speaker, each clip alone")
-    assert grouped["results"]["audio"] and alone["results"]["audio"]
+    alone = evaluate_run(speaker_run, "test", report_dir=tmp_path / "alone", groups="none")
+    corpus = evaluate_run(speaker_run, "test", report_dir=tmp_path / "corpus", groups="corpus")
+    assert [r["audio_normalise"] for r in (grouped, alone, corpus)] == [
+        "speaker", "speaker, each clip alone", "speaker, a corpus's clips as one group"
+    ]  # fmt: skip
+    assert grouped["results"]["audio"] and alone["results"]["audio"] and corpus["results"]["audio"]
     assert "standardised per speaker: give several clips of one speaker together" in model_card(speaker_run)
 
 
@@ -174,17 +177,26 @@ def test_rows_without_a_speaker_are_standardised_by_the_training_statistics(tiny
         split, train_rows, targets, 10**6, audio_normalise="speaker", lone_statistics=reference
     )
     assert torch.allclose(given[0]["audio"], (parts[0].half().float() - 5) / 4)
-    with_speakers = splits(rows)["train"]  # clips_alone: every row as if it named no speaker
-    alone = EmotionDataset(
-        split,
-        with_speakers,
-        targets,
-        10**6,
-        audio_normalise="speaker",
-        lone_statistics=reference,
-        clips_alone=True,
-    )
-    assert torch.allclose(alone[1]["audio"], (parts[1].half().float() - 5) / 4)
+    with_speakers = splits(rows)["train"]
+
+    def scored_by(groups: str) -> EmotionDataset:
+        return EmotionDataset(
+            split,
+            with_speakers,
+            targets,
+            10**6,
+            audio_normalise="speaker",
+            lone_statistics=reference,
+            groups=groups,
+        )
+
+    # groups none: every row as if it named no speaker
+    assert torch.allclose(scored_by("none")[1]["audio"], (parts[1].half().float() - 5) / 4)
+    # groups corpus: every row of the split's one corpus by the statistics of them all, whatever its speaker
+    expected_all = (parts[1].half().double() - raw.mean(0)) / raw.std(0, unbiased=False)
+    assert torch.allclose(scored_by("corpus")[1]["audio"].double(), expected_all, atol=1e-3)
+    with pytest.raises(ValueError, match="groups must be one of speaker, corpus, none"):
+        EmotionDataset(split, with_speakers, targets, 10, audio_normalise="speaker", groups="speakers")
     with pytest.raises(ValueError, match="model.audio_normalise must be one of"):
         EmotionDataset(split, train_rows, targets, 10, audio_normalise="speakers")
 

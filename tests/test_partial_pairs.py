@@ -107,7 +107,7 @@ def test_corpus_oversample_and_class_balance_count_each_corpus_apart(partial_man
 
     # loss.class_balance=corpus: within each corpus every class weighs as much, and the rows average 1
     dataset = loaders.train.dataset
-    by_corpus = row_weights(dataset, by_corpus=True)
+    by_corpus = row_weights(dataset, "corpus")
     for corpus in ("talk", "read"):
         mine = [
             (u.label, w)
@@ -120,10 +120,20 @@ def test_corpus_oversample_and_class_balance_count_each_corpus_apart(partial_man
         assert sum(w for _, w in mine) == pytest.approx(len(mine))
         assert max(totals.values()) == pytest.approx(min(totals.values()))
     assert by_corpus != row_weights(dataset)  # the two corpora's classes are not drawn alike
+    # loss.class_balance=corpus_equal: each corpus weighs as much in all (talk's rows are drawn twice as often)
+    equal = row_weights(dataset, "corpus_equal")
+    labelled = [(u.id.split("/")[0], w) for u, w in zip(dataset.utterances, equal, strict=True) if u.label]
+    shares = Counter()
+    for corpus, w in labelled:
+        shares[corpus] += w
+    assert shares["talk"] == pytest.approx(shares["read"]) and shares.total() == pytest.approx(len(labelled))
+    assert equal != by_corpus
     session_config = tiny_config(tmp_path, "quickstart", *overrides, "loss.class_balance=corpus")
     session = start_session(session_config, prepare_features(session_config, progress=False))
     assert session.loaders.train.dataset.row_weights == pytest.approx(by_corpus)
-    with pytest.raises(ValueError, match="loss.class_balance must be 'split' or 'corpus', got 'speaker'"):
+    with pytest.raises(
+        ValueError, match="loss.class_balance must be 'split', 'corpus' or 'corpus_equal', got 'speaker'"
+    ):
         tiny_config(tmp_path, "quickstart", "loss.class_balance=speaker")
 
     with pytest.raises(ValueError, match="train.corpus_oversample.talk must be an integer >= 1, got 0"):

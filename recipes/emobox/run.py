@@ -8,7 +8,7 @@
 It writes the fold manifests (`mamer prepare ... --emobox-folds`, or nEMO's own folds), trains the systems of the
 corpus's config (`emobox_emodb`, `emobox_ravdess`, `nemo_folds`: the unified model and the dedicated audio
 model, every seed and fold; a rerun resumes), runs the probes on the same features (linear, linear on vectors
-standardised per speaker, EmoBox's MLP), and prints EmoBox's table beside EmoBox's published rows
+standardised per speaker or per corpus, EmoBox's MLP), and prints EmoBox's table beside EmoBox's published rows
 (`OUT/<corpus>/experiment/protocol.md`). Extra arguments are config overrides (`train.epochs=20`,
 `experiment.seeds=[0]`).
 """

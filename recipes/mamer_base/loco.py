@@ -7,7 +7,7 @@
 It writes the three fold manifests (`mamer prepare --corpus speech-corpora`: the five classes all three corpora
 have, a fifth of each training corpus's speakers as dev), scores each released model given (`--release`,
 default mamer-base: audio view, its answers restricted to the five classes) on every fold's test corpus, runs the
-probes on the same whisper-base features (linear, linear on vectors standardised per speaker, EmoBox's MLP),
+probes on the same whisper-base features (linear, linear on vectors standardised per speaker or corpus, EmoBox's MLP),
 trains the config's systems (`leave_one_corpus_out`: the unified model and the dedicated audio model, every seed
 and fold; a rerun resumes) unless `--no-train`, and prints the table (`OUT/experiment/protocol.md`; folds 1-3
 test EmoDB, RAVDESS, nEMO). Extra arguments are config overrides (`experiment.seeds=[0]`).

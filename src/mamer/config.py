@@ -12,6 +12,7 @@ import yaml
 from mamer.modality import NORMALISATIONS, TASKS
 
 LAYER_POOLINGS = ("mean", "learned")  # the keys of mamer.encoders.base.LAYER_POOLINGS
+CLASS_BALANCES = ("split", "corpus", "corpus_equal")  # loss.class_balance: see session.row_weights
 
 
 def one_of(option: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -64,8 +65,8 @@ class LossConfig:
     temperature: float = 0.07  # initial InfoNCE temperature (learnable)
     class_weighted: bool = True  # inverse-frequency class weights in the cross-entropy
     # with class_weighted, where class frequencies are counted: over the whole train split ("split"), or within
-    # each corpus of a joined manifest ("corpus", the id prefix `emodb/...`): each corpus's classes then weigh as
-    # in a model of that corpus alone, and each corpus keeps the share of the loss its rows give it
+    # each corpus of a joined manifest ("corpus", the id prefix `emodb/...`: each corpus's classes weigh as in a
+    # model of it alone, each corpus keeps its rows' share of the loss; "corpus_equal": each corpus an equal share)
     class_balance: str = "split"
 
 
@@ -225,7 +226,7 @@ class RunConfig:
         one_of("loss.contrastive_pooling", self.loss.contrastive_pooling, ("tokens", "cls"))
         one_of("model.pooling", self.model.pooling, ("cls", "cls+mean"))
         one_of("model.audio_normalise", self.model.audio_normalise, NORMALISATIONS)
-        one_of("loss.class_balance", self.loss.class_balance, ("split", "corpus"))
+        one_of("loss.class_balance", self.loss.class_balance, CLASS_BALANCES)
         one_of("loss.mae_kind", self.loss.mae_kind, ("mse", "cosine"))
         one_of("train.select_by", self.train.select_by, ("split", "corpus"))
         dev = self.data.dev_split

@@ -14,6 +14,9 @@ DIMENSIONS = ("arousal", "valence", "dominance")
 TASKS = ("categorical", "dimensional", "both")
 # model.audio_normalise: the group whose statistics audio frames are standardised by (mamer.data.frame_norm)
 NORMALISATIONS = ("none", "utterance", "speaker")
+# the groups a model with `audio_normalise: speaker` is scored by: its speakers' clips (as trained), all the clips
+# of a corpus in the split together (a folder of one source), or each clip alone (by the training statistics)
+SCORING_GROUPS = ("speaker", "corpus", "none")
 
 
 def modalities_of(view: str) -> tuple[str, ...]:

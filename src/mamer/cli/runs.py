@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mamer.modality import SCORING_GROUPS
+
 
 def _quickstart(args: argparse.Namespace) -> None:
     from mamer.workflows.experiments.quickstart import run_quickstart
@@ -48,7 +50,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     report = evaluate_run(
         args.run_dir, args.split, args.device, report_dir=out, by_corpus=args.by_corpus, labels=labels,
-        clips_alone=args.clips_alone,
+        groups=args.groups,
     )  # fmt: skip
     if not args.out:
         write_model_card(Path(args.run_dir), report)
@@ -120,10 +122,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--labels", help="score only these classes, the predictions restricted to them: anger,happiness,..."
     )
     p.add_argument(
-        "--clips-alone",
-        action="store_true",
-        help="a model normalising audio per speaker (model.audio_normalise: speaker) reads every clip normalised by "
-        "the training rows' statistics, as a clip given alone to predict is",
+        "--groups",
+        choices=SCORING_GROUPS,
+        default="speaker",
+        help="a model normalising audio per speaker (model.audio_normalise: speaker) reads each clip normalised by "
+        "its speaker's clips (default), by all the clips of its corpus in the split (corpus), or by the training "
+        "rows' statistics (none: as a clip given alone to predict is)",
     )
     p.add_argument("--out", help="write the report here instead of the run folder (no MODEL_CARD.md then)")
     p.set_defaults(func=_evaluate)

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from mamer.data.frame_norm import frame_statistics, group_statistics, standardised
 from mamer.data.manifest import Utterance, corpus_of
-from mamer.modality import DIMENSIONS, NORMALISATIONS
+from mamer.modality import DIMENSIONS, NORMALISATIONS, SCORING_GROUPS
 
 if TYPE_CHECKING:  # keeps audio I/O out of the import path of the model-side code
     from mamer.data.cache import SplitFeatures
@@ -137,10 +137,11 @@ class EmotionDataset(Dataset):
     that has audio appears k times (oversampling the audio rows of partially paired data); `corpus_repeat` gives
     the rows of named corpora (`corpus_of` their id) their own count, in place of `audio_repeat`.
     `audio_normalise` (`model.audio_normalise`): each row's audio frames standardised by its speaker's frames
-    in this split (`speaker`) or by its own (`utterance`), or read as cached. With `speaker`, a row of no speaker
-    (or every row, with `clips_alone`) is standardised by `lone_statistics` (the training rows' raw statistics,
-    which the model keeps), or without them by the split's own; `lone_share` (`train.lone_share`) of the rows
-    drawn, at random each time, are standardised so too."""
+    in this split (`speaker`) or by its own (`utterance`), or read as cached. With `speaker`, `groups` can score
+    the rows by other groups: all the rows of a corpus together (`corpus`), or none (`none`: each row alone). A
+    row of no group (no speaker, every row with `none`) is standardised by `lone_statistics` (the training rows'
+    raw statistics, which the model keeps), or without them by the split's own; `lone_share`
+    (`train.lone_share`) of the rows drawn, at random each time, are standardised so too."""
 
     def __init__(
         self,
@@ -153,7 +154,7 @@ class EmotionDataset(Dataset):
         corpus_repeat: Mapping[str, int] | None = None,
         audio_normalise: str = "none",
         lone_statistics: tuple[torch.Tensor, torch.Tensor] | None = None,
-        clips_alone: bool = False,
+        groups: str = "speaker",
         lone_share: float = 0.0,
     ):
         """`max_frames` / `max_tokens`: the most audio frames and text tokens the model reads (its learned
@@ -183,13 +184,15 @@ class EmotionDataset(Dataset):
             raise ValueError(
                 f"train.lone_share {lone_share} needs model.audio_normalise speaker and a share in [0, 1)"
             )
+        if groups not in SCORING_GROUPS:
+            raise ValueError(f"groups must be one of {', '.join(SCORING_GROUPS)}, not {groups!r}")
         self.speaker_statistics = []
         if audio_normalise == "speaker":
             if lone_statistics is None:  # without the training rows' statistics: this split's own raw ones
                 lone_statistics = frame_statistics(
                     a for i in range(len(features.ids)) if (a := features.audio_of(i)) is not None
                 )
-            self.speaker_statistics = _speaker_statistics(features, by_id, lone_statistics, clips_alone)
+            self.speaker_statistics = _speaker_statistics(features, by_id, lone_statistics, groups)
         self.lone_statistics, self.lone_share = lone_statistics, lone_share
         _warn_long(features, max_frames)
         _warn_long_text(features, max_tokens)
@@ -240,17 +243,21 @@ def _speaker_statistics(
     features: SplitFeatures,
     by_id: Mapping[str, Utterance],
     lone: tuple[torch.Tensor, torch.Tensor] | None,
-    clips_alone: bool,
+    groups: str,
 ) -> list:
-    """For each feature row, the statistics of its speaker's audio frames in the split; `lone` for a row of no
-    speaker, which is logged, and for every row with `clips_alone`."""
-    # corpus and speaker: two corpora of a joined manifest may both have a speaker "01"
-    speakers = [
-        None if clips_alone or (s := by_id[i].speaker) is None else (corpus_of(i), s) for i in features.ids
-    ]
+    """For each feature row, the statistics of its group's audio frames in the split (`groups`: its speaker's,
+    its corpus's); `lone` for a row of no speaker, which is logged, and for every row with `groups` none."""
+
+    def group(uid: str) -> tuple | None:  # corpus and speaker: two corpora may both have a speaker "01"
+        speaker = by_id[uid].speaker
+        if groups == "corpus":
+            return (corpus_of(uid),)
+        return None if groups == "none" or speaker is None else (corpus_of(uid), speaker)
+
+    speakers = [group(i) for i in features.ids]
     blocks = [features.audio_of(i) for i in range(len(speakers))]
     alone = sum(s is None and b is not None for s, b in zip(speakers, blocks, strict=True))
-    if alone and not clips_alone:
+    if alone and groups == "speaker":
         log.warning(
             "model.audio_normalise speaker: %d of %d rows with audio name no speaker; each is standardised by "
             "the training rows' statistics", alone, sum(b is not None for b in blocks),

@@ -31,12 +31,14 @@ from mamer.workflows.evaluation.report import build_report, describe_unscored, w
 from mamer.workflows.inference.prediction import check_labels
 
 log = logging.getLogger(__name__)
+GROUP_NOTES = {"speaker": "", "corpus": ", a corpus's clips as one group", "none": ", each clip alone"}
 
 
-def split_dataset(meta: ModelMeta, split: str, model: MAMER, clips_alone: bool = False) -> EmotionDataset:
+def split_dataset(meta: ModelMeta, split: str, model: MAMER, groups: str = "speaker") -> EmotionDataset:
     """The cached features and labels of one split of the manifest a run was trained on, as `model` reads them;
-    with `clips_alone`, a model with `audio_normalise: speaker` reads every clip standardised by the training
-    rows' statistics it keeps, instead of its speaker's (what a clip given alone gets)."""
+    a model with `audio_normalise: speaker` reads each clip standardised by its `groups`: its speaker's clips,
+    its corpus's clips in the split (`corpus`), or the training rows' statistics it keeps (`none`: what a clip
+    given alone gets)."""
     config = meta.run_config
     rows, _ = read_manifest(
         Path(config.data.manifest), labels=meta.label_space.labels, train_split=config.data.train_split
@@ -53,7 +55,7 @@ def split_dataset(meta: ModelMeta, split: str, model: MAMER, clips_alone: bool =
         max_tokens=config.model.max_text_tokens,
         audio_normalise=config.model.audio_normalise,
         lone_statistics=None if model.audio_in is None else model.audio_in.reference_statistics(),
-        clips_alone=clips_alone,
+        groups=groups,
     )
 
 
@@ -65,15 +67,15 @@ def evaluate_run(
     report_dir: str | Path | None = None,
     by_corpus: bool = False,
     labels: Sequence[str] | None = None,
-    clips_alone: bool = False,
+    groups: str = "speaker",
 ) -> dict:
     """Score every view the run can take on one split; writes report.json, report.md and plots into
     `report_dir` (default: the run directory). With `by_corpus` the report also holds each corpus's scores
     (`by_corpus`: corpus -> {"n", "results"} of the views with rows of that corpus). `labels` restricts the
     predictions to those classes (a corpus with fewer classes than the model, e.g. EmoDB and mamer-base's
-    surprise), as `EmotionRecognizer.predict(labels=...)` does; rows of other classes are not scored. With
-    `clips_alone`, a model with `audio_normalise: speaker` standardises every clip by the training rows'
-    statistics it keeps instead of its speaker's in the split: what `predict` does with a clip given alone."""
+    surprise), as `EmotionRecognizer.predict(labels=...)` does; rows of other classes are not scored. A model
+    with `audio_normalise: speaker` standardises each clip by its `groups` (`split_dataset`): `none` is what
+    `predict` does with a clip given alone, `corpus` what it does with a corpus's clips given as one group."""
     run_dir = Path(run_dir)
     model, meta = load_model(run_dir, device)
     config, targets = meta.run_config, meta.label_space
@@ -82,7 +84,7 @@ def evaluate_run(
         raise ValueError(f"labels restrict classes; {run_dir} has task {task!r}, which has none")
     labels = check_labels(labels, targets.labels)
     classes = [targets.labels.index(label) for label in labels] if labels else None
-    dataset = split_dataset(meta, split, model, clips_alone)
+    dataset = split_dataset(meta, split, model, groups)
     rows, unscored = scored_rows(dataset, task, labels)
     if unscored["rows"]:
         log.warning("%s: %d row(s) not scored: %s", split, unscored["rows"], describe_unscored(unscored))
@@ -104,7 +106,7 @@ def evaluate_run(
         "encoders": meta.encoders,
         "chance": chance,
         "labels_scored": labels,
-        "audio_normalise": dataset.audio_normalise + (", each clip alone" if clips_alone else ""),
+        "audio_normalise": dataset.audio_normalise + GROUP_NOTES[groups],
         "confusion": {view: matrix.tolist() for view, matrix in confusions.items()},  # rows: true classes
     }
     if by_corpus:

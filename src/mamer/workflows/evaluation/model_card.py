@@ -52,7 +52,7 @@ def _limits(synthetic: bool, task: str, normalise: str = "none") -> list[str]:
         lines.append(
             "- Trained on audio features standardised per speaker: give several clips of one speaker together "
             "(`predict_batch` items sharing a `speaker` value); a clip given alone is standardised by the "
-            "training rows' statistics, which scores lower (`mamer evaluate --clips-alone` measures by how much)."
+            "training rows' statistics, which scores lower (`mamer evaluate --groups none` measures by how much)."
         )
     return lines
 

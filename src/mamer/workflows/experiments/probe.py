@@ -10,6 +10,8 @@ Three classifiers, each picked on the dev rows only:
 - ``linear_speaker``: the same, each row's pooled vector first standardised by the mean and std of its speaker's
   rows in its split (no labels read; on test rows it needs several clips of each speaker, as a deployment
   normalising over a speaker's or a recording's clips would): the per-speaker normalisation lever.
+- ``linear_corpus``: the same, standardised by the rows of its corpus in its split instead (the corpus an id
+  names, `emodb/...`): a folder of clips from one source, speakers unknown.
 - ``mlp``: EmoBox's head (its examples/sb/classifier_head.py: Linear(D, 128) and ReLU on every frame, the mean
   over frames, Linear(128, classes)), on frames standardised with the train mean and std, trained as its recipe
   does (Adam, lr 1e-4, batch 32, up to 100 epochs, unweighted cross-entropy); the epoch with the best dev
@@ -28,10 +30,11 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from mamer.data.cache import load_split
-from mamer.data.manifest import read_manifest
+from mamer.data.manifest import corpus_of, read_manifest
 from mamer.metrics import categorical_metrics
 
-PROBES = ("linear", "linear_speaker", "mlp")
+PROBES = ("linear", "linear_speaker", "linear_corpus", "mlp")
+GROUPED = {"linear_speaker": "speaker", "linear_corpus": "corpus"}  # the linear probes on grouped vectors
 LINEAR_CS = (0.01, 0.1, 1.0)  # C of the logistic regression, chosen on dev macro-F1
 MLP_HIDDEN = 128  # EmoBox's hidden size
 SPLITS = ("train", "dev", "test")
@@ -47,14 +50,16 @@ class ProbeSplit:
     labels: np.ndarray
     speakers: list[str]
 
-    def pooled(self, per_speaker: bool = False) -> np.ndarray:
-        """`(n, D)` float32: each row's frames averaged over time; with ``per_speaker``, then standardised by
-        the mean and std of its speaker's rows (a dimension constant over a speaker's rows is left centred)."""
+    def pooled(self, by: str | None = None) -> np.ndarray:
+        """`(n, D)` float32: each row's frames averaged over time; with ``by`` ``speaker`` or ``corpus``, then
+        standardised by the mean and std of the rows of its speaker or corpus (a dimension constant over a
+        group's rows is left centred)."""
         pooled = np.stack([f.float().mean(0).numpy() for f in self.frames])
-        if per_speaker:
-            speakers = np.array(self.speakers)
-            for speaker in set(self.speakers):
-                rows = speakers == speaker
+        if by is not None:
+            keys = self.speakers if by == "speaker" else [corpus_of(i) for i in self.ids]
+            groups = np.array(keys)
+            for group in set(keys):
+                rows = groups == group
                 std = pooled[rows].std(0)
                 pooled[rows] = (pooled[rows] - pooled[rows].mean(0)) / np.where(std > 0, std, 1.0)
         return pooled
@@ -82,10 +87,10 @@ def probe_splits(features: Path, manifest: Path, classes: list[str]) -> dict[str
     return out
 
 
-def linear_probe(data: dict[str, ProbeSplit], num_classes: int, per_speaker: bool = False) -> dict:
-    """Test and dev metrics of the logistic regression whose C scored best on dev, and that C (``per_speaker``:
-    on vectors standardised per speaker first, `ProbeSplit.pooled`)."""
-    pooled = {split: part.pooled(per_speaker) for split, part in data.items()}
+def linear_probe(data: dict[str, ProbeSplit], num_classes: int, by: str | None = None) -> dict:
+    """Test and dev metrics of the logistic regression whose C scored best on dev, and that C (``by``: on
+    vectors standardised per speaker or corpus first, `ProbeSplit.pooled`)."""
+    pooled = {split: part.pooled(by) for split, part in data.items()}
     scaler = StandardScaler().fit(pooled["train"])
     x = {split: scaler.transform(vectors) for split, vectors in pooled.items()}
     best = None
@@ -177,6 +182,6 @@ def run_probe(
     if kind not in PROBES:
         raise ValueError(f"unknown probe {kind!r}; known: {', '.join(PROBES)}")
     data = probe_splits(features, manifest, classes)
-    if kind in ("linear", "linear_speaker"):
-        return linear_probe(data, len(classes), per_speaker=kind == "linear_speaker")
-    return mlp_probe(data, len(classes), seed, **options)
+    if kind == "mlp":
+        return mlp_probe(data, len(classes), seed, **options)
+    return linear_probe(data, len(classes), by=GROUPED.get(kind))

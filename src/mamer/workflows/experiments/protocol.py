@@ -42,14 +42,21 @@ METRICS = {"UA": "uar", "WA": "accuracy", "macro-F1": "macro_f1"}  # EmoBox's na
 PROBE_NAMES = {
     "linear": "probe: linear",
     "linear_speaker": "probe: linear, per-speaker standardised",
+    "linear_corpus": "probe: linear, per-corpus standardised",
     "mlp": "probe: EmoBox MLP",
 }
+OTHER_GROUPS = {
+    "none": ", each clip alone",
+    "corpus": ", a corpus's clips as one group",
+}  # rows beside `speaker`
 
 
 def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -> list[dict]:
     """One record per finished run and view: system, view, seed, fold and the three metrics (fractions). A
-    run normalising audio per speaker also gives a row `<system>, each clip alone`: its audio views with every
-    clip standardised by the training rows' statistics, what `predict` gives a user with one clip of a speaker."""
+    run normalising audio per speaker also gives rows `<system>, each clip alone` (its audio views with every
+    clip standardised by the training rows' statistics: what `predict` gives a user with one clip of a
+    speaker) and `<system>, a corpus's clips as one group` (each clip by all the split's clips of its corpus: a
+    user's folder of clips from one source, speakers unknown)."""
     records = []
     for run in plan(config, e):
         result = json.loads((Path(run.config.run_dir) / RUN_FILE).read_text())
@@ -57,20 +64,21 @@ def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -
             if scores:
                 records.append(score_record(run.system, view, run.seed, run.fold, scores))
         if run.config.model.audio_normalise == "speaker":
-            for view, scores in clips_alone_report(Path(run.config.run_dir), split)["results"].items():
-                if scores and "audio" in view:
-                    records.append(
-                        score_record(f"{run.system}, each clip alone", view, run.seed, run.fold, scores)
-                    )
+            for groups, note in OTHER_GROUPS.items():
+                for view, scores in grouped_report(Path(run.config.run_dir), split, groups)[
+                    "results"
+                ].items():
+                    if scores and "audio" in view:
+                        records.append(score_record(run.system + note, view, run.seed, run.fold, scores))
     return records
 
 
-def clips_alone_report(run_dir: Path, split: str) -> dict:
-    """The run's report on `split` with no speaker groups (`evaluate_run(..., clips_alone=True)`), kept in
-    `report_<split>_clips_alone/` and read back from there on a rerun."""
-    folder = run_dir / f"report_{split}_clips_alone"
+def grouped_report(run_dir: Path, split: str, groups: str) -> dict:
+    """The run's report on `split` with its clips standardised by `groups` (`evaluate_run(..., groups=)`), kept
+    in `report_<split>_groups_<groups>/` and read back from there on a rerun."""
+    folder = run_dir / f"report_{split}_groups_{groups}"
     if not (folder / "report.json").is_file():
-        evaluate_run(run_dir, split, report_dir=folder, clips_alone=True)
+        evaluate_run(run_dir, split, report_dir=folder, groups=groups)
     return json.loads((folder / "report.json").read_text())
 
 

@@ -83,7 +83,7 @@ def make_loaders(config: RunConfig, features: Path, context: DistContext = SINGL
         lone_share=t.lone_share,
     )
     if config.loss.class_weighted and has_categories(config.data.task):
-        train_set.row_weights = row_weights(train_set, by_corpus=config.loss.class_balance == "corpus")
+        train_set.row_weights = row_weights(train_set, config.loss.class_balance)
     # with model.audio_normalise speaker, the train split's raw audio statistics (its dataset's own, as nothing
     # was given): what a dev clip of no speaker is standardised by, and what the model keeps for clips alone
     reference = train_set.lone_statistics
@@ -149,17 +149,20 @@ def warn_classes_left_out(train: Sequence[Utterance], labels: list[str], manifes
         )  # fmt: skip
 
 
-def row_weights(dataset: EmotionDataset, by_corpus: bool = False) -> list[float]:
+def row_weights(dataset: EmotionDataset, balance: str = "split") -> list[float]:
     """Each row's inverse-frequency class weight, N / (K n_k) for a row of class k among N labelled rows of K
-    classes, counted over the whole dataset or, `by_corpus`, within each corpus (`corpus_of` the id): every
-    class of a group then weighs as much in all, and the rows of a group average 1, so each corpus keeps its
-    share of the loss. Repeated (oversampled) rows count as often as they are drawn; unlabelled rows get 1. A
-    class's part (`data.class_parts`) counts as its class: parts change which output a row trains, not its
-    weight."""
-    groups = [corpus_of(u.id) if by_corpus else "" for u in dataset.utterances]
+    classes, counted over the whole dataset (`balance` "split") or within each corpus (`corpus_of` the id):
+    with "corpus" every class of a corpus then weighs as much in all, and the rows of a corpus average 1, so each
+    corpus keeps its share of the loss; with "corpus_equal" each corpus's rows weigh N / C in all (C corpora), so
+    each corpus has an equal share, its classes equal within it. Repeated (oversampled) rows count as often as
+    they are drawn; unlabelled rows get 1. A class's part (`data.class_parts`) counts as its class: parts change
+    which output a row trains, not its weight."""
+    groups = [corpus_of(u.id) if balance != "split" else "" for u in dataset.utterances]
     labels = [u.label if u.label in dataset.targets.labels else None for u in dataset.utterances]
     counts = Counter((g, label) for g, label in zip(groups, labels, strict=True) if label is not None)
     rows = Counter(g for g, _ in counts.elements())
+    if balance == "corpus_equal":  # every corpus the mean share of the labelled rows
+        rows = Counter({g: rows.total() / len(rows) for g in rows})
     classes = Counter(g for g, _ in counts)
     return [
         1.0 if label is None else rows[g] / (classes[g] * counts[g, label])
