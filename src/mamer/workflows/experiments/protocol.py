@@ -25,7 +25,7 @@ from mamer.config import ExperimentConfig, RunConfig
 from mamer.data.extract import prepare_features
 from mamer.data.manifest import read_manifest, train_classes
 from mamer.metrics import categorical_metrics
-from mamer.workflows.evaluation.evaluate import evaluate_run
+from mamer.workflows.evaluation.evaluate import GROUP_NOTES, evaluate_run
 from mamer.workflows.experiments.experiment import (
     RUN_FILE,
     experiment_dir,
@@ -45,10 +45,6 @@ PROBE_NAMES = {
     "linear_corpus": "probe: linear, per-corpus standardised",
     "mlp": "probe: EmoBox MLP",
 }
-OTHER_GROUPS = {
-    "none": ", each clip alone",
-    "corpus": ", a corpus's clips as one group",
-}  # rows beside `speaker`
 
 
 def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -> list[dict]:
@@ -64,12 +60,12 @@ def mamer_records(config: RunConfig, e: ExperimentConfig, split: str = "test") -
             if scores:
                 records.append(score_record(run.system, view, run.seed, run.fold, scores))
         if run.config.model.audio_normalise == "speaker":
-            for groups, note in OTHER_GROUPS.items():
-                for view, scores in grouped_report(Path(run.config.run_dir), split, groups)[
-                    "results"
-                ].items():
+            for groups in ("none", "corpus"):  # beside the speaker groups the run was scored with
+                report = grouped_report(Path(run.config.run_dir), split, groups)
+                for view, scores in report["results"].items():
                     if scores and "audio" in view:
-                        records.append(score_record(run.system + note, view, run.seed, run.fold, scores))
+                        system = run.system + GROUP_NOTES[groups]
+                        records.append(score_record(system, view, run.seed, run.fold, scores))
     return records
 
 
