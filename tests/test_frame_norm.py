@@ -1,6 +1,7 @@
 """Audio frames standardised per speaker, recording or utterance (model.audio_normalise), from the statistics
 to training, evaluation and the recognizer."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import torch
 
 from mamer import EmotionRecognizer
 from mamer.checkpoint import load_model
+from mamer.cli import main
 from mamer.config import load_config
 from mamer.data.cache import Column, Shard, SplitFeatures, load_split
 from mamer.data.dataset import EmotionDataset, Targets
@@ -16,6 +18,7 @@ from mamer.data.frame_norm import frame_statistics, group_statistics, normalised
 from mamer.data.manifest import read_manifest, splits
 from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.evaluation.model_card import model_card
+from mamer.workflows.inference.batch import Options, make_jobs, source_statistics
 from mamer.workflows.inference.recognizer import Features
 from mamer.workflows.training.loop import train
 
@@ -237,6 +240,52 @@ def test_the_recognizer_pools_a_speakers_clips_and_keeps_speakers_apart(speaker_
     assert once == pytest.approx(
         probabilities([recognizer.predict_features([f])[0] for f in pooled]), abs=1e-5
     )
+
+
+def test_one_source_standardises_every_clip_of_a_call_by_all_their_frames(
+    speaker_run, tiny_corpus, tmp_path, capsys
+):
+    recognizer = EmotionRecognizer.load(speaker_run)
+    rows, _ = read_manifest(tiny_corpus)
+    test = [u for u in splits(rows)["test"] if u.audio is not None][:4]
+    folder = tmp_path / "one_source"
+    folder.mkdir()
+    for k, u in enumerate(test):
+        (folder / f"clip{k}{Path(u.audio).suffix}").write_bytes(Path(u.audio).read_bytes())
+    (folder / "broken.wav").write_bytes(b"RIFF not audio")  # read by neither pass: skipped and reported
+    jobs = make_jobs(str(folder), None, None)
+    source = source_statistics(recognizer, jobs, Options(), batch_size=3)
+    features = recognizer.featurize([recognizer.load_wave(u.audio) for u in test], [None] * 4)
+    together = frame_statistics(f.audio for f in features)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(source, together, strict=True))
+
+    def probabilities(predictions):
+        return np.array([list(p.probabilities.values()) for p in predictions])
+
+    shared = recognizer.predict_batch([{"audio": u.audio, "speaker": "s"} for u in test])
+    given = recognizer.predict_batch([{"audio": u.audio} for u in test], batch_size=2, source=source)
+    assert probabilities(given) == pytest.approx(probabilities(shared), abs=1e-5)
+    # the log-mel test encoder standardises each clip, so any source's statistics are near (0, 1): a source far
+    # from it shows that predict_batch standardises by what it is given, not by the training rows' statistics
+    far = (
+        source[0] + torch.linspace(-3, 3, len(source[0])),
+        source[1],
+    )  # a shift no per-frame LayerNorm undoes
+    moved = recognizer.predict_batch([{"audio": u.audio} for u in test], source=far)
+    assert not np.allclose(probabilities(moved), probabilities(shared), atol=1e-3)
+    raw = [Features(b + 7, None) for b in blocks(6, 8, dim=features[0].audio.shape[1])]
+    by_far = recognizer.normalise(raw, alone=far)
+    assert torch.allclose(by_far[1].audio, (raw[1].audio - far[0]) / far[1], atol=1e-5)
+
+    assert main(["predict", str(speaker_run), "--audio", str(folder), "--asr", "none", "--one-source"]) == 0
+    out = capsys.readouterr()
+    printed = [json.loads(line) for line in out.out.splitlines()]
+    assert "broken.wav" in out.err and len(printed) == 4
+    by_file = {Path(r["file"]).name: list(r["probabilities"].values()) for r in printed}
+    got = np.array([by_file[f"clip{k}{Path(u.audio).suffix}"] for k, u in enumerate(test)])
+    assert got == pytest.approx(probabilities(shared), abs=1e-4)
+    ray = ["predict", str(speaker_run), "--audio", str(folder), "--one-source", "--engine", "ray"]
+    assert main(ray) == 2 and "--one-source reads every file before predicting any" in capsys.readouterr().err
 
 
 def test_a_share_of_training_clips_is_standardised_as_if_alone(tiny_corpus):

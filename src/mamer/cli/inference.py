@@ -32,8 +32,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     if args.engine == "ray":  # an actor pool over Ray Data, writing Parquet shards: mamer.cli.scale
+        if args.one_source:
+            raise ValueError("--one-source reads every file before predicting any: not with --engine ray")
         return predict_on_ray(args, model_of(args))
-    from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs
+    from mamer.workflows.inference.batch import Options, make_jobs, predict_jobs, source_statistics
     from mamer.workflows.inference.prediction import check_labels
     from mamer.workflows.inference.predictions_file import PredictionsFile
     from mamer.workflows.inference.recognizer import EmotionRecognizer
@@ -49,7 +51,8 @@ def _predict(args: argparse.Namespace) -> None:
     if args.out:  # refused before the model loads: an input as --out, a file that is not ours, other settings
         languages = {} if args.transcript_languages == "auto" else {"transcripts": args.transcript_languages}
         made = {k: v for k, v in vars(options).items() if k != "timelines"}
-        settings = {"model": model_of(args), "asr": asr} | languages | made
+        source = {"one_source": True} if args.one_source else {}
+        settings = {"model": model_of(args), "asr": asr} | languages | made | source
         inputs = [args.transcripts, *(job.audio for job in jobs)]
         out = PredictionsFile(args.out, inputs, settings, overwrite=args.overwrite)
         if out.done:
@@ -69,9 +72,15 @@ def _predict(args: argparse.Namespace) -> None:
             recognizer.encoder(modality)
         except ModuleNotFoundError as err:
             raise ValueError(str(err)) from err
+    source = None
+    if args.one_source and recognizer.model.config.audio_normalise != "speaker":
+        print(f"--one-source: {model_of(args)} reads each clip alone (it was not trained with audio normalised "
+              "per speaker): nothing to standardise by the source", file=sys.stderr)  # fmt: skip
+    elif args.one_source:  # every file of the call, those predicted before a resume too: one source's frames
+        source = source_statistics(recognizer, jobs, options, args.batch_size)
     rows, skipped = predict_jobs(
         recognizer, todo, args.batch_size, progress=len(todo) > 1, options=options,
-        on_done=None if out is None else lambda job, made: out.add(job.id, made),
+        on_done=None if out is None else lambda job, made: out.add(job.id, made), source=source,
     )  # fmt: skip
     for source, reason in skipped:
         print(f"skipped {source}: {reason}", file=sys.stderr)
@@ -217,6 +226,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", help="comma-separated labels to restrict to (probabilities renormalised)")
     p.add_argument("--embeddings", action="store_true", help="add the [CLS] output of the shared model")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument(
+        "--one-source", action="store_true",
+        help="the audio files come from one source (a speaker, a session, a corpus): a model trained with audio "
+        "normalised per speaker standardises every clip by all of their frames together (a first pass encodes "
+        "them all) instead of each clip alone",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu")
     add_ray_arguments(p)
     p.set_defaults(func=_predict)

@@ -51,7 +51,8 @@ def _limits(synthetic: bool, task: str, normalise: str = "none") -> list[str]:
     if normalise == "speaker":
         lines.append(
             "- Trained on audio features standardised per speaker: give several clips of one speaker together "
-            "(`predict_batch` items sharing a `speaker` value); a clip given alone is standardised by the "
+            "(`predict_batch` items sharing a `speaker` value, or a folder from one source: `mamer predict --audio "
+            "DIR --one-source`); a clip given alone is standardised by the "
             "training rows' statistics, which scores lower (`mamer evaluate --groups none` measures by how much)."
         )
     return lines

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
 
 from mamer.data.audio import AUDIO_SUFFIXES, AudioLoadError, audio_duration
+from mamer.data.frame_norm import Statistics, frame_statistics
 from mamer.modality import DIMENSIONS, has_categories, has_dimensions
 from mamer.workflows.inference.recognizer import EmotionRecognizer, Prediction
 from mamer.workflows.inference.timeline import Timeline
@@ -151,10 +153,12 @@ def predict_jobs(
     progress: bool = True,
     options: Options | None = None,
     on_done: Callable[[Job, list[dict]], None] | None = None,
+    source: Statistics | None = None,
 ) -> tuple[list[dict], list[tuple[str, str]]]:
     """Predict every job; returns (rows, skipped as (file or id, reason)); timelines land in
     `options.timelines`. A bad input never stops the rest. `on_done(job, its rows)` is called as each job's
-    rows are made (after each batch), so a caller can write them as they come."""
+    rows are made (after each batch), so a caller can write them as they come. `source`: the statistics every
+    clip is standardised by, for a model with `audio_normalise: speaker` (`source_statistics`)."""
     options = options or Options()
     rows: list[dict] = []
     skipped: list[tuple[str, str]] = []
@@ -176,11 +180,38 @@ def predict_jobs(
                     chunk.append(job)
             except (AudioLoadError, ValueError, RuntimeError) as err:
                 skipped.append(_skip(job, err))
-        for job, prediction in _predict_isolating(recognizer, chunk, items, skipped, options):
+        for job, prediction in _predict_isolating(recognizer, chunk, items, skipped, options, source):
             done(job, [prediction_row(job, prediction, recognizer.task)])
         bar.update(len(jobs[start : start + batch_size]))
     bar.close()
     return rows, skipped
+
+
+def source_statistics(
+    recognizer: EmotionRecognizer, jobs: list[Job], options: Options, batch_size: int = 16
+) -> Statistics | None:
+    """Per-dimension mean and std over every audio frame of the jobs' clips (not the recordings that become
+    timelines, which are standardised by their own segments) as the audio encoder gives them: the statistics
+    of one source (`mamer predict --one-source`), a first pass over its files, one batch in memory at a time.
+    A file that cannot be read adds nothing here; predicting it skips and reports it."""
+
+    def blocks() -> Iterator[torch.Tensor]:
+        clips = [job for job in jobs if job.audio is not None]
+        for start in range(0, len(clips), batch_size):
+            waves = []
+            for job in clips[start : start + batch_size]:
+                try:
+                    if not _needs_timeline(recognizer, job, options):
+                        waves.append(recognizer.load_wave(job.audio))
+                except (AudioLoadError, ValueError, RuntimeError):
+                    continue
+            try:
+                features = recognizer.featurize(waves, [None] * len(waves)) if waves else []
+            except (ValueError, RuntimeError):
+                features = []  # one by one would find the bad file; it is skipped when predicted
+            yield from (f.audio for f in features if f.audio is not None)
+
+    return frame_statistics(blocks())
 
 
 def _needs_timeline(recognizer: EmotionRecognizer, job: Job, options: Options) -> bool:
@@ -212,13 +243,14 @@ def _item(recognizer: EmotionRecognizer, job: Job, options: Options) -> dict:
 
 
 def _predict_isolating(
-    recognizer, jobs: list[Job], items: list[dict], skipped: list, options: Options
+    recognizer, jobs: list[Job], items: list[dict], skipped: list, options: Options, source=None
 ) -> list:
     """One batch; if it fails, one by one, so only the bad input is skipped."""
     if not items:
         return []
     try:
-        return list(zip(jobs, recognizer.predict_batch(items, **options.outputs()), strict=True))
+        predictions = recognizer.predict_batch(items, source=source, **options.outputs())
+        return list(zip(jobs, predictions, strict=True))
     except (ValueError, RuntimeError) as err:
         if len(items) == 1:
             skipped.append(_skip(jobs[0], err))
@@ -226,7 +258,7 @@ def _predict_isolating(
     return [
         pair
         for j, i in zip(jobs, items, strict=True)
-        for pair in _predict_isolating(recognizer, [j], [i], skipped, options)
+        for pair in _predict_isolating(recognizer, [j], [i], skipped, options, source)
     ]
 
 

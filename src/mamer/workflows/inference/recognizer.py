@@ -22,7 +22,7 @@ import torch
 
 from mamer.checkpoint import ModelMeta, load_model
 from mamer.data.audio import check_wave, load_audio, resample
-from mamer.data.frame_norm import normalised_blocks
+from mamer.data.frame_norm import Statistics, normalised_blocks
 from mamer.device import available_device
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.choice import rebuild_encoder
@@ -209,11 +209,13 @@ class EmotionRecognizer:
         top_k: int | None = None,
         labels: Sequence[str] | None = None,
         return_embedding: bool = False,
+        source: Statistics | None = None,
     ) -> list[Prediction]:
         """`items`: dicts with optional "audio", "text", "sample_rate", "transcribe", "language", "speaker" keys
         -> one Prediction each, in order (options as in `predict`). "speaker" (any hashable: a speaker, a
         recording) matters to a model with `audio_normalise: speaker`: the audio of the items that share it is
-        standardised by their frames together, an item without one by the training rows' statistics."""
+        standardised by their frames together, an item without one by `source` (the statistics of the clips of
+        its source: `batch.source_statistics`) or else the training rows' statistics."""
         labels = check_labels(labels, self.labels)
         waves = [self._input_wave(it) for it in items]
         heard = [self._heard(it, w) for it, w in zip(items, waves, strict=True)]
@@ -228,11 +230,11 @@ class EmotionRecognizer:
             if self.model.config.audio_normalise == "speaker" and any(g is not None for g in groups):
                 # a speaker's statistics span every chunk: all of the call is encoded before the model reads any
                 features = self.normalise(
-                    [f for c in chunks for f in self.featurize(waves[c], texts[c])], groups
+                    [f for c in chunks for f in self.featurize(waves[c], texts[c])], groups, source
                 )
                 parts = (features[c] for c in chunks)
             else:
-                parts = (self.featurize(waves[c], texts[c]) for c in chunks)
+                parts = (self.normalise(self.featurize(waves[c], texts[c]), alone=source) for c in chunks)
             results = [r for part in parts for r in self.predict_features(part, return_embedding)]
         for i, transcript in enumerate(heard):
             if transcript is not None:
@@ -312,18 +314,21 @@ class EmotionRecognizer:
         return out
 
     def normalise(
-        self, features: Sequence[Features], groups: Sequence[Hashable | None] | None = None
+        self,
+        features: Sequence[Features],
+        groups: Sequence[Hashable | None] | None = None,
+        alone: Statistics | None = None,
     ) -> list[Features]:
         """`features` with their audio as the model reads it (`model.audio_normalise`): with `speaker`,
         standardised by the frames of their group (`groups`, one per feature), a feature of no group (None, or
-        no `groups`) by the training rows' statistics the model keeps; by their own frames with `utterance`; as
-        given with `none`. Features already normalised are left as they are."""
+        no `groups`) by `alone`, by default the training rows' statistics the model keeps; by their own frames
+        with `utterance`; as given with `none`. Features already normalised are left as they are."""
         mode, out = self.model.config.audio_normalise, list(features)
         todo = [i for i, f in enumerate(features) if not f.normalised and f.audio is not None]
         if mode == "none" or not todo:
             return out
         groups = [None] * len(features) if groups is None else groups
-        alone = self.model.audio_in.reference_statistics()
+        alone = self.model.audio_in.reference_statistics() if alone is None else alone
         blocks = normalised_blocks([features[i].audio for i in todo], [groups[i] for i in todo], mode, alone)
         for i, block in zip(todo, blocks, strict=True):
             out[i] = replace(features[i], audio=block, normalised=True)
