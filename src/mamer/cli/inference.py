@@ -51,8 +51,8 @@ def _predict(args: argparse.Namespace) -> None:
     if args.out:  # refused before the model loads: an input as --out, a file that is not ours, other settings
         languages = {} if args.transcript_languages == "auto" else {"transcripts": args.transcript_languages}
         made = {k: v for k, v in vars(options).items() if k != "timelines"}
-        source = {"one_source": True} if args.one_source else {}
-        settings = {"model": model_of(args), "asr": asr} | languages | made | source
+        one_source = {"one_source": True} if args.one_source else {}
+        settings = {"model": model_of(args), "asr": asr} | languages | made | one_source
         inputs = [args.transcripts, *(job.audio for job in jobs)]
         out = PredictionsFile(args.out, inputs, settings, overwrite=args.overwrite)
         if out.done:
@@ -72,15 +72,15 @@ def _predict(args: argparse.Namespace) -> None:
             recognizer.encoder(modality)
         except ModuleNotFoundError as err:
             raise ValueError(str(err)) from err
-    source = None
+    statistics = None  # of the source's frames, with --one-source
     if args.one_source and recognizer.model.config.audio_normalise != "speaker":
         print(f"--one-source: {model_of(args)} reads each clip alone (it was not trained with audio normalised "
               "per speaker): nothing to standardise by the source", file=sys.stderr)  # fmt: skip
     elif args.one_source:  # every file of the call, those predicted before a resume too: one source's frames
-        source = source_statistics(recognizer, jobs, options, args.batch_size)
+        statistics = source_statistics(recognizer, jobs, options, args.batch_size)
     rows, skipped = predict_jobs(
         recognizer, todo, args.batch_size, progress=len(todo) > 1, options=options,
-        on_done=None if out is None else lambda job, made: out.add(job.id, made), source=source,
+        on_done=None if out is None else lambda job, made: out.add(job.id, made), source=statistics,
     )  # fmt: skip
     for source, reason in skipped:
         print(f"skipped {source}: {reason}", file=sys.stderr)
