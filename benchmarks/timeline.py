@@ -1,12 +1,14 @@
 """Timelines of long real recordings: segment boundaries, labels, throughput and memory.
 
-    nice -n 5 python benchmarks/timeline.py --run RUN --manifest MANIFEST [--splits dev,test] [--minutes 10]
+    nice -n 5 python benchmarks/timeline.py --run RUN --manifest MANIFEST [--splits dev,test] [--speaker S] [--minutes 10]
         [--asr whisper-base] [--language de] [--rss-minutes 10,60] [--work /tmp/timeline_bench]
 
-Builds a recording of about `--minutes` from the manifest's clips of `--splits` (shuffled, seed 0), joined with
+Builds a recording of about `--minutes` from the manifest's clips of `--splits` (of one `--speaker`'s, when
+given: a speaker-normalised model standardises a recording by its whole self; shuffled, seed 0), joined with
 pauses of 0.5-2 s (uniform), written under `--work` (never the repository). Then:
 
-1. every clip scored alone (audio view) -> macro-F1 against the corpus labels;
+1. every clip scored alone (audio view) -> macro-F1 and UA against the corpus labels; for a model with
+   `audio_normalise: speaker`, also all the clips given as one group (`predict_batch` items of one `speaker`);
 2. `recognizer.timeline(file, segment="vad")` without ASR -> the share of true utterances whose centre lies in
    exactly one segment, the mean |start| and |end| boundary errors of that segment (segments carry 0.2 s of
    padding on each side), the macro-F1 of the segment labels at the utterance centres (no segment = wrong),
@@ -37,9 +39,17 @@ from mamer.metrics import categorical_metrics
 SR = 16000
 
 
-def build(manifest: Path, splits: list[str], minutes: float, out: Path) -> list[dict]:
-    """Write the joined recording to `out`; returns each utterance's start, end, label and file."""
+def build(
+    manifest: Path, splits: list[str], minutes: float, out: Path, speaker: str | None = None
+) -> list[dict]:
+    """Write the joined recording to `out` (of one `speaker`'s clips, when given); returns each utterance's start,
+    end, label and file."""
     rows = [u for u in read_manifest(manifest)[0] if u.split in splits and u.audio is not None]
+    rows = [u for u in rows if speaker is None or u.speaker == speaker]
+    if not rows:
+        raise SystemExit(
+            f"no clips of splits {','.join(splits)}{f' and speaker {speaker}' if speaker else ''} in {manifest}"
+        )
     rng = np.random.default_rng(0)
     rng.shuffle(rows)
     parts, truth, at = [], [], 0
@@ -66,14 +76,16 @@ def repeated(src: Path, times: int, out: Path) -> Path:
     return out
 
 
-def macro_f1(true: list[str], pred: list[str | None], labels: list[str]) -> float | None:
+def scores(true: list[str], pred: list[str | None], labels: list[str]) -> dict:
+    """Macro-F1 and UA of the predicted labels (None: no segment, counted wrong)."""
     index = {k: i for i, k in enumerate(labels)}
     if not set(true) <= set(index):
-        return None  # a model of another label space (a smoke run)
+        return {"macro_f1": None}  # a model of another label space (a smoke run)
     y_true = np.array([index[t] for t in true])
     y_pred = np.array([index.get(p, -1) if p is not None else -1 for p in pred])
     y_pred = np.where(y_pred < 0, (y_true + 1) % len(labels), y_pred)  # no segment: counted wrong
-    return round(categorical_metrics(y_true, y_pred, len(labels))["macro_f1"], 4)
+    metrics = categorical_metrics(y_true, y_pred, len(labels))
+    return {"macro_f1": round(metrics["macro_f1"], 4), "uar": round(metrics["uar"], 4)}
 
 
 def match(truth: list[dict], segments) -> dict:
@@ -127,6 +139,7 @@ def main() -> None:
     p.add_argument("--run", required=True)
     p.add_argument("--manifest")
     p.add_argument("--splits", default="dev,test")
+    p.add_argument("--speaker", help="only this speaker's clips: one voice, as a recording of one person")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--asr", default="whisper-base", help="none to skip step 3")
     p.add_argument("--language")
@@ -142,7 +155,7 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     path = work / f"long{args.minutes:g}.wav"
-    truth = build(Path(args.manifest), args.splits.split(","), args.minutes, path)
+    truth = build(Path(args.manifest), args.splits.split(","), args.minutes, path, args.speaker)
     duration = sf.info(str(path)).duration
     recognizer = EmotionRecognizer.load(args.run, asr=args.asr, language=args.language)
     labels, true = recognizer.labels, [t["label"] for t in truth]
@@ -151,19 +164,29 @@ def main() -> None:
 
     started = time.perf_counter()
     alone = recognizer.predict_batch([{"audio": t["file"]} for t in truth], batch_size=8)
-    print(json.dumps({"step": "clips one by one (audio)", "macro_f1": macro_f1(true, [a.label for a in alone], labels),
+    print(json.dumps({"step": "clips one by one (audio)", **scores(true, [a.label for a in alone], labels),
                       "seconds": round(time.perf_counter() - started, 1)}))  # fmt: skip
+
+    if recognizer.model.config.audio_normalise == "speaker":  # the clips standardised by all of them together
+        together = recognizer.predict_batch(
+            [{"audio": t["file"], "speaker": "one"} for t in truth], batch_size=8
+        )
+        print(
+            json.dumps(
+                {"step": "clips as one group (audio)", **scores(true, [a.label for a in together], labels)}
+            )
+        )
 
     result, speed = timed_timeline(recognizer, path, duration)
     found = match(truth, result.segments)
     print(json.dumps({"step": "timeline vad, no ASR", "segments": len(result.segments), **speed,
-                      "macro_f1": macro_f1(true, found.pop("labels"), labels), **found}))  # fmt: skip
+                      **scores(true, found.pop("labels"), labels), **found}))  # fmt: skip
 
     if args.asr != "none":
         result, speed = timed_timeline(recognizer, path, duration, transcribe=True)
         found = match(truth, result.segments)
         print(json.dumps({"step": f"timeline vad + ASR {args.asr}", "segments": len(result.segments), **speed,
-                          "macro_f1": macro_f1(true, found.pop("labels"), labels), **found,
+                          **scores(true, found.pop("labels"), labels), **found,
                           "first_transcripts": [s.prediction.transcript for s in result.segments[:3]]}))  # fmt: skip
         from mamer.workflows.evaluation.timeline_plot import plot_timeline
 

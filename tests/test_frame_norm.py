@@ -2,6 +2,9 @@
 to training, evaluation and the recognizer."""
 
 import json
+import runpy
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +15,23 @@ from mamer import EmotionRecognizer
 from mamer.checkpoint import load_model
 from mamer.cli import main
 from mamer.config import load_config
+from mamer.data.audio import load_audio
 from mamer.data.cache import Column, Shard, SplitFeatures, load_split
 from mamer.data.dataset import EmotionDataset, Targets
-from mamer.data.frame_norm import frame_statistics, group_statistics, normalised_blocks, standardised
+from mamer.data.frame_norm import (
+    frame_statistics,
+    group_statistics,
+    normalised_blocks,
+    standardised,
+)
 from mamer.data.manifest import read_manifest, splits
 from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.evaluation.model_card import model_card
 from mamer.workflows.inference.batch import Options, make_jobs, source_statistics
+from mamer.workflows.inference.prediction import pooled
 from mamer.workflows.inference.recognizer import Features
+from mamer.workflows.inference.segments import window_segments
+from mamer.workflows.inference.timeline import RECORDING_SEGMENTS
 from mamer.workflows.training.loop import train
 
 
@@ -286,6 +298,79 @@ def test_one_source_standardises_every_clip_of_a_call_by_all_their_frames(
     assert got == pytest.approx(probabilities(shared), abs=1e-4)
     ray = ["predict", str(speaker_run), "--audio", str(folder), "--one-source", "--engine", "ray"]
     assert main(ray) == 2 and "--one-source reads every file before predicting any" in capsys.readouterr().err
+
+
+def test_a_timeline_standardises_every_segment_by_its_whole_recording(speaker_run, tiny_corpus, tmp_path):
+    # the run read through log-mels without the test encoder's per-clip standardisation, which would make every
+    # segment's statistics (0, 1) and any grouping alike
+    run = shutil.copytree(speaker_run, tmp_path / "raw_logmel")
+    meta = json.loads((run / "model.json").read_text())
+    meta["encoders"]["audio"]["normalize"] = False
+    (run / "model.json").write_text(json.dumps(meta))
+    recognizer = EmotionRecognizer.load(run)
+    rows, _ = read_manifest(tiny_corpus)
+    speech = [load_audio(u.audio, 16000) for u in splits(rows)["test"] if u.audio is not None][:3]
+    t = np.arange(20 * 16000) / 16000
+    low, high = (0.3 * np.sin(2 * np.pi * f * t).astype(np.float32) for f in (220, 2500))
+    # a recording of several groups of segments (28 s each) whose stretches differ in spectrum, so that batches
+    # of its segments differ in statistics
+    wave = np.concatenate([low, high, *speech, low])
+
+    def probabilities(predictions):
+        return np.array([list(p.probabilities.values()) for p in predictions])
+
+    options = {"sample_rate": 16000, "segment": "window", "window": 1.0, "hop": 1.0}
+    result = recognizer.timeline(wave, batch_size=2, **options)
+    got = probabilities(s.prediction for s in result.segments)
+    pieces = [wave[round(s.start * 16000) : round(s.end * 16000)] for s in result.segments]
+    items = [{"audio": piece, "sample_rate": 16000} for piece in pieces]
+    features = recognizer.featurize(
+        [recognizer.load_wave(piece, 16000) for piece in pieces], [None] * len(pieces)
+    )
+    recording = frame_statistics(f.audio for f in features)  # every segment's frames together
+    assert got == pytest.approx(probabilities(recognizer.predict_batch(items, source=recording)), abs=1e-5)
+    # whatever the batches: the last segments no longer stand on statistics of their own
+    whole = recognizer.timeline(wave, batch_size=32, **options)
+    assert probabilities(s.prediction for s in whole.segments) == pytest.approx(got, abs=1e-5)
+    # what it did before: each batch of 2 segments standardised by its own frames
+    by_batch = [{**item, "speaker": k // 2} for k, item in enumerate(items)]
+    assert not np.allclose(probabilities(recognizer.predict_batch(by_batch)), got, atol=1e-3)
+    # fewer than RECORDING_SEGMENTS segments, or one pooled row: each as a clip alone (training statistics),
+    # never by its own frames
+    few = wave[: 3 * 16000]
+    three = recognizer.timeline(few, **options)
+    assert len(three.segments) == 3 < RECORDING_SEGMENTS
+    alone = recognizer.predict_batch(
+        [{"audio": few[k * 16000 : (k + 1) * 16000], "sample_rate": 16000} for k in range(3)]
+    )
+    assert probabilities(s.prediction for s in three.segments) == pytest.approx(
+        probabilities(alone), abs=1e-5
+    )
+    long = np.tile(wave, 3)  # 3.4 min: 6 windows of the model's limit
+    whole_file = recognizer.timeline(long, sample_rate=16000, segment="none")
+    windows = window_segments(len(long) / 16000, recognizer.max_seconds, recognizer.max_seconds)
+    assert len(whole_file.segments) == 1 and len(windows) >= RECORDING_SEGMENTS  # windows, pooled
+    pieces = [
+        {"audio": long[round(w.start * 16000) : round(w.end * 16000)], "sample_rate": 16000} for w in windows
+    ]
+    each_alone = pooled(recognizer.predict_batch(pieces), [w.end - w.start for w in windows])
+    assert probabilities([whole_file.segments[0].prediction]) == pytest.approx(
+        probabilities([each_alone]), abs=1e-5
+    )
+
+
+@pytest.mark.smoke  # benchmarks/group_size.py's smallest run (tests/test_smoke_scripts.py): -k smoke
+def test_group_size_benchmark_smoke(speaker_run, monkeypatch, capsys):
+    """benchmarks/group_size.py at its smallest size, on this module's speaker-normalised run; groups of all
+    the test speaker's 8 clips without a prior are the speaker groups it was evaluated with."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "group_size.py"
+    argv = ["--run", str(speaker_run), "--sizes", "1,8", "--prior-seconds", "0,5", "--draws", "1"]
+    monkeypatch.setattr(sys, "argv", [str(script), *argv])
+    runpy.run_path(str(script), run_name="__main__")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["group"] for line in lines] == ["speaker", "alone", *["1 clips"] * 2, *["8 clips"] * 2]
+    assert lines[4]["prior_seconds"] == 0 and lines[4]["ua"] == lines[0]["ua"]
+    assert all(0 <= line["ua"] <= 100 for line in lines)
 
 
 def test_a_share_of_training_clips_is_standardised_as_if_alone(tiny_corpus):

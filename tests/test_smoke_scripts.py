@@ -106,6 +106,8 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
         "--out", str(i.tmp / "finetune"), "--folds", "0", "--fractions", "0.5", "--epochs", "1",
         "--patience", "1", "--batch-size", "8",
     ],
+    # its speaker-normalised run is trained once, for the normalisation's own tests
+    "benchmarks/group_size.py": Elsewhere("test_frame_norm::test_group_size_benchmark_smoke"),
     "benchmarks/latency.py": lambda i: [i.run, "--seconds", "1", "--repeats", "1"],
     "benchmarks/layer_probe.py": lambda i: ["--manifest", i.corpus, "--encoder", "whisper-tiny.en"],
     "benchmarks/live_latency.py": lambda i: [

@@ -4,7 +4,8 @@ Emotion moves a speaker's features less than the speaker does: a probe on featur
 gains 10 UA on RAVDESS's unseen speakers (docs/results.md, "EmoBox protocol"). A model with
 `audio_normalise: speaker` reads every clip's frames less its group's per-dimension mean, over its group's std:
 in training and evaluation the group is the clip's speaker within its split; at inference it is what the caller
-names (`speaker` in `predict_batch`'s items; a recording's segments in the timeline). A clip of no group (no
+names (`speaker` in `predict_batch`'s items; a folder with `--one-source`; a timeline's whole recording). A clip
+of no group (no
 speaker in the manifest, given alone, or the only clip of its group) is standardised by the training rows' raw
 statistics, which the model keeps (`AudioDownProjection.reference_*`): standardised by its own frames, a clip
 loses the very offset from its speaker's average that the model reads, and scores near chance (docs/results.md,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,8 +27,9 @@ from mamer.device import available_device
 from mamer.encoders.base import AudioEncoder, TextEncoder
 from mamer.encoders.choice import rebuild_encoder
 from mamer.encoders.registry import TEXT_LANGUAGES
-from mamer.modality import DIMENSIONS, view_of, views_within
+from mamer.modality import DIMENSIONS, views_within
 from mamer.model.mamer import MAMER
+from mamer.workflows.inference.features import Features, pad
 from mamer.workflows.inference.prediction import Prediction, check_labels, pooled, reshaped
 from mamer.workflows.inference.pretrained import resolve_model, save_pretrained
 
@@ -41,20 +42,6 @@ __all__ = ["EmotionRecognizer", "Features", "Prediction"]
 log = logging.getLogger(__name__)
 
 AudioInput = str | Path | np.ndarray | None
-
-
-@dataclass
-class Features:
-    """Frozen-encoder features of one utterance: audio (Ta, Da) of any length, text (Tt, Dt); `normalised` once
-    the audio is as a model with `audio_normalise` reads it (`EmotionRecognizer.normalise`)."""
-
-    audio: torch.Tensor | None
-    text: torch.Tensor | None
-    normalised: bool = False
-
-    @property
-    def view(self) -> str:
-        return view_of(m for m, x in (("audio", self.audio), ("text", self.text)) if x is not None)
 
 
 # ---------------------------------------------------------------- the recognizer
@@ -76,7 +63,7 @@ class EmotionRecognizer:
             m for m, p in (("audio", model.audio_in), ("text", model.text_in)) if p is not None
         ]
         self._encoders: dict[str, AudioEncoder | TextEncoder] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # featurize takes it alone (a first pass) and inside predict_batch
         self.asr, self.language = "whisper-base", None
         text_encoder = meta.encoders.get("text", {}).get("name")
         self.transcript_languages: tuple[str, ...] | None = TEXT_LANGUAGES.get(text_encoder)  # None: any
@@ -298,8 +285,8 @@ class EmotionRecognizer:
     @torch.inference_mode()
     def featurize(self, waves: Sequence[np.ndarray | None], texts: Sequence[str | None]) -> list[Features]:
         """Run the frozen encoders: waveforms at `sample_rate` and/or texts -> per-utterance features."""
-        audio = self._encode("audio", waves)
-        text = self._encode("text", texts)
+        with self._lock:
+            audio, text = self._encode("audio", waves), self._encode("text", texts)
         return [Features(a, t) for a, t in zip(audio, text, strict=True)]
 
     def _encode(self, modality: str, inputs: Sequence) -> list[torch.Tensor | None]:
@@ -388,13 +375,3 @@ class EmotionRecognizer:
                 for name, value in zip(DIMENSIONS, values, strict=True):
                     setattr(result, name, float(value))
         return results
-
-
-def pad(blocks: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (T_i, D) -> zero-padded (B, T, D) float32 and mask (B, T) bool, True = valid."""
-    length = max(len(b) for b in blocks)
-    out = torch.zeros(len(blocks), length, blocks[0].shape[1])
-    mask = torch.zeros(len(blocks), length, dtype=torch.bool)
-    for i, b in enumerate(blocks):
-        out[i, : len(b)], mask[i, : len(b)] = b.float(), True
-    return out.to(device), mask.to(device)

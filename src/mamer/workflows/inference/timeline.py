@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from mamer.data.audio import audio_duration, load_audio, resample, stream_audio
+from mamer.data.frame_norm import frame_statistics
 from mamer.modality import DIMENSIONS
 from mamer.workflows.inference.asr import TimedText
 from mamer.workflows.inference.prediction import Prediction, pooled, reshaped
@@ -35,6 +37,11 @@ log = logging.getLogger(__name__)
 SR = 16000  # VAD and ASR read 16 kHz; the recognizer resamples for its own encoder
 ASR_SPAN = 28.0  # seconds of neighbouring segments transcribed in one Whisper call (it reads 30 s windows)
 MODES = ("auto", "none", "vad", "window")
+# a speaker-normalised model standardises a recording's segments by all of them once it has this many; fewer
+# (or one pooled row), each by the training rows' statistics, as a clip alone: a clip standardised by its own
+# frames loses what the model reads (benchmarks/group_size.py: groups of 2 nEMO clips fall below a clip alone
+# in-corpus, groups of 4 rise above it, and across corpora both do)
+RECORDING_SEGMENTS = 4
 
 
 class TimelineStopped(RuntimeError):
@@ -129,6 +136,9 @@ def timeline(
             "for per-segment text, or segment='none'"
         )
     options = {"top_k": top_k, "labels": labels, "return_embedding": return_embedding}
+    speaker_normalised = recognizer.model.config.audio_normalise == "speaker"
+    if speaker_normalised and not pool and len(segments) >= RECORDING_SEGMENTS:  # one voice, or one room
+        options["source"] = _recording_statistics(recognizer, source, segments, batch_size, stop)
     planned = _predicted(recognizer, source, segments, text, transcribe, language, batch_size, options, stop)
     done = list(planned)
     if pool and done:
@@ -246,8 +256,7 @@ def _predicted(recognizer, source, segments, text, transcribe, language, batch_s
             if piece.shape[0] == 0:
                 continue
             words = _words_in(heard, s, group[0].start)
-            # one recording: with model.audio_normalise speaker, a batch's segments are standardised together
-            item = {"audio": piece, "sample_rate": SR, "text": text, "speaker": "recording"}
+            item = {"audio": piece, "sample_rate": SR, "text": text}
             if heard is not None and not recognizer.skipped_transcript(heard.language):
                 item["text"] = " ".join(w.text for w in words) or None
             pending.append((s, item, words, heard))
@@ -255,6 +264,34 @@ def _predicted(recognizer, source, segments, text, transcribe, language, batch_s
             yield from _flush(recognizer, pending, options)
             pending = []
     yield from _flush(recognizer, pending, options)
+
+
+def _recording_statistics(recognizer, source, segments, batch_size, stop=None):
+    """What a model with `audio_normalise: speaker` standardises every segment of a recording by: the statistics
+    of all its segments' frames (a recording is one voice, or one room), a first pass that encodes them one
+    batch at a time."""
+    groups = _groups(segments)
+    spans = source.spans([(g[0].start, g[-1].end) for g in groups])
+
+    def encoded(waves: list[np.ndarray]) -> Iterator[torch.Tensor]:
+        return (f.audio for f in recognizer.featurize(waves, [None] * len(waves)))
+
+    def blocks() -> Iterator[torch.Tensor]:
+        pending: list[np.ndarray] = []
+        for group, wave in zip(groups, spans, strict=True):
+            if stop is not None and stop.is_set():
+                raise TimelineStopped(f"stopped while reading the voice at {group[0].start:.1f} s")
+            for s in group:
+                piece = wave[round((s.start - group[0].start) * SR) : round((s.end - group[0].start) * SR)]
+                if piece.shape[0]:
+                    pending.append(recognizer.load_wave(piece, SR))
+            while len(pending) >= batch_size:
+                yield from encoded(pending[:batch_size])
+                pending = pending[batch_size:]
+        if pending:
+            yield from encoded(pending)
+
+    return frame_statistics(blocks())
 
 
 def _words_in(heard, segment: Segment, offset: float) -> tuple[TimedText, ...]:
