@@ -18,12 +18,7 @@ from mamer.config import load_config
 from mamer.data.audio import load_audio
 from mamer.data.cache import Column, Shard, SplitFeatures, load_split
 from mamer.data.dataset import EmotionDataset, Targets
-from mamer.data.frame_norm import (
-    frame_statistics,
-    group_statistics,
-    normalised_blocks,
-    standardised,
-)
+from mamer.data.frame_norm import frame_statistics, group_statistics, normalised_blocks, standardised
 from mamer.data.manifest import read_manifest, splits
 from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.evaluation.model_card import model_card

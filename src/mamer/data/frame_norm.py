@@ -5,11 +5,10 @@ gains 10 UA on RAVDESS's unseen speakers (docs/results.md, "EmoBox protocol"). A
 `audio_normalise: speaker` reads every clip's frames less its group's per-dimension mean, over its group's std:
 in training and evaluation the group is the clip's speaker within its split; at inference it is what the caller
 names (`speaker` in `predict_batch`'s items; a folder with `--one-source`; a timeline's whole recording). A clip
-of no group (no
-speaker in the manifest, given alone, or the only clip of its group) is standardised by the training rows' raw
-statistics, which the model keeps (`AudioDownProjection.reference_*`): standardised by its own frames, a clip
-loses the very offset from its speaker's average that the model reads, and scores near chance (docs/results.md,
-"Speaker normalisation in the model"). `utterance` standardises every clip by its own frames."""
+of no group (no speaker in the manifest, given alone, or the only clip of its group) is standardised by the
+training rows' raw statistics, which the model keeps (`AudioDownProjection.reference_*`): standardised by its
+own frames, a clip loses the very offset from its speaker's average that the model reads, and scores near chance
+(docs/results.md, "Speaker normalisation in the model"). `utterance` standardises every clip by its own frames."""
 
 from __future__ import annotations
 

@@ -11,6 +11,9 @@ it. Segment modes:
   (duration-weighted mean of probabilities and A/V/D), never cropped;
 - `vad`: speech segments from `segments.vad_segments` (at most 20 s, or the model's limit if lower);
 - `window`: windows of `window` s every `hop` s (`segments.window_segments`).
+
+A model trained with `audio_normalise: speaker` reads every segment standardised by the whole recording's frames
+(a first pass over it), from `RECORDING_SEGMENTS` segments on.
 """
 
 from __future__ import annotations
