@@ -255,7 +255,7 @@ def _predicted(recognizer, source, segments, text, transcribe, language, batch_s
             if language is None and heard.text:  # detected once per recording: a 30 s encoder pass per group
                 language = heard.language  # saved, and one language for the whole file
         for s in group:
-            piece = wave[round((s.start - group[0].start) * SR) : round((s.end - group[0].start) * SR)]
+            piece = _cut(wave, group[0].start, s)
             if piece.shape[0] == 0:
                 continue
             words = _words_in(heard, s, group[0].start)
@@ -285,7 +285,7 @@ def _recording_statistics(recognizer, source, segments, batch_size, stop=None):
             if stop is not None and stop.is_set():
                 raise TimelineStopped(f"stopped while reading the voice at {group[0].start:.1f} s")
             for s in group:
-                piece = wave[round((s.start - group[0].start) * SR) : round((s.end - group[0].start) * SR)]
+                piece = _cut(wave, group[0].start, s)
                 if piece.shape[0]:
                     pending.append(recognizer.load_wave(piece, SR))
             while len(pending) >= batch_size:
@@ -295,6 +295,11 @@ def _recording_statistics(recognizer, source, segments, batch_size, stop=None):
             yield from encoded(pending)
 
     return frame_statistics(blocks())
+
+
+def _cut(wave: np.ndarray, offset: float, segment: Segment) -> np.ndarray:
+    """The samples of `segment` from `wave`, a stretch of the recording that starts at `offset` seconds."""
+    return wave[round((segment.start - offset) * SR) : round((segment.end - offset) * SR)]
 
 
 def _words_in(heard, segment: Segment, offset: float) -> tuple[TimedText, ...]:
