@@ -1,4 +1,5 @@
-"""The corpora of the released model (RAVDESS, GoEmotions, and mamer-base joining all five), on the real files."""
+"""The corpora of the released model (RAVDESS, GoEmotions, and mamer-base joining all five; v2 with nEMO), on the
+real files."""
 
 from collections import Counter
 
@@ -6,7 +7,8 @@ import pytest
 
 from mamer.data.corpora import prepare_corpus
 from mamer.data.corpora.goemotions import read_goemotions
-from mamer.data.corpora.mamer_base import LABELS, MAPPINGS, read_mamer_base
+from mamer.data.corpora.mamer_base import LABELS, MAPPINGS, read_mamer_base, read_mamer_base_v2
+from mamer.data.corpora.nemo import nemo_folds, read_nemo
 from mamer.data.corpora.ravdess import parse_name, read_ravdess
 from mamer.data.manifest import corpus_of, read_manifest
 from test_corpora import DATA, needs_data  # the real corpora in ../shared/data
@@ -142,3 +144,41 @@ def test_mamer_base_folds_resplit_emodb_speakers_only(tmp_path):
     (tmp_path / "emodb").unlink()
     with pytest.raises(ValueError, match="no emodb/"):
         prepare_corpus("mamer-base", tmp_path, tmp_path / "m.jsonl", folds=5)
+
+
+@needs_data
+def test_mamer_base_v2_adds_nemo_in_its_first_speaker_fold_with_surprise_mapped():
+    v1, v2 = read_mamer_base(DATA).rows, read_mamer_base_v2(DATA)
+    assert not v2.problems
+    nemo = [u for u in v2.rows if corpus_of(u.id) == "nemo"]
+    assert [u for u in v2.rows if corpus_of(u.id) != "nemo"] == v1  # the other corpora as in v1
+    assert len(nemo) == 4481 and all(u.audio is not None and u.text for u in nemo)
+    assert Counter(u.label for u in nemo) == {"neutral": 809, "sadness": 769, "happiness": 749, "anger": 749,
+                                              "fear": 736, "surprise": 669}  # fmt: skip
+    speakers = _splits_of(nemo, lambda u: u.speaker)
+    assert all(len(found) == 1 for found in speakers.values())  # speaker-independent
+    tested = {s for s, found in speakers.items() if found == {"test_nemo"}}
+    first_fold = nemo_folds(read_nemo(DATA / "nemo").rows, 3)[0]
+    assert (
+        tested
+        == {f"nemo/{u.speaker}" for u in first_fold if u.split == "test"}
+        == {"nemo/EB0", "nemo/KS0", "nemo/SM0"}
+    )
+    assert {s for s, found in speakers.items() if found == {"dev_nemo"}} == {"nemo/IC0"}
+
+
+@needs_data
+def test_mamer_base_v2_folds_leave_each_speech_corpus_out_whole(tmp_path):
+    for name in ("emodb", "ravdess", "nemo"):
+        (tmp_path / name).symlink_to(DATA / name)
+    plain = prepare_corpus("mamer-base-v2", tmp_path, tmp_path / "m.jsonl").written[tmp_path / "m.jsonl"]
+    folds = list(prepare_corpus("mamer-base-v2", tmp_path, tmp_path / "m.jsonl", folds=3).written.values())
+    for held, rows in zip(("emodb", "ravdess", "nemo"), folds, strict=True):
+        assert [u.id for u in rows] == [u.id for u in plain]
+        for u, before in zip(rows, plain, strict=True):
+            assert u.split == (f"test_{held}" if corpus_of(u.id) == held else before.split)
+    with pytest.raises(ValueError, match="3 folds"):
+        prepare_corpus("mamer-base-v2", tmp_path, tmp_path / "m.jsonl", folds=5)
+    (tmp_path / "nemo").unlink()
+    with pytest.raises(ValueError, match="no nemo"):
+        prepare_corpus("mamer-base-v2", tmp_path, tmp_path / "m.jsonl", folds=3)

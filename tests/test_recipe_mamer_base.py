@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from mamer import EmotionRecognizer
-from mamer.data.corpora.mamer_base import LABELS, emodb_fold, read_mamer_base
+from mamer.checkpoint import read_meta
+from mamer.data.corpora.mamer_base import LABELS, emodb_fold, read_mamer_base, read_mamer_base_v2
 from mamer.data.manifest import corpus_of, read_manifest, write_manifest
+from mamer.workflows.inference.pretrained import builtin_folder
 from mamer.workflows.training.loop import train
 from test_corpora import DATA, needs_data  # the real corpora in ../shared/data
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "recipes" / "mamer_base"))  # the scripts import each other
+import candidate  # noqa: E402
 import compare  # noqa: E402
 import dev_selection  # noqa: E402
 import emodb_folds  # noqa: E402
@@ -30,15 +33,33 @@ ROWS = {"train": 12}  # rows kept per corpus and split; 6 in every other split
 def runs(tiny_config, tmp_path_factory) -> list[Path]:
     """Two seeds of the recipe (task both, the 7 classes, test split test_emodb) on a subsample of mamer-base."""
     folder = tmp_path_factory.mktemp("recipe")
-    kept: dict[tuple[str, str], list] = defaultdict(list)
-    for u in read_mamer_base(DATA).rows:
-        group = kept[u.split, corpus_of(u.id)]
-        if len(group) < ROWS.get(u.split, 6):
-            group.append(u)
-    write_manifest([u for group in kept.values() for u in group], folder / "manifest.jsonl")
+    write_manifest(few_rows(read_mamer_base(DATA).rows), folder / "manifest.jsonl")
     return [
         train(recipe_config(tiny_config, folder, "manifest.jsonl", f"seed{seed}", seed)) for seed in (0, 1)
     ]
+
+
+@pytest.fixture(scope="module")
+def candidate_run(tiny_config, tmp_path_factory) -> Path:
+    """The v2 config itself (nEMO, per-speaker normalisation, lone clips, nEMO's class part and draws) on a few
+    rows of each corpus of mamer-base v2."""
+    folder = tmp_path_factory.mktemp("candidate")
+    write_manifest(few_rows(read_mamer_base_v2(DATA).rows, train_per_class=2), folder / "manifest.jsonl")
+    options = [f"data.manifest={folder / 'manifest.jsonl'}", "data.audio_layers=[]", "data.text_layers=[]"]
+    options += ["train.epochs=1", f"run_dir={folder / 'v2'}"]
+    return train(tiny_config(folder, "mamer_base_v2", *options))
+
+
+def few_rows(rows: list, train_per_class: int | None = None) -> list:
+    """The first `ROWS` rows (6 where it names none) of each corpus in each split; with `train_per_class`, that
+    many train rows of each class of each corpus instead (so that every class part has rows to train)."""
+    kept: dict[tuple, list] = defaultdict(list)
+    for u in rows:
+        by_class = train_per_class is not None and u.split == "train"
+        group = kept[(u.split, corpus_of(u.id), u.label) if by_class else (u.split, corpus_of(u.id))]
+        if len(group) < (train_per_class if by_class else ROWS.get(u.split, 6)):
+            group.append(u)
+    return [u for group in kept.values() for u in group]
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +155,32 @@ def test_emodb_folds_groups_runs_by_their_test_speakers(runs, fold1_run, capsys)
         f"(standard error {std / 2**0.5:.3f}; mamer-base ≥ single-corpus on {(gaps[0] >= 0) + 1} of 2)"
         in spread
     )
+
+
+@needs_data
+def test_candidate_scores_the_speech_corpora_three_ways_beside_the_release(candidate_run, capsys):
+    """nEMO's rows trained (its class part and draws in the config) and tested; each speech corpus scored with
+    its speakers' clips, a corpus's clips and each clip alone, the text corpora once, the release beside them
+    (its text scores from its card)."""
+    out = candidate.main([str(candidate_run)])
+    rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3]): line for line in out.splitlines()}
+    for corpus, split in (("EmoDB", "test_emodb"), ("RAVDESS", "test_ravdess"), ("nEMO", "test_nemo")):
+        cells = [cell.strip() for cell in rows[corpus, "audio", "uar"].strip("|").split("|")[3:]]
+        assert all(re.fullmatch(r"\d\.\d{3}", cell) for cell in cells), cells
+        for grouping, cell in zip(candidate.GROUPINGS, cells[1:], strict=True):
+            report = json.loads((candidate_run / f"report_{split}_{grouping}" / "report.json").read_text())
+            assert float(cell) == pytest.approx(report["results"]["audio"]["uar"], abs=5e-4)
+            assert report["audio_normalise"].startswith("speaker")
+            assert report["n"]["audio"] == 6
+            fused = [cell.strip() for cell in rows[corpus, "audio+text", "uar"].strip("|").split("|")[3:]]
+            assert re.fullmatch(r"\d\.\d{3}", fused[0]), fused  # the release with the transcripts
+            assert float(fused[1 + list(candidate.GROUPINGS).index(grouping)]) == pytest.approx(
+                report["results"]["audio+text"]["uar"], abs=5e-4
+            )
+    meld = [cell.strip() for cell in rows["MELD", "text", "weighted_f1"].strip("|").split("|")[3:]]
+    assert float(meld[0]) == pytest.approx(
+        candidate.card_scores(builtin_folder("mamer-base"))["MELD", "weighted_f1"], abs=5e-4
+    )
+    assert meld[2:] == ["-", "-"]
+    meta = read_meta(candidate_run)
+    assert meta.run_config.train.corpus_oversample["nemo"] == 2 and meta.run_config.train.lone_share == 0.5

@@ -46,6 +46,11 @@ EmoDB's split is its speaker fold 0 of ``EMODB_FOLDS`` (`mamer.data.corpora.spea
 into five pairs; fold k tests pair k and develops on pair k+1). `emodb_folds` gives the joint manifest for every
 fold, EmoDB's rows resplit and the other corpora's unchanged (``mamer prepare --corpus mamer-base --folds 5``), for
 the cross-validated EmoDB comparison.
+
+mamer-base v2 (``mamer prepare --corpus mamer-base-v2``, issue 35) adds nEMO (Polish speech; anger, fear,
+happiness, neutral, sadness, and surprised as surprise) in its leave-speakers-out fold 1: ``test_nemo`` and
+``dev_nemo`` as for the other speech corpora. Its ``--folds 3`` leave one speech corpus out whole
+(`held_out_folds`): the release's recipe scored on voices and a language it never heard.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ from mamer.data.corpora.emodb import read_emodb
 from mamer.data.corpora.folds import speaker_folds
 from mamer.data.corpora.goemotions import read_goemotions
 from mamer.data.corpora.meld import read_meld
+from mamer.data.corpora.nemo import FOLDS as NEMO_FOLDS
+from mamer.data.corpora.nemo import nemo_folds, read_nemo
 from mamer.data.corpora.ravdess import read_ravdess
 from mamer.data.manifest import Utterance, corpus_of
 
@@ -89,6 +96,10 @@ MAPPINGS: dict[str, dict[str, str | None]] = {
     "meld": {**{name: name for name in LABELS if name != "happiness"}, "joy": "happiness"},
     "goemotions": {**{name: name for name in LABELS if name != "happiness"}, "joy": "happiness"},
     "emobank": {},
+    "nemo": {
+        **{name: name for name in LABELS if name not in ("disgust", "surprise")},
+        "surprised": "surprise",
+    },
 }
 READERS: dict[str, Callable[[Path], Prepared]] = {
     "emodb": read_emodb,
@@ -97,7 +108,9 @@ READERS: dict[str, Callable[[Path], Prepared]] = {
     "goemotions": read_goemotions,
     "emobank": read_emobank,
 }
-AUDIO_CORPORA = ("emodb", "ravdess")
+# mamer-base v2 (issue 35): the same corpora and nEMO, Polish speech (`read_mamer_base_v2`)
+V2_READERS: dict[str, Callable[[Path], Prepared]] = {**READERS, "nemo": read_nemo}
+AUDIO_CORPORA = ("emodb", "ravdess", "nemo")
 EMODB_FOLDS = 5  # EmoDB's split: its speaker fold 0 of five (test 03, 08; dev 09, 10; the other six train)
 # Every 8th GoEmotions train row (4,945 of 39,555 single-label rows), so that the whole recipe trains in about an
 # hour on 2 CPU cores; its dev and test rows are all kept.
@@ -112,19 +125,22 @@ def split_name(corpus: str, split: str) -> str:
     return split
 
 
-def read_mamer_base(root: Path) -> Prepared:
-    """Every corpus found under ``root`` in the mamer-base label space and splits; at least one must be there."""
+def read_mamer_base(root: Path, readers: dict[str, Callable[[Path], Prepared]] = READERS) -> Prepared:
+    """Every corpus of ``readers`` found under ``root`` in the mamer-base label space and splits; at least one
+    must be there."""
     root = Path(root)
-    found = [name for name in READERS if (root / name).is_dir()]
+    found = [name for name in readers if (root / name).is_dir()]
     if not found:
-        raise FileNotFoundError(f"{root}: none of {', '.join(f'{n}/' for n in READERS)} found; "
+        raise FileNotFoundError(f"{root}: none of {', '.join(f'{n}/' for n in readers)} found; "
                                 "point --root at a folder laid out like ../shared/data")  # fmt: skip
     out = Prepared()
-    missing = [name for name in READERS if name not in found]
+    missing = [name for name in readers if name not in found]
     if missing:
         out.notes.append(f"{root}: no {', '.join(f'{n}/' for n in missing)}: left out of mamer-base")
     for name in found:
-        part = READERS[name](root / name)
+        part = readers[name](root / name)
+        if name == "nemo":  # no official split: its EmoBox-style fold 1 (`nemo_folds`), as docs/results.md's
+            part.rows = nemo_folds(part.rows, NEMO_FOLDS)[0]
         out.problems += [f"{name}: {p}" for p in part.problems]
         out.notes += [f"{name}: {n}" for n in part.notes]
         rows, dropped = joint_rows(name, part.rows)
@@ -140,6 +156,32 @@ def read_mamer_base(root: Path) -> Prepared:
             )
     out.rows = emodb_fold(out.rows, 0, EMODB_FOLDS)
     return out
+
+
+def read_mamer_base_v2(root: Path) -> Prepared:
+    """mamer-base's corpora and nEMO (`V2_READERS`), in the same label space and splits; nEMO's are its
+    leave-speakers-out fold 1 (`nemo_folds`: test EB0, KS0, SM0, dev IC0; docs/results.md's nEMO fold 1)."""
+    return read_mamer_base(root, V2_READERS)
+
+
+def held_out_folds(rows: list[Utterance], k: int) -> list[list[Utterance]]:
+    """Leave one speech corpus out with the whole recipe (``mamer prepare --corpus mamer-base-v2 --folds 3``):
+    fold k puts every row of the k-th of `AUDIO_CORPORA` (EmoDB, RAVDESS, nEMO) in ``test_<corpus>``, its train
+    and dev rows too, and leaves the other corpora's rows as they are."""
+    if k != len(AUDIO_CORPORA):
+        raise ValueError(
+            f"leaving one speech corpus out gives {len(AUDIO_CORPORA)} folds (one per corpus), not {k}"
+        )
+    present = {corpus_of(u.id) for u in rows}
+    missing = [corpus for corpus in AUDIO_CORPORA if corpus not in present]
+    if missing:
+        raise ValueError(
+            f"--folds leaves each speech corpus out in turn; this root has no {', '.join(missing)}"
+        )
+    return [
+        [dataclasses.replace(u, split=f"test_{held}") if corpus_of(u.id) == held else u for u in rows]
+        for held in AUDIO_CORPORA
+    ]
 
 
 def emodb_folds(rows: list[Utterance], k: int) -> list[list[Utterance]]:

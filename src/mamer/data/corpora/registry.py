@@ -14,7 +14,7 @@ from mamer.data.corpora.emodb import read_emodb
 from mamer.data.corpora.folds import speaker_of
 from mamer.data.corpora.goemotions import read_goemotions
 from mamer.data.corpora.iemocap import read_iemocap, session_of
-from mamer.data.corpora.mamer_base import emodb_folds, read_mamer_base
+from mamer.data.corpora.mamer_base import emodb_folds, held_out_folds, read_mamer_base, read_mamer_base_v2
 from mamer.data.corpora.meld import read_meld
 from mamer.data.corpora.msp_podcast import read_msp_podcast
 from mamer.data.corpora.nemo import FOLDS as NEMO_FOLDS
@@ -59,6 +59,8 @@ CORPORA: dict[str, Corpus] = {
         read_speech_corpora, default_folds=len(SPEECH_CORPORA), folds=True, cut_folds=leave_one_corpus_out
     ),
     "mamer-base": Corpus(read_mamer_base, folds=True, cut_folds=emodb_folds),  # EmoDB's speakers only
+    # mamer-base's corpora and nEMO (issue 35); fold k leaves speech corpus k (EmoDB, RAVDESS, nEMO) out whole
+    "mamer-base-v2": Corpus(read_mamer_base_v2, folds=True, cut_folds=held_out_folds),
     "manifest": Corpus(read_generic, folds=True, user_labels=True),
 }
 ALIASES = {"msp_podcast": "msp-podcast"}
