@@ -1,5 +1,6 @@
-"""The mamer-base recipe scripts end to end: the dev selection rule, the release and the comparison with
-single-corpus models, on a few real rows of each of the five corpora (tiny random-initialised model, logmel + hashed text)."""
+"""The mamer-base recipe scripts end to end: the dev selection rule, the release, the comparison with
+single-corpus models and a v2 candidate beside the release, on a few real rows of each corpus (tiny
+random-initialised model, logmel + hashed text)."""
 
 import json
 import re

@@ -7,10 +7,10 @@ release's card has (`release.TESTS`) and on nEMO's (`test_nemo`), the view and m
 speech corpora also with their transcripts (audio+text: is fusion ever worse than audio alone?). A candidate
 trained with `audio_normalise: speaker` is scored on the speech corpora three ways: each clip standardised by its
 speaker's clips, by all the test corpus's clips as one group (a folder from one source, `--one-source`), and each
-clip alone (what `predict` does with one clip). The released model is scored on the same audio rows as a user runs
-it (`EmotionRecognizer.predict_batch`, the clips alone and with their transcripts); its text scores are its card's (the suite checks that the
-shipped weights reproduce the card). Cells are the mean ± std over the runs given. Reports go to
-`RUN/report_<split>_<grouping>/`.
+clip alone (what `predict` does with one clip). The released model is scored on the same audio rows as a user
+runs it (`EmotionRecognizer.predict_batch`, the clips alone and with their transcripts); its text scores are its
+card's (the suite checks that the shipped weights reproduce the card). Cells are the mean ± std over the runs
+given. Reports go to `RUN/report_<split>_<grouping>/`.
 """
 
 from __future__ import annotations
