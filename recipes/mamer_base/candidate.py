@@ -24,7 +24,7 @@ from release import TESTS
 
 from mamer import EmotionRecognizer
 from mamer.checkpoint import read_meta
-from mamer.data.manifest import read_manifest
+from mamer.data.manifest import Utterance, read_manifest
 from mamer.metrics import categorical_metrics
 from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.evaluation.lineage import card_header, read_card
@@ -53,14 +53,16 @@ def candidate_scores(run: Path, split: str) -> dict[str, dict[str, dict[str, flo
     return found
 
 
-def released_scores(recognizer: EmotionRecognizer, manifest: Path, split: str) -> dict[str, dict[str, float]]:
+def released_scores(
+    recognizer: EmotionRecognizer, manifest: list[Utterance], split: str
+) -> dict[str, dict[str, float]]:
     """view -> metrics of the released model on a split's audio rows of ``manifest``, each clip alone: its
     audio, and its audio with its transcript (audio+text)."""
-    rows = [u for u in read_manifest(manifest)[0] if u.split == split and u.audio is not None and u.label]
+    rows = [u for u in manifest if u.split == split and u.audio is not None and u.label]
     index = {label: i for i, label in enumerate(recognizer.labels)}
     unknown = sorted({u.label for u in rows} - set(index))
     if unknown:
-        raise ValueError(f"{manifest} ({split}): classes {unknown} are not the release's {recognizer.labels}")
+        raise ValueError(f"{split}: classes {unknown} are not the release's {recognizer.labels}")
     truth = np.array([index[u.label] for u in rows])
     found = {}
     for view, items in (("audio", [{"audio": u.audio} for u in rows]),
@@ -84,8 +86,8 @@ def table(runs: list[Path], release: str) -> str:
     """The markdown table: a row per test split of the first run's manifest, view and metric."""
     folder = builtin_folder(release) if not Path(release).exists() else Path(release)
     card, recognizer = card_scores(folder), EmotionRecognizer.load(str(folder))
-    manifest = Path(read_meta(runs[0]).run_config.data.manifest)
-    splits = {u.split for u in read_manifest(manifest)[0]}
+    manifest = read_manifest(read_meta(runs[0]).run_config.data.manifest)[0]
+    splits = {u.split for u in manifest}
     columns = ["v1 (released), each clip alone", *(f"candidate: {name}" for name in GROUPINGS.values())]
     lines = [f"| test set | view | metric | {' | '.join(columns)} |", "|---" * (3 + len(columns)) + "|"]
     for split, (corpus, view, metrics) in CANDIDATE_TESTS.items():

@@ -108,8 +108,17 @@ READERS: dict[str, Callable[[Path], Prepared]] = {
     "goemotions": read_goemotions,
     "emobank": read_emobank,
 }
+
+
+def read_nemo_fold1(root: Path) -> Prepared:
+    """nEMO's rows split as its EmoBox-style leave-speakers-out fold 1 (`nemo_folds`; it has no official split)."""
+    part = read_nemo(root)
+    part.rows = nemo_folds(part.rows, NEMO_FOLDS)[0]
+    return part
+
+
 # mamer-base v2 (issue 35): the same corpora and nEMO, Polish speech (`read_mamer_base_v2`)
-V2_READERS: dict[str, Callable[[Path], Prepared]] = {**READERS, "nemo": read_nemo}
+V2_READERS: dict[str, Callable[[Path], Prepared]] = {**READERS, "nemo": read_nemo_fold1}
 AUDIO_CORPORA = ("emodb", "ravdess", "nemo")
 EMODB_FOLDS = 5  # EmoDB's split: its speaker fold 0 of five (test 03, 08; dev 09, 10; the other six train)
 # Every 8th GoEmotions train row (4,945 of 39,555 single-label rows), so that the whole recipe trains in about an
@@ -139,8 +148,6 @@ def read_mamer_base(root: Path, readers: dict[str, Callable[[Path], Prepared]] =
         out.notes.append(f"{root}: no {', '.join(f'{n}/' for n in missing)}: left out of mamer-base")
     for name in found:
         part = readers[name](root / name)
-        if name == "nemo":  # no official split: its EmoBox-style fold 1 (`nemo_folds`), as docs/results.md's
-            part.rows = nemo_folds(part.rows, NEMO_FOLDS)[0]
         out.problems += [f"{name}: {p}" for p in part.problems]
         out.notes += [f"{name}: {n}" for n in part.notes]
         rows, dropped = joint_rows(name, part.rows)
