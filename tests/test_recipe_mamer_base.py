@@ -14,6 +14,7 @@ from mamer import EmotionRecognizer
 from mamer.checkpoint import read_meta
 from mamer.data.corpora.mamer_base import LABELS, emodb_fold, read_mamer_base, read_mamer_base_v2
 from mamer.data.manifest import corpus_of, read_manifest, write_manifest
+from mamer.workflows.evaluation.lineage import card_lineage
 from mamer.workflows.inference.pretrained import builtin_folder
 from mamer.workflows.training.loop import train
 from test_corpora import DATA, needs_data  # the real corpora in ../shared/data
@@ -111,13 +112,27 @@ def test_release_writes_a_model_that_loads_with_its_test_scores_on_the_card(runs
     assert {p.name for p in out_dir.iterdir()} >= {"config.json", "model.safetensors", "README.md"}
     card = (out_dir / "README.md").read_text()
     assert "model-index" in card and "cc-by-nc-sa-4.0" in card
-    for split, (corpus, view, metrics) in release.TESTS.items():
+    lineage = card_lineage(card)
+    assert lineage["datasets"] == ["EmoDB", "RAVDESS", "MELD", "GoEmotions", "EmoBank"]
+    assert lineage["language"] == ["en", "de"] and "nEMO" not in out
+    for split in release.test_splits(runs[1]):
+        corpus, view, metrics = release.TESTS[split]
         report = json.loads((runs[1] / f"report_{split}" / "report.json").read_text())
         for metric in metrics:
             value = report["results"][view][metric]
             assert f"| {corpus} | {view} | {metric} | {value:.3f} |" in out
     prediction = EmotionRecognizer.from_pretrained(out_dir).predict(text="I can't believe you did that!")
     assert prediction.label in LABELS
+
+
+@needs_data
+def test_release_of_a_v2_run_names_nemo_and_polish_on_its_card(candidate_run, tmp_path, capsys):
+    out = run_main(release, [str(candidate_run), str(tmp_path / "release")], capsys)
+    lineage = card_lineage((tmp_path / "release" / "README.md").read_text())
+    assert lineage["datasets"] == ["EmoDB", "RAVDESS", "nEMO", "MELD", "GoEmotions", "EmoBank"]
+    assert lineage["language"] == ["en", "de", "pl"]
+    report = json.loads((candidate_run / "report_test_nemo" / "report.json").read_text())
+    assert f"| nEMO | audio | uar | {report['results']['audio']['uar']:.3f} |" in out
 
 
 @needs_data

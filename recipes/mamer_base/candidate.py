@@ -2,8 +2,8 @@
 
     python recipes/mamer_base/candidate.py RUN [RUN ...] [--release mamer-base] [--out FILE]
 
-Each candidate run (a seed of config `mamer_base_v2`) is scored on every test split of its manifest that the
-release's card has (`release.TESTS`) and on nEMO's (`test_nemo`), the view and metrics of the card, and the
+Each candidate run (a seed of config `mamer_base_v2`) is scored on every test split of its manifest that a
+release's card can have (`release.TESTS`, nEMO's included), the view and metrics of the card, and the
 speech corpora also with their transcripts (audio+text: is fusion ever worse than audio alone?). A candidate
 trained with `audio_normalise: speaker` is scored on the speech corpora three ways: each clip standardised by its
 speaker's clips, by all the test corpus's clips as one group (a folder from one source, `--one-source`), and each
@@ -30,20 +30,19 @@ from mamer.workflows.evaluation.evaluate import evaluate_run
 from mamer.workflows.evaluation.lineage import card_header, read_card
 from mamer.workflows.inference.pretrained import builtin_folder
 
-CANDIDATE_TESTS = {**TESTS, "test_nemo": ("nEMO", "audio", ("uar", "macro_f1"))}
 GROUPINGS = {"speaker": "speaker's clips", "corpus": "corpus's clips as one group", "none": "each clip alone"}
 
 
 def views_of(split: str) -> list[str]:
     """The views a split is scored on: the card's, and audio+text beside audio."""
-    view = CANDIDATE_TESTS[split][1]
+    view = TESTS[split][1]
     return [view, "audio+text"] if view == "audio" else [view]
 
 
 def candidate_scores(run: Path, split: str) -> dict[str, dict[str, dict[str, float]]]:
     """grouping -> view -> metric -> value of one run on one split: the three groupings for the speech corpora
     of a model normalised per speaker, else `speaker` alone (the groups change nothing then)."""
-    _, view, metrics = CANDIDATE_TESTS[split]
+    _, view, metrics = TESTS[split]
     normalised = read_meta(run).run_config.model.audio_normalise == "speaker"
     groupings = list(GROUPINGS) if view == "audio" and normalised else ["speaker"]
     found = {}
@@ -90,7 +89,7 @@ def table(runs: list[Path], release: str) -> str:
     splits = {u.split for u in manifest}
     columns = ["v1 (released), each clip alone", *(f"candidate: {name}" for name in GROUPINGS.values())]
     lines = [f"| test set | view | metric | {' | '.join(columns)} |", "|---" * (3 + len(columns)) + "|"]
-    for split, (corpus, view, metrics) in CANDIDATE_TESTS.items():
+    for split, (corpus, view, metrics) in TESTS.items():
         if split not in splits:
             continue
         per_run = [candidate_scores(run, split) for run in runs]

@@ -3,9 +3,9 @@ docs/mamer-base.md.
 
     python recipes/mamer_base/compare.py --mamer-base RUN [RUN ...] --single-corpus RUN [RUN ...]
 
-Every mamer-base run is scored on each corpus's test split (`release.TESTS`: the view and metrics per corpus),
-every single-corpus run on its own config's `data.test_split`; each score is the mean ± std over the runs
-given (seeds), with the single runs' values beside it. Reports go to `RUN/report_<split>/`.
+Every mamer-base run is scored on each corpus's test split that its manifest holds (`release.TESTS`: the view
+and metrics per corpus), every single-corpus run on its own config's `data.test_split`; each score is the mean ±
+std over the runs given (seeds), with the single runs' values beside it. Reports go to `RUN/report_<split>/`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import statistics
 from pathlib import Path
 
-from release import TESTS
+from release import TESTS, test_splits
 
 from mamer.checkpoint import read_meta
 from mamer.workflows.evaluation.evaluate import evaluate_run
@@ -64,6 +64,8 @@ def table(base: dict[str, list[dict]], single: dict[str, list[dict]]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for split, (corpus, view, metrics) in TESTS.items():
+        if split not in base and split not in single:
+            continue
         own = [f"{metric} (own classes)" for metric in metrics] if split in OWN_CLASSES else []
         for metric in [*metrics, *own]:
             ours = [scores[metric] for scores in base.get(split, [])]
@@ -92,7 +94,8 @@ def show(text: str, out: Path | None) -> None:
 def main() -> None:
     parser = runs_parser(__doc__, "mamer-base runs (seeds)", "single-corpus runs (same recipe), any corpus")
     args = parser.parse_args()
-    base = {split: [run_scores(run, split) for run in args.mamer_base] for split in TESTS}
+    splits = test_splits(args.mamer_base[0])
+    base = {split: [run_scores(run, split) for run in args.mamer_base] for split in splits}
     single: dict[str, list[dict]] = {}
     for run in args.single_corpus:
         split = read_meta(run).run_config.data.test_split
