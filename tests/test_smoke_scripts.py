@@ -97,6 +97,10 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
     "benchmarks/extract_speed.py": lambda i: [
         "--smoke", "--utterances", "12", "--encoders", "wavlm-base", "--wavlm-layers", "-1",
     ],
+    "benchmarks/degraded_input.py": lambda i: [
+        "--model", i.run, "--manifest", i.corpus, "--split", "test", "--limit", "4",
+        "--conditions", "clean,telephone,babble10", "--groups", "none,speaker",
+    ],
     "benchmarks/extract_speed.py [--batching]": lambda i: [
         "--smoke", "--batching", "--data", str(i.data), "--utterances", "2", "--join", "2", "--repeats", "1",
         "--sizes", "1,auto", "--encoders", "wavlm-base",

@@ -54,6 +54,37 @@ def _join(args: argparse.Namespace) -> None:
         print(f"{path}: {len(rows)} rows")
 
 
+def _augment(args: argparse.Namespace) -> None:
+    from mamer.data.augment import AugmentError, augment_manifest
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % 200 == 0:
+            print(f"{done}/{total} rows", file=sys.stderr)
+
+    try:
+        result = augment_manifest(
+            Path(args.manifest),
+            Path(args.out),
+            args.copies,
+            args.kinds.split(","),
+            args.seed,
+            args.splits.split(","),
+            args.force,
+            args.per_speaker,
+            progress,
+        )
+    except AugmentError as err:
+        raise SystemExit(f"error: {err}") from err
+    for message in result.problems:
+        print(message, file=sys.stderr)
+    for row, reason in result.skipped.items():
+        print(f"skipped {row}: {reason}", file=sys.stderr)
+    print(
+        f"{result.written} copies written, {result.kept} kept from before, {len(result.skipped)} rows skipped"
+    )
+    print(f"manifest: {result.manifest}")
+
+
 def _extract(args: argparse.Namespace) -> None:
     from mamer import distributed
     from mamer.data.cache import cache_summary
@@ -155,6 +186,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="joint manifest; OUT_<name> gets each part alone")
     p.set_defaults(func=_join)
+
+    p = sub.add_parser(
+        "augment", help="degraded copies of a manifest's training clips, and a manifest with them"
+    )
+    p.add_argument("--manifest", required=True, help="manifest (.jsonl/.csv) whose clips to copy")
+    p.add_argument("--out", required=True, help="folder: OUT/manifest.jsonl, OUT/audio/, what made each copy")
+    p.add_argument("--copies", type=int, default=1, help="degraded copies of each clip (default 1)")
+    p.add_argument(
+        "--kinds",
+        default="speed,gain,reverb,noise,babble,telephone,codec",
+        help="the degradations a copy's chain is drawn from (default: all of these)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seeds every chain: the same seed, the same copies")
+    p.add_argument("--splits", default="train", help="comma-separated splits whose clips get copies")
+    p.add_argument("--force", action="store_true", help="write over an augmentation made with other settings")
+    p.add_argument(
+        "--per-speaker",
+        action="store_true",
+        help="a speaker's k-th copies share one chain (a recording session) and are a speaker of their own",
+    )
+    p.set_defaults(func=_augment)
 
     p = sub.add_parser("extract", help="extract (or resume) the frozen-encoder feature cache of a manifest")
     p.add_argument("--manifest", "--corpus", required=True, help="manifest (.jsonl/.csv) of the corpus")
