@@ -153,7 +153,7 @@ SMOKE: dict[str, Callable[[Inputs], list[str]] | Elsewhere] = {
         "data.text_encoder=hashed", "data.audio_layers=[]", "data.text_layers=[]", *TINY, "train.epochs=1",
     ],
     "recipes/mamer_base/run.sh [v2]": lambda i: [
-        "CONFIG=mamer_base_v2", f"WORK={i.tmp / 'work'}", f"RELEASE={i.tmp / 'release'}", i.data_root,
+        "CONFIG=mamer_base_v2", "AUGMENT=per-speaker", f"WORK={i.tmp / 'work'}", f"RELEASE={i.tmp / 'release'}", i.data_root,
         "data.audio_encoder=logmel", "data.text_encoder=hashed", "data.audio_layers=[]", "data.text_layers=[]",
         *TINY, "train.epochs=1",
     ],
