@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import zlib
+from itertools import islice
 
 import numpy as np
 
@@ -51,8 +52,8 @@ def degraded_waves(rows, waves: list[np.ndarray], condition: str) -> list[np.nda
     """Each clip through `condition`; babble from 4 clips of other speakers (the next ones in the split's order)."""
     out = []
     for i, (u, wave) in enumerate(zip(rows, waves, strict=True)):
-        others = [waves[j % len(waves)] for j in range(i + 1, i + len(waves))
-                  if rows[j % len(rows)].speaker != u.speaker][:4]  # fmt: skip
+        following = (j % len(rows) for j in range(i + 1, i + len(rows)))
+        others = [waves[j] for j in islice((j for j in following if rows[j].speaker != u.speaker), 4)]
         out.append(apply_chain(wave, seeded(CONDITIONS[condition], u.id), others or [wave]))
     return out
 

@@ -116,7 +116,8 @@ def augment_manifest(
     chains: dict[str, list] = {}
     done = 0
     for u in targets:
-        planned = _chains(u, copies, kinds, seed, bool(_others(pool, u)), per_speaker)
+        others = _others(pool, u)
+        planned = _chains(u, copies, kinds, seed, bool(others), per_speaker)
         wave = None
         for k, chain in enumerate(planned, start=1):
             path = copy_path(out, u.id, k)
@@ -130,9 +131,9 @@ def augment_manifest(
                 except AudioLoadError as err:
                     result.skipped[u.id] = str(err)
                     break
-            others = _others(pool, u)
-            np.random.default_rng([seed, zlib.crc32(u.id.encode()), k]).shuffle(others)
-            degraded = apply_chain(wave, chain, others)
+            babble_from = list(others)
+            np.random.default_rng([seed, zlib.crc32(u.id.encode()), k]).shuffle(babble_from)
+            degraded = apply_chain(wave, chain, babble_from)
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write(
                 path, lambda tmp, w=degraded: sf.write(str(tmp), w, SR, format="FLAC", subtype="PCM_16")
@@ -237,10 +238,4 @@ def _write_outputs(
                     u, id=augmented_id(u.id, k), audio=copy_path(out, u.id, k), speaker=speaker
                 )
                 joined.append(copy)
-
-    def write(tmp: Path) -> None:  # write_manifest picks its format by the suffix, which tmp lacks
-        staged = tmp.with_suffix(".jsonl")
-        write_manifest(joined, staged)
-        staged.replace(tmp)
-
-    atomic_write(result.manifest, write)
+    write_manifest(joined, result.manifest)  # atomic

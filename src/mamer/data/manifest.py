@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mamer.atomic import atomic_write
 from mamer.data.textfile import csv_records, decode_lines
 from mamer.modality import DIMENSIONS
 
@@ -307,18 +308,24 @@ def _number(value: Any) -> tuple[float | None, str | None]:
 
 
 def write_manifest(rows: list[Utterance], path: Path) -> None:
-    """Write utterances as a ``.jsonl`` (or ``.csv``) manifest, audio paths relative to its folder."""
+    """Write utterances as a ``.jsonl`` (or ``.csv``) manifest, audio paths relative to its folder; atomically,
+    so a run killed while writing leaves the manifest that was there, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     records = [_record(u, path.parent) for u in rows]
-    if path.suffix.lower() == ".csv":
-        with path.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            writer.writeheader()
-            writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
-    else:
-        with path.open("w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    as_csv = path.suffix.lower() == ".csv"
+
+    def write(tmp: Path) -> None:
+        if as_csv:
+            with tmp.open("w", encoding="utf-8", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=FIELDS)
+                writer.writeheader()
+                writer.writerows({k: "" if v is None else v for k, v in r.items()} for r in records)
+        else:
+            with tmp.open("w", encoding="utf-8") as f:
+                f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+    atomic_write(path, write)
 
 
 def _record(u: Utterance, folder: Path) -> dict[str, Any]:
